@@ -1,0 +1,110 @@
+//! Project tasks: `cargo xtask <task>`.
+//!
+//! | task | what |
+//! | --- | --- |
+//! | `setup` | makes this machine ready: Debian packages, bpf-linker, bpffs |
+//! | `build-ebpf` | builds the kernel programs into one BPF object with BTF |
+//! | `test` | setup, then every test of the workspace (real kernel, needs root) |
+//! | `lint` | rustfmt and clippy, as CI runs them |
+//! | `demo` | setup, then the demo topology with the agent and real traffic |
+
+mod demo;
+mod setup;
+mod shell;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "lattice project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Makes this machine ready to build and test lattice (idempotent; says what it does).
+    Setup,
+    /// Builds the eBPF programs into one object with BTF.
+    BuildEbpf {
+        /// Build with the release profile (both are optimised; the verifier needs it).
+        #[arg(long)]
+        release: bool,
+    },
+    /// Runs setup, then every test of the workspace against the real kernel (root).
+    Test {
+        /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
+        #[arg(last = true)]
+        cargo_test_args: Vec<String>,
+    },
+    /// rustfmt --check and clippy -D warnings over the workspace.
+    Lint,
+    /// Runs setup, then the demo: a topology of network namespaces shaped like
+    /// config-contract.yaml, the agent on it, real traffic, and a report.
+    Demo,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    match cli.task {
+        Task::Setup => setup::run(),
+        Task::BuildEbpf { release } => build_ebpf(&root, release),
+        Task::Test { cargo_test_args } => {
+            setup::run()?;
+            step("running every test of the workspace (cargo test --workspace)");
+            let mut args = vec!["test", "--workspace", "--no-fail-fast"];
+            if !cargo_test_args.is_empty() {
+                args.push("--");
+                args.extend(cargo_test_args.iter().map(String::as_str));
+            }
+            shell::cargo(&root, &args)
+        }
+        Task::Lint => {
+            step("cargo fmt --all --check");
+            shell::cargo(&root, &["fmt", "--all", "--check"])?;
+            step("cargo clippy --workspace --all-targets -- -D warnings");
+            shell::cargo(
+                &root,
+                &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+            )
+        }
+        Task::Demo => {
+            setup::run()?;
+            demo::run(&root)
+        }
+    }
+}
+
+fn build_ebpf(root: &std::path::Path, release: bool) -> anyhow::Result<()> {
+    let profile = if release {
+        lattice_ebpf_build::Profile::Release
+    } else {
+        lattice_ebpf_build::Profile::Dev
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = lattice_ebpf_build::build(root, PathBuf::from(cargo).as_path(), profile)?;
+    let copy = lattice_ebpf_build::target_dir(root).join("lattice.bpf.o");
+    std::fs::copy(&built.object, &copy)
+        .with_context(|| format!("copying {} to {}", built.object.display(), copy.display()))?;
+    println!("built {} with {}", built.object.display(), built.toolchain);
+    println!("copied to {}", copy.display());
+    println!("inspect: bpftool btf dump file {}", copy.display());
+    Ok(())
+}
+
+/// The workspace root: xtask lives one level below it.
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the workspace")
+        .to_path_buf()
+}
+
+/// Announces a step, so a newcomer sees what the task is doing.
+pub fn step(what: &str) {
+    println!("==> {what}");
+}

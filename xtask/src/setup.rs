@@ -1,0 +1,170 @@
+//! `cargo xtask setup`: makes a Debian machine ready to build, test and run lattice.
+//! Idempotent: it checks first and only does what is missing, and says what it did.
+
+use std::{fs, process::Command};
+
+use anyhow::{bail, Context as _};
+use lattice_ebpf_build::{detect_toolchain, find_linker, llvm_major, Toolchain};
+
+use crate::{shell, step};
+
+/// Tools the tests, the demo and operators use: `ip`/`tc` (namespaces, veths), `bpftool`
+/// (inspecting pinned maps), curl (a real HTTP client), openssl (demo certificates).
+const RUNTIME_PACKAGES: &[&str] = &["iproute2", "bpftool", "curl", "openssl", "ca-certificates"];
+/// Debian's compiler whose `core` sources Debian ships (rustup can't fetch rust-src here).
+const DEBIAN_RUST_PACKAGES: &[&str] = &["rustc-web", "rust-web-src"];
+/// The LLVM version Debian's rustc-web 1.96 uses.
+const DEBIAN_RUSTC_LLVM: u32 = 22;
+/// bpf-linker version range known to work with aya-ebpf 0.2.
+const BPF_LINKER_VERSION: &str = "^0.13";
+
+pub fn run() -> anyhow::Result<()> {
+    step("setup: checking this machine (Debian packages, eBPF toolchain, bpf-linker, bpffs)");
+    if !cfg!(target_os = "linux") {
+        bail!("lattice runs on Linux only (it loads eBPF programs)");
+    }
+    let root = is_root()?;
+
+    let mut wanted: Vec<String> = RUNTIME_PACKAGES.iter().map(|s| s.to_string()).collect();
+    let toolchain = detect_toolchain().ok();
+    if toolchain.is_none() {
+        wanted.extend(DEBIAN_RUST_PACKAGES.iter().map(|s| s.to_string()));
+    }
+    let llvm = toolchain
+        .as_ref()
+        .and_then(llvm_major)
+        .unwrap_or(DEBIAN_RUSTC_LLVM);
+    let need_linker = find_linker().is_none();
+    if need_linker {
+        // To build bpf-linker against the compiler's LLVM.
+        wanted.extend([
+            format!("llvm-{llvm}-dev"),
+            format!("libpolly-{llvm}-dev"),
+            "libzstd-dev".into(),
+            "zlib1g-dev".into(),
+        ]);
+    }
+    install_packages(&wanted, root)?;
+
+    let toolchain = detect_toolchain().context("after installing Debian's rustc-web")?;
+    println!("    eBPF toolchain: {toolchain}");
+    if let Toolchain::DebianRustcWeb { .. } = toolchain {
+        println!(
+            "    (a rustup toolchain with rust-src would be preferred; none found: \
+             `rustup toolchain install nightly --component rust-src` where rustup can fetch it)"
+        );
+    }
+    let llvm = llvm_major(&toolchain).unwrap_or(DEBIAN_RUSTC_LLVM);
+    match find_linker() {
+        Some(path) => println!("    bpf-linker: {} (present)", path.display()),
+        None => install_bpf_linker(llvm)?,
+    }
+    ensure_bpffs(root)?;
+    match cgroup2_mount()? {
+        Some(mount) => println!("    cgroup2: mounted at {mount}"),
+        None => bail!("no cgroup2 filesystem is mounted (see /proc/mounts); lattice's cgroup programs need one"),
+    }
+    println!("    setup complete");
+    Ok(())
+}
+
+fn is_root() -> anyhow::Result<bool> {
+    let uid = shell::output(Command::new("id").arg("-u"))?;
+    Ok(uid.trim() == "0")
+}
+
+fn installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn install_packages(wanted: &[String], root: bool) -> anyhow::Result<()> {
+    if !shell::have("dpkg-query") || !shell::have("apt-get") {
+        bail!(
+            "this is not a Debian-like system (no dpkg-query/apt-get): install these packages \
+             or their equivalents yourself: {}",
+            wanted.join(" ")
+        );
+    }
+    let missing: Vec<&str> = wanted
+        .iter()
+        .map(String::as_str)
+        .filter(|p| !installed(p))
+        .collect();
+    if missing.is_empty() {
+        println!("    Debian packages: all present ({})", wanted.join(" "));
+        return Ok(());
+    }
+    if !root {
+        bail!(
+            "missing Debian packages {}; run setup as root so it can install them",
+            missing.join(" ")
+        );
+    }
+    println!("    installing Debian packages: {}", missing.join(" "));
+    shell::status(
+        Command::new("apt-get")
+            .args(["update", "-qq"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    shell::status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .with_context(|| {
+        format!(
+            "installing {} (on Debian 12, rustc-web, rust-web-src and llvm-22-dev come from \
+             bookworm-security)",
+            missing.join(" ")
+        )
+    })
+}
+
+fn install_bpf_linker(llvm: u32) -> anyhow::Result<()> {
+    println!("    building bpf-linker {BPF_LINKER_VERSION} against LLVM {llvm} (about a minute)");
+    let llvm_bin = format!("/usr/lib/llvm-{llvm}/bin");
+    let path = std::env::var("PATH").unwrap_or_default();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    shell::status(
+        Command::new(cargo)
+            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
+            .args(["--no-default-features", "--features", &format!("llvm-{llvm}")])
+            .env("PATH", format!("{llvm_bin}:{path}")),
+    )
+    .context("building bpf-linker")?;
+    if find_linker().is_none() {
+        bail!("bpf-linker was installed but is not on PATH nor in cargo's bin directory");
+    }
+    Ok(())
+}
+
+fn ensure_bpffs(root: bool) -> anyhow::Result<()> {
+    let mounts = fs::read_to_string("/proc/mounts").context("reading /proc/mounts")?;
+    let mounted = mounts.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 2 && f[1] == "/sys/fs/bpf" && f[2] == "bpf"
+    });
+    if mounted {
+        println!("    bpffs: mounted at /sys/fs/bpf");
+        return Ok(());
+    }
+    if !root {
+        bail!("bpffs is not mounted at /sys/fs/bpf; run setup as root to mount it");
+    }
+    shell::status(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))?;
+    println!("    bpffs: mounted it at /sys/fs/bpf");
+    Ok(())
+}
+
+fn cgroup2_mount() -> anyhow::Result<Option<String>> {
+    let mounts = fs::read_to_string("/proc/mounts").context("reading /proc/mounts")?;
+    Ok(mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 2 && f[2] == "cgroup2").then(|| f[1].to_owned())
+    }))
+}
