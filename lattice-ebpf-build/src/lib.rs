@@ -40,7 +40,10 @@ pub enum BuildError {
     /// bpf-linker is not installed.
     NoLinker,
     /// A command could not be started.
-    Spawn { what: String, source: std::io::Error },
+    Spawn {
+        what: String,
+        source: std::io::Error,
+    },
     /// The cargo build of the eBPF crate failed.
     BuildFailed { command: String, status: String },
     /// The build finished but the object is not where it should be.
@@ -96,9 +99,15 @@ pub enum Toolchain {
 impl fmt::Display for Toolchain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Toolchain::RustupWithSrc { name } => write!(f, "rustup toolchain `{name}` with rust-src"),
+            Toolchain::RustupWithSrc { name } => {
+                write!(f, "rustup toolchain `{name}` with rust-src")
+            }
             Toolchain::DebianRustcWeb { rustc } => {
-                write!(f, "Debian rustc-web ({}) with rust-web-src", rustc.display())
+                write!(
+                    f,
+                    "Debian rustc-web ({}) with rust-web-src",
+                    rustc.display()
+                )
             }
         }
     }
@@ -179,7 +188,9 @@ pub fn detect_toolchain() -> Result<Toolchain, BuildError> {
             )),
         }
     } else {
-        tried.push(format!("{DEBIAN_RUSTC}: not installed (Debian package rustc-web)"));
+        tried.push(format!(
+            "{DEBIAN_RUSTC}: not installed (Debian package rustc-web)"
+        ));
     }
     Err(BuildError::NoToolchain { tried })
 }
@@ -194,7 +205,9 @@ pub fn llvm_major(toolchain: &Toolchain) -> Option<u32> {
     }
     .ok()?;
     let text = String::from_utf8_lossy(&output.stdout);
-    let version = text.lines().find_map(|l| l.strip_prefix("LLVM version: "))?;
+    let version = text
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))?;
     version.split('.').next()?.trim().parse().ok()
 }
 
@@ -238,10 +251,7 @@ pub fn build(workspace_root: &Path, cargo: &Path, profile: Profile) -> Result<Bu
             c
         }
     };
-    let mut path = vec![linker
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()];
+    let mut path = vec![linker.parent().map(Path::to_path_buf).unwrap_or_default()];
     if Path::new(DEBIAN_LLVM_BIN).is_dir() {
         path.push(PathBuf::from(DEBIAN_LLVM_BIN));
     }
@@ -253,7 +263,10 @@ pub fn build(workspace_root: &Path, cargo: &Path, profile: Profile) -> Result<Bu
         .env("RUSTC_BOOTSTRAP", "1")
         // Debug info becomes BTF through bpf-linker: `bpftool btf dump` and typed
         // `bpftool map dump` need it.
-        .env("CARGO_ENCODED_RUSTFLAGS", "-Cdebuginfo=2\u{1f}-Clink-arg=--btf")
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            "-Cdebuginfo=2\u{1f}-Clink-arg=--btf",
+        )
         .current_dir(workspace_root.join(EBPF_CRATE_DIR))
         .args(["build", "--target", BPF_TARGET, "-Z", "build-std=core"])
         // aya-build (a build dependency of aya-ebpf) declares a rust-version newer than
@@ -285,7 +298,12 @@ pub fn build(workspace_root: &Path, cargo: &Path, profile: Profile) -> Result<Bu
 /// Removes what an outer cargo (the agent's build script runs inside one) sets for its
 /// own build, so the inner build of a different target is not steered by it.
 fn scrub_cargo_env(cmd: &mut Command) {
-    const KEEP: &[&str] = &["CARGO_HOME", "CARGO_NET_OFFLINE", "CARGO_HTTP_", "CARGO_REGISTRIES_"];
+    const KEEP: &[&str] = &[
+        "CARGO_HOME",
+        "CARGO_NET_OFFLINE",
+        "CARGO_HTTP_",
+        "CARGO_REGISTRIES_",
+    ];
     for (key, _) in env::vars_os() {
         let Some(key) = key.to_str() else { continue };
         let cargo_var = key.starts_with("CARGO_") && !KEEP.iter().any(|k| key.starts_with(k));
@@ -348,9 +366,15 @@ mod tests {
     #[test]
     fn object_path_is_under_target_bpf() {
         let p = object_path(Path::new("/ws"), Profile::Release);
-        assert_eq!(p, Path::new("/ws/target/bpf/bpfel-unknown-none/release/lattice"));
+        assert_eq!(
+            p,
+            Path::new("/ws/target/bpf/bpfel-unknown-none/release/lattice")
+        );
         let p = object_path(Path::new("/ws"), Profile::Dev);
-        assert_eq!(p, Path::new("/ws/target/bpf/bpfel-unknown-none/debug/lattice"));
+        assert_eq!(
+            p,
+            Path::new("/ws/target/bpf/bpfel-unknown-none/debug/lattice")
+        );
     }
 
     #[test]

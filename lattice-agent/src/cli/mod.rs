@@ -1,0 +1,174 @@
+//! The command lines: `lattice-agent` (the daemon and its offline tools) and `lattice`
+//! (the operator's CLI). Each command is a function returning `anyhow::Result`, the edge
+//! where typed errors get their context; `main` prints the chain and picks the exit code.
+
+mod agent;
+mod show;
+
+use std::{net::Ipv4Addr, path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+use ipnet::Ipv4Net;
+
+use crate::resolve;
+
+/// Exit code of a command that ran and found a problem (invalid config, failed load).
+const EXIT_FAILURE: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lattice-agent",
+    version = version(),
+    about = "The lattice agent: an application network for Linux hosts, modeled on Amazon VPC Lattice."
+)]
+pub struct AgentCli {
+    #[command(subcommand)]
+    command: AgentCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Checks a desired-state document (YAML or JSON) and reports every error in it.
+    Validate {
+        /// The document; `-` reads standard input.
+        file: PathBuf,
+    },
+    /// Prints the resolved model of a document: ids, ARNs, DNS names, virtual IPs.
+    Show {
+        /// The document; `-` reads standard input.
+        file: PathBuf,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Take the virtual IPs already allocated in this state directory (read only).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Runs the agent on a document until SIGTERM or SIGINT.
+    Run(agent::RunArgs),
+    /// Removes everything the agent pinned under its bpffs root (programs detach, maps
+    /// and their flows are freed).
+    Cleanup {
+        #[arg(long, default_value = lattice_common::pins::DEFAULT_BPFFS_ROOT)]
+        bpffs_root: PathBuf,
+    },
+}
+
+/// Agent settings that shape the resolved model.
+#[derive(Debug, Clone, Args)]
+pub struct SettingsArgs {
+    /// The region in ARNs and DNS names.
+    #[arg(long, env = "LATTICE_REGION", default_value = "local")]
+    region: String,
+    /// The link-local pool virtual IPs come from.
+    #[arg(long, env = "LATTICE_VIP_POOL", default_value = "169.254.171.0/24")]
+    vip_pool: Ipv4Net,
+}
+
+impl SettingsArgs {
+    fn to_settings(&self) -> anyhow::Result<resolve::Settings> {
+        let link_local = Ipv4Net::new(Ipv4Addr::new(169, 254, 0, 0), 16).expect("valid");
+        anyhow::ensure!(
+            link_local.contains(&self.vip_pool),
+            "--vip-pool {}: must be inside the link-local range 169.254.0.0/16",
+            self.vip_pool
+        );
+        Ok(resolve::Settings {
+            region: self.region.clone(),
+            vip_pool: self.vip_pool,
+            ..resolve::Settings::default()
+        })
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lattice",
+    version = version(),
+    about = "Operate lattice: check and inspect desired state."
+)]
+pub struct LatticeCli {
+    #[command(subcommand)]
+    command: LatticeCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum LatticeCommand {
+    /// Checks a desired-state document and reports every error in it.
+    Validate { file: PathBuf },
+    /// Prints the resolved model of a document (ids, ARNs, DNS names, virtual IPs).
+    Show {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+}
+
+fn version() -> &'static str {
+    concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (eBPF object built with ",
+        env!("LATTICE_BPF_TOOLCHAIN"),
+        ")"
+    )
+}
+
+/// `main` of the `lattice-agent` binary.
+pub fn agent_main() -> ExitCode {
+    let cli = AgentCli::parse();
+    init_logging();
+    report(match cli.command {
+        AgentCommand::Validate { file } => show::validate(&file),
+        AgentCommand::Show {
+            file,
+            json,
+            state_dir,
+            settings,
+        } => show::show(&file, json, state_dir.as_deref(), &settings),
+        AgentCommand::Run(args) => agent::run(args),
+        AgentCommand::Cleanup { bpffs_root } => agent::cleanup(&bpffs_root),
+    })
+}
+
+/// `main` of the `lattice` binary.
+pub fn lattice_main() -> ExitCode {
+    let cli = LatticeCli::parse();
+    init_logging();
+    report(match cli.command {
+        LatticeCommand::Validate { file } => show::validate(&file),
+        LatticeCommand::Show {
+            file,
+            json,
+            state_dir,
+            settings,
+        } => show::show(&file, json, state_dir.as_deref(), &settings),
+    })
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` filters them (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,193 @@
+//! Loading the embedded object into the kernel, pinning it, attaching its programs.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    maps::PerCpuHashMap,
+    programs::{tc::SchedClassifierLinkId, SchedClassifier, TcAttachType},
+    Ebpf, EbpfLoader,
+};
+use lattice_common::{
+    ifstats::{self, IfaceCounters},
+    pins::{self, programs},
+};
+
+use super::{
+    bpffs::ensure_bpffs,
+    object::{check_pinned_maps, embedded_object, map_specs},
+    DataplaneError,
+};
+
+/// The loaded object: its programs loaded and pinned, its maps pinned (adopted when a
+/// compatible pin already existed). Dropping it detaches what it attached; the pins stay
+/// (see `remove_root`).
+pub struct Dataplane {
+    ebpf: Ebpf,
+    root: PathBuf,
+    mounted_bpffs: bool,
+}
+
+/// A program attached to an interface; pass it back to [`Dataplane::detach`].
+#[derive(Debug)]
+pub struct TcAttachment {
+    pub interface: String,
+    program: &'static str,
+    link: SchedClassifierLinkId,
+}
+
+impl Dataplane {
+    /// Mounts bpffs if needed, checks that maps already pinned under `root` fit this
+    /// agent's object (refusing otherwise), loads the object with every map pinned by its
+    /// name under `root`, and loads and pins every program under `root/progs`.
+    pub fn load(root: &Path) -> Result<Self, DataplaneError> {
+        let mounted_bpffs = ensure_bpffs(root)?;
+        let specs = map_specs(embedded_object())?;
+        check_pinned_maps(root, &specs)?;
+
+        let mut loader = EbpfLoader::new();
+        for spec in &specs {
+            loader.map_pin_path(spec.name.as_str(), root.join(&spec.name));
+        }
+        let mut ebpf = loader
+            .load(embedded_object())
+            .map_err(|e| DataplaneError::Load(Box::new(e)))?;
+
+        for &name in programs::ALL {
+            let program = classifier(&mut ebpf, name)?;
+            program.load().map_err(|source| DataplaneError::Program {
+                op: "loading",
+                name,
+                source,
+            })?;
+            let path = root.join(pins::PROGS_DIR).join(name);
+            // A previous agent's pin: the program it names stays alive as long as links
+            // use it; the pin now names this agent's program.
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(DataplaneError::Fs {
+                        op: "replacing pin",
+                        path,
+                        source,
+                    })
+                }
+            }
+            program.pin(&path).map_err(|source| DataplaneError::Pin {
+                what: format!("program {name}"),
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(Dataplane {
+            ebpf,
+            root: root.to_path_buf(),
+            mounted_bpffs,
+        })
+    }
+
+    /// The bpffs root everything is pinned under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether loading had to mount bpffs first.
+    pub fn mounted_bpffs(&self) -> bool {
+        self.mounted_bpffs
+    }
+
+    /// Names of the pinned maps, as `bpftool map dump pinned <root>/<name>` takes them.
+    pub fn map_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .ebpf
+            .maps()
+            .map(|(n, _)| n.to_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Attaches the tc ingress program to `interface` in the calling thread's network
+    /// namespace (tcx on kernels that have it, else a clsact qdisc filter).
+    pub fn attach_tc_ingress(&mut self, interface: &str) -> Result<TcAttachment, DataplaneError> {
+        let name = programs::TC_INGRESS;
+        let program = classifier(&mut self.ebpf, name)?;
+        let link = program
+            .attach(interface, TcAttachType::Ingress)
+            .map_err(|source| DataplaneError::Program {
+                op: "attaching",
+                name,
+                source,
+            })?;
+        Ok(TcAttachment {
+            interface: interface.to_owned(),
+            program: name,
+            link,
+        })
+    }
+
+    /// Detaches what [`Dataplane::attach_tc_ingress`] attached.
+    pub fn detach(&mut self, attachment: TcAttachment) -> Result<(), DataplaneError> {
+        let program = classifier(&mut self.ebpf, attachment.program)?;
+        program
+            .detach(attachment.link)
+            .map_err(|source| DataplaneError::Program {
+                op: "detaching",
+                name: attachment.program,
+                source,
+            })
+    }
+
+    /// Per-interface counters summed over CPUs, by ifindex.
+    pub fn interface_counters(&self) -> Result<Vec<(u32, IfaceCounters)>, DataplaneError> {
+        let name = ifstats::MAP_NAME;
+        let map = self.ebpf.map(name).ok_or_else(|| DataplaneError::Missing {
+            kind: "map",
+            name: name.to_owned(),
+        })?;
+        let map: PerCpuHashMap<_, u32, IfaceCounters> =
+            PerCpuHashMap::try_from(map).map_err(|source| DataplaneError::Map {
+                op: "opening",
+                name,
+                source,
+            })?;
+        let mut out = Vec::new();
+        for entry in map.iter() {
+            let (ifindex, per_cpu) = entry.map_err(|source| DataplaneError::Map {
+                op: "reading",
+                name,
+                source,
+            })?;
+            let mut total = IfaceCounters::default();
+            for counters in per_cpu.iter() {
+                total.add(counters);
+            }
+            out.push((ifindex, total));
+        }
+        out.sort_by_key(|(ifindex, _)| *ifindex);
+        Ok(out)
+    }
+}
+
+fn classifier<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut SchedClassifier, DataplaneError> {
+    let program = ebpf
+        .program_mut(name)
+        .ok_or_else(|| DataplaneError::Missing {
+            kind: "program",
+            name: name.to_owned(),
+        })?;
+    program
+        .try_into()
+        .map_err(|source| DataplaneError::Program {
+            op: "typing",
+            name,
+            source,
+        })
+}

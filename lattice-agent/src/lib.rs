@@ -1,0 +1,16 @@
+//! The lattice agent: desired state in, kernel maps and an L7 proxy out.
+//!
+//! | module | concern |
+//! | --- | --- |
+//! | [`config`] | the desired-state document (config-contract.yaml): parse once, validate whole |
+//! | [`resolve`] | the resolved model: ids, ARNs, DNS names, virtual IPs |
+//! | [`state`] | the agent's state directory: durable, atomically replaced files |
+//! | [`dataplane`] | the kernel side: bpffs, loading and pinning the embedded object, counters |
+//! | [`cli`] | the `lattice-agent` and `lattice` command lines |
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod dataplane;
+pub mod resolve;
+pub mod state;
