@@ -26,6 +26,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bpffs;
 pub mod cgroup;
 pub mod client;
 pub mod cmd;

@@ -12,6 +12,7 @@ use nix::errno::Errno;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
+use crate::bpffs::{self, BpffsError};
 use crate::cgroup::{self, CgroupError};
 use crate::error_chain;
 use crate::link::{self, LinkError};
@@ -27,12 +28,17 @@ pub struct Swept {
     pub host_links: Vec<String>,
     /// cgroup directories.
     pub cgroups: Vec<PathBuf>,
+    /// bpffs pin roots.
+    pub bpffs_roots: Vec<PathBuf>,
 }
 
 impl Swept {
     /// Whether nothing was left over.
     pub fn is_empty(&self) -> bool {
-        self.netns.is_empty() && self.host_links.is_empty() && self.cgroups.is_empty()
+        self.netns.is_empty()
+            && self.host_links.is_empty()
+            && self.cgroups.is_empty()
+            && self.bpffs_roots.is_empty()
     }
 }
 
@@ -45,6 +51,8 @@ pub enum SweepFailure {
     Link(#[from] LinkError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Bpffs(#[from] BpffsError),
 }
 
 /// Some leftovers could not be listed or removed; the others were.
@@ -72,6 +80,25 @@ pub(crate) fn sweep_owned_by(stale: impl Fn(u32) -> bool) -> Result<Swept, Sweep
     let mut swept = Swept::default();
     let mut failures = Vec::new();
 
+    // Pinned programs first: they may be attached to interfaces removed below.
+    match bpffs::list() {
+        Ok(roots) => {
+            for root in roots {
+                let name = root
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                if is_stale(&name) {
+                    match bpffs::remove(&root) {
+                        Ok(()) => swept.bpffs_roots.push(root),
+                        Err(e) => failures.push(e.into()),
+                    }
+                }
+            }
+        }
+        Err(e) => failures.push(e.into()),
+    }
     match cgroup::list() {
         Ok(dirs) => {
             for dir in dirs {

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Once;
 
+use crate::bpffs::{self, BpffsError};
 use crate::cgroup::{self, Cgroup, CgroupError};
 use crate::link::{self, HostLink, LinkError};
 use crate::names::{self, Tag};
@@ -28,6 +29,8 @@ pub enum TopologyError {
     Link(#[from] LinkError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Bpffs(#[from] BpffsError),
 }
 
 /// One object the topology created, in creation order.
@@ -36,6 +39,7 @@ enum Owned {
     Netns(String),
     HostLink(String),
     Cgroup(PathBuf),
+    BpffsRoot(PathBuf),
 }
 
 /// Network namespaces, veth pairs and cgroups of one test, all named with one unique
@@ -126,6 +130,15 @@ impl Topology {
         self.owned.push(Owned::Cgroup(cgroup.path().to_owned()));
         Ok(cgroup)
     }
+
+    /// A bpffs directory (under /sys/fs/bpf, named with this topology's tag) for the
+    /// test's pinned programs and maps; not created here (the agent creates it), removed
+    /// with everything pinned under it when the topology is dropped.
+    pub fn bpffs_root(&mut self, label: &str) -> Result<PathBuf, TopologyError> {
+        let path = bpffs::root_for(&self.tag.name(check_label(label)?));
+        self.owned.push(Owned::BpffsRoot(path.clone()));
+        Ok(path)
+    }
 }
 
 impl Drop for Topology {
@@ -135,6 +148,7 @@ impl Drop for Topology {
                 Owned::Netns(name) => netns::delete(name).map_err(TopologyError::from),
                 Owned::HostLink(name) => link::delete(name).map_err(TopologyError::from),
                 Owned::Cgroup(path) => cgroup::remove(path).map_err(TopologyError::from),
+                Owned::BpffsRoot(path) => bpffs::remove(path).map_err(TopologyError::from),
             };
             if let Err(e) = result {
                 eprintln!(
