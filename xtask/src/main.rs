@@ -69,7 +69,14 @@ fn main() -> anyhow::Result<()> {
             step("cargo clippy --workspace --all-targets -- -D warnings");
             shell::cargo(
                 &root,
-                &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
             )
         }
         Task::Demo => {

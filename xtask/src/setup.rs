@@ -133,7 +133,11 @@ fn install_bpf_linker(llvm: u32) -> anyhow::Result<()> {
     shell::status(
         Command::new(cargo)
             .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
-            .args(["--no-default-features", "--features", &format!("llvm-{llvm}")])
+            .args([
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{llvm}"),
+            ])
             .env("PATH", format!("{llvm_bin}:{path}")),
     )
     .context("building bpf-linker")?;

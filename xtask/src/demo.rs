@@ -1,0 +1,384 @@
+//! `cargo xtask demo`: the demo topology, the agent on it, and a report of what works.
+//!
+//! It builds namespaces shaped like config-contract.yaml (vpc-web, vpc-orders with the
+//! target servers at the contract's addresses, vpc-other), writes the embedded demo
+//! config with its key and certificate files, and then shows, step by step, what the
+//! agent does with it today: validation (and a broken document refused with precise
+//! errors), the resolved model, the agent loading and pinning its kernel programs, the
+//! pinned objects as bpftool sees them, virtual IPs that stay the same across a restart,
+//! and a clean stop. Everything it makes is named with a unique tag and removed at the
+//! end, also on failure (a later run sweeps what an interrupted one left).
+
+use std::{
+    fs,
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use anyhow::{bail, Context as _};
+use lattice_tests::{EchoServer, HttpServer, Netns, Topology};
+
+use crate::{shell, step};
+
+/// The demo config, with `{web_ns}`, `{orders_ns}`, `{other_ns}` and `{web_cgroup}`.
+const DEMO_CONFIG: &str = include_str!("../demo/lattice-demo.yaml");
+/// How long the agent may take to say it is ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One line of the final report.
+struct Outcome {
+    what: &'static str,
+    result: Result<String, String>,
+}
+
+pub fn run(root: &Path) -> anyhow::Result<()> {
+    step("building lattice-agent (its build script builds the eBPF object first)");
+    shell::cargo(root, &["build", "--quiet", "-p", "lattice-agent", "--bins"])?;
+    let agent = root.join("target/debug/lattice-agent");
+
+    step("building the demo topology (network namespaces shaped like config-contract.yaml)");
+    let mut topo = Topology::new()?;
+    let web = topo.add_netns("web")?;
+    let orders = topo.add_netns("orders")?;
+    let other = topo.add_netns("other")?;
+    let web_cgroup = topo.add_cgroup("web")?;
+    let _servers = start_targets(&orders)?;
+    let work = DemoDir::new(topo.tag().as_str())?;
+    let bpffs_root = topo.bpffs_root("bpf")?;
+    println!(
+        "    vpc-web: netns {}, cgroup {}",
+        web.name(),
+        web_cgroup.relative_path()
+    );
+    println!(
+        "    vpc-orders: netns {} with targets 10.92.0.10-11:8080, 10.92.0.20:8080 (HTTP), 10.92.0.30:5432 (TCP)",
+        orders.name()
+    );
+    println!(
+        "    vpc-other: netns {} (associated with nothing)",
+        other.name()
+    );
+
+    let config = work.write_config(&web, &orders, &other, &web_cgroup.relative_path())?;
+    let state_dir = work.path.join("state");
+    let mut report = Vec::new();
+
+    step("lattice-agent validate (the demo document)");
+    report.push(Outcome {
+        what: "desired state validates",
+        result: run_shown(Command::new(&agent).arg("validate").arg(&config)),
+    });
+
+    step("lattice-agent validate (a broken copy: every error at once, nothing applied)");
+    let broken = work.write_broken(&config)?;
+    let refused = Command::new(&agent).arg("validate").arg(&broken).output()?;
+    print!("{}", indent(&String::from_utf8_lossy(&refused.stderr)));
+    report.push(Outcome {
+        what: "a bad document is refused with precise errors",
+        result: if refused.status.success() {
+            Err("the broken document validated".into())
+        } else {
+            Ok(format!(
+                "{} errors named",
+                String::from_utf8_lossy(&refused.stderr)
+                    .lines()
+                    .filter(|l| l.contains("broken.yaml:"))
+                    .count()
+            ))
+        },
+    });
+
+    step("lattice-agent show (ids, ARNs, DNS names, virtual IPs)");
+    report.push(Outcome {
+        what: "resolved model (ids, ARNs, DNS names, VIPs)",
+        result: run_shown(Command::new(&agent).arg("show").arg(&config))
+            .map(|_| "shown above".to_owned()),
+    });
+
+    step("lattice-agent run (loads and pins the kernel programs, then serves)");
+    let mut running = start_agent(&agent, &config, &state_dir, &bpffs_root)?;
+    report.push(Outcome {
+        what: "agent started, programs and maps pinned",
+        result: Ok(format!("pinned under {}", bpffs_root.display())),
+    });
+    let vips_first = vips(&agent, &config, &state_dir)?;
+
+    step("bpftool: the pinned map (typed by BTF) and program");
+    let map = bpffs_root.join(lattice_common::ifstats::MAP_NAME);
+    let prog = bpffs_root
+        .join(lattice_common::pins::PROGS_DIR)
+        .join(lattice_common::pins::programs::TC_INGRESS);
+    let bpftool = run_shown(
+        Command::new("bpftool")
+            .args(["map", "show", "pinned"])
+            .arg(&map),
+    )
+    .and_then(|_| {
+        run_shown(
+            Command::new("bpftool")
+                .args(["prog", "show", "pinned"])
+                .arg(&prog),
+        )
+    });
+    report.push(Outcome {
+        what: "bpftool sees the pinned map and program",
+        result: bpftool.map(|_| "shown above".to_owned()),
+    });
+
+    step("restarting the agent (SIGTERM, then run again on the same state directory)");
+    let stopped = running.stop();
+    running = start_agent(&agent, &config, &state_dir, &bpffs_root)?;
+    let vips_second = vips(&agent, &config, &state_dir)?;
+    report.push(Outcome {
+        what: "clean stop on SIGTERM",
+        result: stopped,
+    });
+    report.push(Outcome {
+        what: "virtual IPs stable across the restart",
+        result: if vips_first == vips_second && !vips_first.is_empty() {
+            Ok(vips_first.join(", "))
+        } else {
+            Err(format!("{vips_first:?} then {vips_second:?}"))
+        },
+    });
+    let stopped = running.stop();
+    report.push(Outcome {
+        what: "agent stopped",
+        result: stopped,
+    });
+
+    step("report");
+    let mut failed = 0;
+    for outcome in &report {
+        match &outcome.result {
+            Ok(detail) => println!("    ok    {}: {}", outcome.what, first_line(detail)),
+            Err(why) => {
+                failed += 1;
+                println!("    FAIL  {}: {}", outcome.what, why);
+            }
+        }
+    }
+    println!(
+        "    next  traffic to services through their virtual IPs (TCP in the kernel, then \
+         HTTP/HTTPS/gRPC in the agent) arrives with the kernel data path and L7 issues"
+    );
+    println!("    removing the demo topology, pins and files");
+    drop(topo);
+    if failed > 0 {
+        bail!("{failed} demo step(s) failed");
+    }
+    Ok(())
+}
+
+/// The targets of the demo's target groups, at the contract's addresses, inside the
+/// orders namespace.
+fn start_targets(orders: &Netns) -> anyhow::Result<(Vec<HttpServer>, EchoServer)> {
+    // On lo: the targets' addresses are local to the namespace, whatever its links.
+    for addr in ["10.92.0.10", "10.92.0.11", "10.92.0.20", "10.92.0.30"] {
+        orders.add_addr("lo", &format!("{addr}/32"))?;
+    }
+    let http = [
+        ("10.92.0.10:8080", "orders-v1-a"),
+        ("10.92.0.11:8080", "orders-v1-b"),
+        ("10.92.0.20:8080", "orders-v2"),
+    ]
+    .into_iter()
+    .map(|(addr, name)| Ok(HttpServer::start(orders, addr.parse()?, name)?))
+    .collect::<anyhow::Result<Vec<_>>>()?;
+    let db = EchoServer::start(orders, "10.92.0.30:5432".parse()?)?;
+    Ok((http, db))
+}
+
+/// The demo's working directory: config, key and certificate files, agent state.
+struct DemoDir {
+    path: PathBuf,
+}
+
+impl DemoDir {
+    fn new(tag: &str) -> anyhow::Result<DemoDir> {
+        let path = std::env::temp_dir().join(format!("lattice-demo-{tag}"));
+        fs::create_dir_all(path.join("secrets"))?;
+        fs::create_dir_all(path.join("certs"))?;
+        fs::create_dir_all(path.join("logs"))?;
+        Ok(DemoDir { path })
+    }
+
+    fn write_config(
+        &self,
+        web: &Netns,
+        orders: &Netns,
+        other: &Netns,
+        web_cgroup: &str,
+    ) -> anyhow::Result<PathBuf> {
+        fs::write(
+            self.path.join("secrets/web.key"),
+            "demo-secret-of-role-web-0123456789\n",
+        )?;
+        shell::output(
+            Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                ])
+                .args(["-nodes", "-days", "2", "-subj", "/CN=orders.shop.internal"])
+                .args(["-addext", "subjectAltName=DNS:orders.shop.internal"])
+                .arg("-keyout")
+                .arg(self.path.join("certs/orders.key"))
+                .arg("-out")
+                .arg(self.path.join("certs/orders.pem")),
+        )
+        .context("making the demo certificate with openssl")?;
+        let text = DEMO_CONFIG
+            .replace("{web_ns}", web.name())
+            .replace("{orders_ns}", orders.name())
+            .replace("{other_ns}", other.name())
+            .replace("{web_cgroup}", web_cgroup.trim_start_matches('/'));
+        let path = self.path.join("lattice.yaml");
+        fs::write(&path, text)?;
+        println!("    desired state: {}", path.display());
+        Ok(path)
+    }
+
+    /// A copy of the config with three mistakes a person makes.
+    fn write_broken(&self, config: &Path) -> anyhow::Result<PathBuf> {
+        let text = fs::read_to_string(config)?
+            .replace("priority: 20", "priority: 0")
+            .replace("weight: 90", "weight: 1000")
+            .replace(
+                "targetGroupIdentifier: orders-db,",
+                "targetGroupIdentifier: orders-dbb,",
+            );
+        let path = self.path.join("broken.yaml");
+        fs::write(&path, text)?;
+        Ok(path)
+    }
+}
+
+impl Drop for DemoDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A running agent whose log lines are echoed, indented.
+struct RunningAgent {
+    child: Child,
+}
+
+impl RunningAgent {
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(&mut self) -> Result<String, String> {
+        let pid = self.child.id().to_string();
+        shell::status(Command::new("kill").args(["-TERM", &pid])).map_err(|e| e.to_string())?;
+        for _ in 0..100 {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok("exit status 0".into()),
+                Ok(Some(status)) => return Err(format!("exited with {status}")),
+                Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err("still running 10 s after SIGTERM".into())
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn start_agent(
+    agent: &Path,
+    config: &Path,
+    state_dir: &Path,
+    bpffs_root: &Path,
+) -> anyhow::Result<RunningAgent> {
+    let mut child = Command::new(agent)
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .arg("--bpffs-root")
+        .arg(bpffs_root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", agent.display()))?;
+    let stderr = child.stderr.take().expect("piped");
+    let (ready_tx, ready_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            println!("    agent| {line}");
+            if line.contains("lattice-agent ready") {
+                let _ = ready_tx.send(());
+            }
+        }
+    });
+    let running = RunningAgent { child };
+    match ready_rx.recv_timeout(READY_TIMEOUT) {
+        Ok(()) => Ok(running),
+        Err(_) => bail!("the agent did not log `lattice-agent ready` within {READY_TIMEOUT:?}"),
+    }
+}
+
+/// The services' virtual IPs as `show --state-dir` reports them (sorted `name=vip`).
+fn vips(agent: &Path, config: &Path, state_dir: &Path) -> anyhow::Result<Vec<String>> {
+    let json = shell::output(
+        Command::new(agent)
+            .args(["show", "--json", "--state-dir"])
+            .arg(state_dir)
+            .arg(config),
+    )?;
+    let value: serde_json::Value = serde_json::from_str(&json).context("parsing show --json")?;
+    let mut vips: Vec<String> = value["services"]
+        .as_array()
+        .context("show --json has no services")?
+        .iter()
+        .map(|s| {
+            format!(
+                "{}={}",
+                s["name"].as_str().unwrap_or("?"),
+                s["vip"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    vips.sort();
+    Ok(vips)
+}
+
+/// Runs a command, prints its output indented, and returns it (or why it failed).
+fn run_shown(cmd: &mut Command) -> Result<String, String> {
+    match cmd.output() {
+        Ok(out) => {
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            print!("{}", indent(&stdout));
+            print!("{}", indent(&String::from_utf8_lossy(&out.stderr)));
+            if out.status.success() {
+                Ok(stdout)
+            } else {
+                Err(format!("{:?} failed: {}", cmd, out.status))
+            }
+        }
+        Err(e) => Err(format!("{cmd:?}: {e}")),
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
