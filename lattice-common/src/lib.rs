@@ -11,8 +11,13 @@
 //! it: the agent refuses to adopt a pinned map whose shape differs from the compiled one.
 #![no_std]
 
+pub mod config;
+pub mod conntrack;
 pub mod ifstats;
 pub mod pins;
+pub mod services;
+pub mod stats;
+pub mod vpcs;
 
 /// Implements `aya::Pod` for map types, only when the agent builds this crate.
 #[cfg(feature = "user")]

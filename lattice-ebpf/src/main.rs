@@ -5,6 +5,8 @@
 #![no_main]
 
 mod maps;
+mod packet;
+mod rst;
 mod tc_ingress;
 
 /// A panic can't happen in verified code; a reachable one makes the program fail to load

@@ -1,12 +1,68 @@
 //! Every map of the object, as BTF map definitions so that `bpftool map dump` and
 //! `bpftool btf dump file` show the key and value types of `lattice_common`. Names are the
-//! versioned names of `lattice_common`; the agent pins each map by that name under its
-//! bpffs root, so a restarted agent adopts them.
+//! versioned names of `lattice_common` (one module per map family there, with who writes
+//! and reads each map); the agent pins each map by that name under its bpffs root, so a
+//! restarted agent adopts them.
 
-use aya_ebpf::{btf_maps::PerCpuHashMap, macros::btf_map};
-use lattice_common::ifstats::{IfaceCounters, MAX_INTERFACES};
+use aya_ebpf::{
+    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap},
+    macros::btf_map,
+};
+use lattice_common::{
+    config::DataplaneConfig,
+    conntrack::{FlowKey, Nat, MAX_FLOWS},
+    ifstats::{IfaceCounters, MAX_INTERFACES},
+    services::{
+        Access, AccessData, Backend, Listener, ListenerKey, MAX_ACCESS, MAX_BACKENDS,
+        MAX_LISTENERS, SLOTS,
+    },
+    stats::{RefusalKey, Traffic, MAX_REFUSAL_KEYS},
+    vpcs::{Iface, MAX_IFACES},
+};
 
-/// See `lattice_common::ifstats::MAP_NAME`.
+/// `lattice_common::ifstats::MAP_NAME`
 #[btf_map]
 pub static LT_IFSTATS_V1: PerCpuHashMap<u32, IfaceCounters, { MAX_INTERFACES as usize }> =
+    PerCpuHashMap::new();
+
+/// `lattice_common::config::CONFIG_MAP`
+#[btf_map]
+pub static LT_CONFIG_V1: Array<DataplaneConfig, 1> = Array::new();
+
+/// `lattice_common::vpcs::IFACES_MAP`
+#[btf_map]
+pub static LT_IFACES_V1: HashMap<u32, Iface, { MAX_IFACES as usize }> = HashMap::new();
+
+/// `lattice_common::services::LISTENERS_MAP`
+#[btf_map]
+pub static LT_LISTENERS_V1: HashMap<ListenerKey, Listener, { MAX_LISTENERS as usize }> =
+    HashMap::new();
+
+/// `lattice_common::services::SLOTS_MAP`
+#[btf_map]
+pub static LT_SLOTS_V1: Array<u32, { (MAX_LISTENERS * 2 * SLOTS) as usize }> = Array::new();
+
+/// `lattice_common::services::BACKENDS_MAP`
+#[btf_map]
+pub static LT_BACKENDS_V1: HashMap<u32, Backend, { MAX_BACKENDS as usize }> = HashMap::new();
+
+/// `lattice_common::services::ACCESS_MAP`
+#[btf_map]
+pub static LT_ACCESS_V1: LpmTrie<AccessData, Access, { MAX_ACCESS as usize }> = LpmTrie::new();
+
+/// `lattice_common::conntrack::CT_MAP`
+#[btf_map]
+pub static LT_CT_V1: LruHashMap<FlowKey, Nat, { MAX_FLOWS as usize }> = LruHashMap::new();
+
+/// `lattice_common::stats::LISTENER_STATS_MAP`
+#[btf_map]
+pub static LT_LSTATS_V1: PerCpuArray<Traffic, { MAX_LISTENERS as usize }> = PerCpuArray::new();
+
+/// `lattice_common::stats::BACKEND_STATS_MAP`
+#[btf_map]
+pub static LT_BSTATS_V1: PerCpuArray<Traffic, { MAX_BACKENDS as usize }> = PerCpuArray::new();
+
+/// `lattice_common::stats::REFUSALS_MAP`
+#[btf_map]
+pub static LT_REFUSED_V1: PerCpuHashMap<RefusalKey, u64, { MAX_REFUSAL_KEYS as usize }> =
     PerCpuHashMap::new();

@@ -1,47 +1,342 @@
-//! tc ingress on the host end of a VPC's veth.
+//! tc ingress on the host end of every VPC veth: the kernel TCP data path.
 //!
-//! Today it accounts packets and bytes per interface and lets everything pass; the VIP
-//! data path (listener lookup, NAT, redirect) grows here.
+//! A packet from a VPC namespace is, in this order:
+//! 1. accounted to its interface (`LT_IFSTATS_V1`);
+//! 2. passed on untouched when the interface is not a VPC link lattice owns, or it is
+//!    not IPv4 (ARP for the agent's address must reach the host stack);
+//! 3. translated and sent into the peer namespace when it belongs to a flow lattice
+//!    already translates (`LT_CT_V1`, both directions);
+//! 4. the first packet of a new flow when it goes to a VIP: the listener is looked up,
+//!    the source VPC and address checked against the service's associations, a target
+//!    picked from the listener's weighted slot table by a stable hash of the flow, both
+//!    directions recorded, and the packet translated (full NAT: the target sees the
+//!    source VPC's lattice SNAT address) and redirected into the target's namespace;
+//!    refused packets are counted per VPC and reason, and a refused SYN is answered
+//!    with a RST;
+//! 5. passed to the host when it is for the agent's own address, dropped otherwise: a
+//!    VPC link is no path into the host's networks.
 
-use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
-use lattice_common::ifstats::IfaceCounters;
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    helpers::bpf_redirect_peer,
+    maps::lpm_trie::Key,
+    programs::TcContext,
+};
+use lattice_common::{
+    config::DataplaneConfig,
+    conntrack::{FlowKey, Nat},
+    ifstats::IfaceCounters,
+    services::{Access, AccessData, ListenerKey, ACCESS_KEY_FIXED_BITS, PROTO_TCP, SLOTS},
+    stats::{reason, RefusalKey, Traffic},
+    vpcs::Iface,
+};
 
-use crate::maps::LT_IFSTATS_V1;
+use crate::{
+    maps::{
+        LT_ACCESS_V1, LT_BACKENDS_V1, LT_BSTATS_V1, LT_CONFIG_V1, LT_CT_V1, LT_IFACES_V1,
+        LT_IFSTATS_V1, LT_LISTENERS_V1, LT_LSTATS_V1, LT_REFUSED_V1, LT_SLOTS_V1,
+    },
+    packet::{parse, rewrite, set_macs, Parsed, Tcp4, TCP_ACK, TCP_SYN},
+    rst::reply_rst,
+};
 
-/// BPF_NOEXIST: create the entry only if no other CPU created it first.
+/// BPF_ANY / BPF_NOEXIST map update flags.
+const BPF_ANY: u64 = 0;
 const BPF_NOEXIST: u64 = 1;
+/// SNAT ports tried for a new flow: the client's own port first, then hashed ones.
+const SNAT_TRIES: u32 = 4;
+/// Hashed SNAT ports come from the usual ephemeral range.
+const SNAT_PORT_BASE: u32 = 32768;
+const SNAT_PORT_SPAN: u32 = 28232;
 
-#[classifier]
-pub fn lt_tc_ingress(ctx: TcContext) -> i32 {
-    match try_tc_ingress(&ctx) {
+#[aya_ebpf::macros::classifier]
+pub fn lt_tc_ingress(mut ctx: TcContext) -> i32 {
+    match try_tc_ingress(&mut ctx) {
         Ok(action) => action,
-        // Accounting must never cost a packet: on any failure, pass it on.
-        Err(_) => TC_ACT_OK,
+        // A packet of a VPC link the program could not handle (truncated, or a helper
+        // failed half-way through a rewrite) is dropped rather than let into the host.
+        Err(_) => TC_ACT_SHOT,
     }
 }
 
-fn try_tc_ingress(ctx: &TcContext) -> Result<i32, i64> {
+#[inline(always)]
+fn try_tc_ingress(ctx: &mut TcContext) -> Result<i32, i64> {
     // SAFETY: `skb` points to the kernel's __sk_buff for this invocation.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let len = u64::from(ctx.len());
-    match LT_IFSTATS_V1.get_ptr_mut(&ifindex) {
-        Some(counters) => {
+    count_interface(ifindex, ctx.len());
+
+    let Some(iface) = LT_IFACES_V1.get_ptr(ifindex) else {
+        return Ok(TC_ACT_OK);
+    };
+    // SAFETY: a map value pointer the helper returned; copied at once.
+    let iface: Iface = unsafe { *iface };
+    let Some(config) = LT_CONFIG_V1.get_ptr(0) else {
+        return Ok(TC_ACT_OK);
+    };
+    // SAFETY: as above.
+    let config: DataplaneConfig = unsafe { *config };
+    if config.enabled == 0 {
+        return Ok(TC_ACT_OK);
+    }
+
+    let p = match parse(ctx)? {
+        Parsed::NotIpv4 => return Ok(TC_ACT_OK),
+        Parsed::OtherIpv4 { daddr } => return Ok(to_host_or_drop(&config, daddr)),
+        Parsed::Tcp(p) => p,
+    };
+    let key = FlowKey {
+        vpc: iface.vpc,
+        saddr: p.saddr,
+        daddr: p.daddr,
+        sport: p.sport,
+        dport: p.dport,
+        proto: PROTO_TCP,
+        _pad: [0; 3],
+    };
+    if let Some(nat) = LT_CT_V1.get_ptr(&key) {
+        // SAFETY: as above.
+        let nat: Nat = unsafe { *nat };
+        // A fresh SYN on a known tuple is a new connection reusing the ports: it keeps
+        // the old translation only while that target is still a backend.
+        if !is_fresh_syn(&p) || nat.flags & Nat::REPLY != 0 || backend_still_valid(&nat) {
+            return forward(ctx, &p, &nat);
+        }
+    }
+    if p.daddr & config.vip_mask == config.vip_net {
+        return open_flow(ctx, &p, &key, &iface, ifindex);
+    }
+    Ok(to_host_or_drop(&config, p.daddr))
+}
+
+#[inline(always)]
+fn to_host_or_drop(config: &DataplaneConfig, daddr: u32) -> i32 {
+    if daddr == config.agent_addr {
+        TC_ACT_OK
+    } else {
+        TC_ACT_SHOT
+    }
+}
+
+#[inline(always)]
+fn is_fresh_syn(p: &Tcp4) -> bool {
+    p.flags & TCP_SYN != 0 && p.flags & TCP_ACK == 0
+}
+
+#[inline(always)]
+fn backend_still_valid(nat: &Nat) -> bool {
+    match LT_BACKENDS_V1.get_ptr(nat.backend) {
+        // SAFETY: as above.
+        Some(b) => unsafe { (*b).addr == nat.daddr && (*b).port == nat.dport },
+        None => false,
+    }
+}
+
+/// The first packet of a flow to a VIP: check, pick, record, translate.
+#[inline(always)]
+fn open_flow(
+    ctx: &mut TcContext,
+    p: &Tcp4,
+    key: &FlowKey,
+    iface: &Iface,
+    ifindex: u32,
+) -> Result<i32, i64> {
+    let lkey = ListenerKey {
+        vip: p.daddr,
+        port: p.dport,
+        proto: PROTO_TCP,
+        _pad: 0,
+    };
+    let Some(listener) = LT_LISTENERS_V1.get_ptr(lkey) else {
+        return refuse(ctx, p, iface.vpc, reason::NO_LISTENER, ifindex);
+    };
+    // SAFETY: as above.
+    let listener = unsafe { *listener };
+
+    let access_key = Key::new(
+        ACCESS_KEY_FIXED_BITS + 32,
+        AccessData {
+            vpc: iface.vpc,
+            service: listener.service,
+            addr: p.saddr,
+        },
+    );
+    match LT_ACCESS_V1.get(&access_key) {
+        None => return refuse(ctx, p, iface.vpc, reason::NOT_ASSOCIATED, ifindex),
+        Some(a) if a.verdict != Access::ALLOWED => {
+            return refuse(ctx, p, iface.vpc, reason::OUTSIDE_ALLOWED_CIDRS, ifindex)
+        }
+        Some(_) => {}
+    }
+
+    let hash = flow_hash(key);
+    let slot = (listener.index * 2 + (listener.bank & 1)) * SLOTS + hash % SLOTS;
+    let backend_id = match LT_SLOTS_V1.get_ptr(slot) {
+        // SAFETY: as above.
+        Some(id) if listener.slots != 0 => unsafe { *id },
+        _ => 0,
+    };
+    let Some(backend) = LT_BACKENDS_V1.get_ptr(backend_id) else {
+        return refuse(ctx, p, iface.vpc, reason::NO_BACKEND, ifindex);
+    };
+    // SAFETY: as above.
+    let backend = unsafe { *backend };
+
+    let forward_nat = |snat_port: u16| Nat {
+        saddr: iface.snat_addr,
+        daddr: backend.addr,
+        sport: snat_port,
+        dport: backend.port,
+        ifindex: backend.ifindex,
+        listener: listener.index,
+        backend: backend_id,
+        flags: 0,
+    };
+    let reply_nat = Nat {
+        saddr: p.daddr,
+        daddr: p.saddr,
+        sport: p.dport,
+        dport: p.sport,
+        ifindex,
+        listener: listener.index,
+        backend: backend_id,
+        flags: Nat::REPLY,
+    };
+    for attempt in 0..SNAT_TRIES {
+        let snat_port = if attempt == 0 {
+            p.sport
+        } else {
+            let h = hash.wrapping_add(attempt.wrapping_mul(0x9e37_79b9));
+            ((SNAT_PORT_BASE + h % SNAT_PORT_SPAN) as u16).to_be()
+        };
+        let reply_key = FlowKey {
+            vpc: backend.vpc,
+            saddr: backend.addr,
+            daddr: iface.snat_addr,
+            sport: backend.port,
+            dport: snat_port,
+            proto: PROTO_TCP,
+            _pad: [0; 3],
+        };
+        let free = match LT_CT_V1.get_ptr(&reply_key) {
+            None => true,
+            // The same client flow (a retransmitted SYN) may take its own entry again.
+            // SAFETY: as above.
+            Some(taken) => unsafe {
+                (*taken).daddr == p.saddr && (*taken).dport == p.sport && (*taken).ifindex == ifindex
+            },
+        };
+        if !free {
+            continue;
+        }
+        let nat = forward_nat(snat_port);
+        LT_CT_V1.insert(reply_key, reply_nat, BPF_ANY).map_err(i64::from)?;
+        LT_CT_V1.insert(*key, nat, BPF_ANY).map_err(i64::from)?;
+        count_traffic(&nat, 0, true);
+        return forward(ctx, p, &nat);
+    }
+    refuse(ctx, p, iface.vpc, reason::NO_SNAT_PORT, ifindex)
+}
+
+/// Translates a packet of a known flow and sends it into the other VPC's namespace.
+#[inline(always)]
+fn forward(ctx: &mut TcContext, p: &Tcp4, nat: &Nat) -> Result<i32, i64> {
+    let Some(out) = LT_IFACES_V1.get_ptr(nat.ifindex) else {
+        // The other side's VPC link is gone: nothing can deliver this packet.
+        return Ok(TC_ACT_SHOT);
+    };
+    // SAFETY: as above.
+    let out: Iface = unsafe { *out };
+    let len = ctx.len();
+    rewrite(ctx, p, nat.saddr, nat.daddr, nat.sport, nat.dport)?;
+    set_macs(ctx, &out.host_mac, &out.peer_mac)?;
+    count_traffic(nat, len, false);
+    // SAFETY: a plain helper call; it only records where the skb goes.
+    Ok(unsafe { bpf_redirect_peer(nat.ifindex, 0) } as i32)
+}
+
+#[inline(always)]
+fn refuse(ctx: &mut TcContext, p: &Tcp4, vpc: u32, why: u32, ifindex: u32) -> Result<i32, i64> {
+    let key = RefusalKey { vpc, reason: why };
+    match LT_REFUSED_V1.get_ptr_mut(key) {
+        // SAFETY: a per-CPU value is only touched by this CPU while we run.
+        Some(count) => unsafe { *count += 1 },
+        None => {
+            let _ = LT_REFUSED_V1.insert(key, 1u64, BPF_NOEXIST);
+        }
+    }
+    if is_fresh_syn(p) {
+        reply_rst(ctx, p, ifindex)
+    } else {
+        Ok(TC_ACT_SHOT)
+    }
+}
+
+/// A stable hash of the flow (murmur3's mixing): the same flow always picks the same
+/// slot while the table is unchanged.
+#[inline(always)]
+fn flow_hash(k: &FlowKey) -> u32 {
+    let mut h = 0x5f3759dfu32;
+    for word in [
+        k.vpc,
+        k.saddr,
+        k.daddr,
+        (u32::from(k.sport) << 16) | u32::from(k.dport),
+    ] {
+        let mut x = word.wrapping_mul(0xcc9e_2d51);
+        x = x.rotate_left(15).wrapping_mul(0x1b87_3593);
+        h ^= x;
+        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    }
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+#[inline(always)]
+fn count_interface(ifindex: u32, len: u32) {
+    match LT_IFSTATS_V1.get_ptr_mut(ifindex) {
+        Some(c) => {
             // SAFETY: a per-CPU value is only touched by this CPU while we run.
-            let counters = unsafe { &mut *counters };
-            counters.packets += 1;
-            counters.bytes += len;
+            let c = unsafe { &mut *c };
+            c.packets += 1;
+            c.bytes += u64::from(len);
         }
         None => {
             let first = IfaceCounters {
                 packets: 1,
-                bytes: len,
+                bytes: u64::from(len),
             };
-            // Another CPU may have created it meanwhile: then this one packet is not
-            // counted, which is cheaper than a retry loop.
-            LT_IFSTATS_V1
-                .insert(ifindex, first, BPF_NOEXIST)
-                .map_err(i64::from)?;
+            // Another CPU may have created it meanwhile: then this packet is not counted,
+            // which is cheaper than a retry loop.
+            let _ = LT_IFSTATS_V1.insert(ifindex, first, BPF_NOEXIST);
         }
     }
-    Ok(TC_ACT_OK)
+}
+
+/// Adds a packet (or, with `opened`, a new flow) to its listener's and backend's
+/// counters.
+#[inline(always)]
+fn count_traffic(nat: &Nat, len: u32, opened: bool) {
+    let reply = nat.flags & Nat::REPLY != 0;
+    let add = |t: &mut Traffic| {
+        if opened {
+            t.connections += 1;
+        } else if reply {
+            t.packets_out += 1;
+            t.bytes_out += u64::from(len);
+        } else {
+            t.packets_in += 1;
+            t.bytes_in += u64::from(len);
+        }
+    };
+    if let Some(t) = LT_LSTATS_V1.get_ptr_mut(nat.listener) {
+        // SAFETY: per-CPU value, this CPU only.
+        add(unsafe { &mut *t });
+    }
+    if let Some(t) = LT_BSTATS_V1.get_ptr_mut(nat.backend) {
+        // SAFETY: per-CPU value, this CPU only.
+        add(unsafe { &mut *t });
+    }
 }
