@@ -3,6 +3,7 @@
 //! where typed errors get their context; `main` prints the chain and picks the exit code.
 
 mod agent;
+mod maps;
 mod show;
 
 use std::{net::Ipv4Addr, path::PathBuf, process::ExitCode};
@@ -48,6 +49,22 @@ enum AgentCommand {
     },
     /// Runs the agent on a document until SIGTERM or SIGINT.
     Run(agent::RunArgs),
+    /// Prints the kernel tables (listeners, backends, access, interfaces, refusals, flows),
+    /// with resource names when given the document.
+    Maps {
+        #[arg(long, default_value = lattice_common::pins::DEFAULT_BPFFS_ROOT)]
+        bpffs_root: PathBuf,
+        /// The document the agent runs, to print names instead of keys.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The agent's state directory (its VIPs), with --config.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
     /// Removes everything the agent pinned under its bpffs root (programs detach, maps
     /// and their flows are freed).
     Cleanup {
@@ -132,6 +149,19 @@ pub fn agent_main() -> ExitCode {
             settings,
         } => show::show(&file, json, state_dir.as_deref(), &settings),
         AgentCommand::Run(args) => agent::run(args),
+        AgentCommand::Maps {
+            bpffs_root,
+            config,
+            state_dir,
+            json,
+            settings,
+        } => maps::maps(
+            &bpffs_root,
+            config.as_deref(),
+            state_dir.as_deref(),
+            &settings,
+            json,
+        ),
         AgentCommand::Cleanup { bpffs_root } => agent::cleanup(&bpffs_root),
     })
 }

@@ -72,4 +72,21 @@ pub enum DataplaneError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error("{command}: {message}")]
+    Command { command: String, message: String },
+    #[error("VPC {vpc}: namespace {netns} has no address inside {cidr}; give it one (the source address its VPC traffic uses)")]
+    NoVpcAddress {
+        vpc: String,
+        netns: String,
+        cidr: ipnet::Ipv4Net,
+    },
+    #[error("{op} link {path}: {source}")]
+    Link {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: aya::programs::links::LinkError,
+    },
+    #[error("the kernel tables are full: {what}")]
+    Full { what: String },
 }

@@ -25,7 +25,7 @@ use super::{
 /// compatible pin already existed). Dropping it detaches what it attached; the pins stay
 /// (see `remove_root`).
 pub struct Dataplane {
-    ebpf: Ebpf,
+    pub(super) ebpf: Ebpf,
     root: PathBuf,
     mounted_bpffs: bool,
 }
@@ -173,7 +173,7 @@ impl Dataplane {
     }
 }
 
-fn classifier<'a>(
+pub(super) fn classifier<'a>(
     ebpf: &'a mut Ebpf,
     name: &'static str,
 ) -> Result<&'a mut SchedClassifier, DataplaneError> {

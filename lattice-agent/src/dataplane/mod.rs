@@ -5,12 +5,22 @@
 //! `/sys/fs/bpf/lattice`, layout in `lattice_common::pins`), so `bpftool` can inspect it
 //! and `lattice-agent cleanup` can remove it.
 
+mod attach;
 mod bpffs;
+pub mod compile;
 mod error;
+mod inspect;
+mod ip;
 mod loader;
 mod object;
+mod program;
+mod reconcile;
 
+pub use attach::{host_link_name, Attachment, NS_LINK};
 pub use bpffs::{ensure_bpffs, remove_root};
 pub use error::DataplaneError;
+pub use inspect::{inspect, Inspection};
 pub use loader::{Dataplane, TcAttachment};
 pub use object::{embedded_object, toolchain_used, MapSpec};
+pub use program::{Applied, Programmer};
+pub use reconcile::{Reconciler, Synced};

@@ -1,0 +1,290 @@
+//! Joining a VPC's network namespace to the lattice: a veth pair the agent owns, the
+//! routes that send the namespace's VIP traffic into it, and the tc program on its host
+//! end, attached through a pinned link so it stays attached (and is replaced
+//! atomically) across agent restarts.
+
+use std::{io, net::Ipv4Addr, path::PathBuf};
+
+use aya::{
+    maps::HashMap as BpfHashMap,
+    programs::{
+        links::{FdLink, LinkError, PinnedLink},
+        tc::{SchedClassifierLink, TcAttachOptions},
+        LinkOrder, TcAttachType,
+    },
+};
+use lattice_common::{
+    pins::{programs, LINKS_DIR},
+    vpcs::{self, Iface},
+};
+use sha2::{Digest as _, Sha256};
+use tracing::info;
+
+use super::{
+    compile::{ip_net_order, PathSettings, VpcPlan},
+    ip::{self, addresses_in, ifindex_of, link_exists, mac_of, vpc_address},
+    loader::classifier,
+    Dataplane, DataplaneError,
+};
+
+/// The name of lattice's link inside every attached namespace.
+pub const NS_LINK: &str = "lattice0";
+
+/// A namespace joined to the lattice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub vpc: u32,
+    pub netns: String,
+    /// The host end of the veth.
+    pub host_link: String,
+    pub ifindex: u32,
+    /// The namespace's own address inside the VPC's CIDR: the source of its VIP traffic.
+    pub vpc_addr: Ipv4Addr,
+    /// Every IPv4 address of the namespace (targets are found by address).
+    pub addresses: Vec<Ipv4Addr>,
+}
+
+/// The host end's name: `ltv` and a hash of the VPC and namespace (at most 15 bytes, the
+/// same name for the same attachment whichever agent makes it).
+pub fn host_link_name(vpc: u32, netns: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(vpc.to_be_bytes());
+    hasher.update(netns.as_bytes());
+    format!("ltv{}", &hex::encode(hasher.finalize())[..10])
+}
+
+impl Dataplane {
+    /// Joins `netns` to the lattice as part of `vpc`: creates the veth pair (or keeps the
+    /// one a previous agent made), sets the routes for the VIP and SNAT pools with the
+    /// namespace's VPC address as source, records the interface in `LT_IFACES_V1`, and
+    /// attaches the tc program through a pinned link. Idempotent.
+    pub fn attach_netns(
+        &mut self,
+        vpc: &VpcPlan,
+        netns: &str,
+        settings: &PathSettings,
+    ) -> Result<Attachment, DataplaneError> {
+        let addresses = addresses_in(netns)?;
+        let vpc_addr =
+            vpc_address(&addresses, vpc.cidr).ok_or_else(|| DataplaneError::NoVpcAddress {
+                vpc: vpc.name.clone(),
+                netns: netns.to_owned(),
+                cidr: vpc.cidr,
+            })?;
+        let host = host_link_name(vpc.key, netns);
+        let created = !link_exists(&host);
+        if created {
+            ip::ip(&[
+                "link", "add", &host, "type", "veth", "peer", "name", NS_LINK, "netns", netns,
+            ])?;
+        }
+        let agent = format!("{}/32", settings.agent_addr);
+        let src = vpc_addr.to_string();
+        let via = settings.agent_addr.to_string();
+        ip::ip(&["link", "set", &host, "up"])?;
+        ip::ip(&["addr", "replace", &agent, "dev", &host])?;
+        ip::ip(&["-n", netns, "link", "set", NS_LINK, "up"])?;
+        ip::ip(&[
+            "-n", netns, "route", "replace", &agent, "dev", NS_LINK, "scope", "link", "src", &src,
+        ])?;
+        for pool in [settings.vip_pool, settings.snat_pool] {
+            ip::ip(&[
+                "-n",
+                netns,
+                "route",
+                "replace",
+                &pool.to_string(),
+                "via",
+                &via,
+                "dev",
+                NS_LINK,
+                "src",
+                &src,
+                "onlink",
+            ])?;
+        }
+        let ifindex = ifindex_of(&host)?;
+        let iface = Iface {
+            vpc: vpc.key,
+            snat_addr: ip_net_order(vpc.snat_addr),
+            host_mac: mac_of(None, &host)?,
+            peer_mac: mac_of(Some(netns), NS_LINK)?,
+        };
+        self.ifaces_mut()?
+            .insert(ifindex, iface, 0)
+            .map_err(|source| DataplaneError::Map {
+                op: "writing",
+                name: vpcs::IFACES_MAP,
+                source,
+            })?;
+        self.attach_pinned(&host, created)?;
+        if created {
+            info!(vpc = %vpc.name, netns, host_link = %host, %vpc_addr, "attached VPC namespace");
+        }
+        Ok(Attachment {
+            vpc: vpc.key,
+            netns: netns.to_owned(),
+            host_link: host,
+            ifindex,
+            vpc_addr,
+            addresses,
+        })
+    }
+
+    /// Forgets an interface whose namespace is gone (the kernel deleted the veth with it):
+    /// its `LT_IFACES_V1` entry and its pinned link.
+    pub fn forget_interface(
+        &mut self,
+        ifindex: u32,
+        host_link: &str,
+    ) -> Result<(), DataplaneError> {
+        match self.ifaces_mut()?.remove(&ifindex) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(source) => {
+                return Err(DataplaneError::Map {
+                    op: "deleting from",
+                    name: vpcs::IFACES_MAP,
+                    source,
+                })
+            }
+        }
+        let pin = self.link_pin(host_link);
+        match std::fs::remove_file(&pin) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(DataplaneError::Fs {
+                op: "unpinning",
+                path: pin,
+                source,
+            }),
+        }
+    }
+
+    /// Removes every VPC link recorded in `LT_IFACES_V1` (for `cleanup`).
+    pub fn remove_all_links(&mut self) -> Result<Vec<u32>, DataplaneError> {
+        let ifindexes: Vec<u32> = self.ifaces_mut()?.keys().filter_map(Result::ok).collect();
+        for ifindex in &ifindexes {
+            if let Some(name) = name_of_ifindex(*ifindex) {
+                // Deleting one end deletes the pair.
+                let _ = ip::ip(&["link", "del", "dev", &name]);
+            }
+        }
+        Ok(ifindexes)
+    }
+
+    fn link_pin(&self, host_link: &str) -> PathBuf {
+        self.root().join(LINKS_DIR).join(host_link)
+    }
+
+    /// Attaches the tc ingress program to `host` through the link pinned for it: an
+    /// existing link is updated in place (atomic program swap, no packet unprocessed);
+    /// otherwise a new tcx link is made and pinned. A link pinned for an interface that
+    /// was just created is a leftover of the interface's previous life and is replaced.
+    fn attach_pinned(&mut self, host: &str, fresh_interface: bool) -> Result<(), DataplaneError> {
+        let pin = self.link_pin(host);
+        if fresh_interface {
+            let _ = std::fs::remove_file(&pin);
+        }
+        let name = programs::TC_INGRESS;
+        let program = classifier(&mut self.ebpf, name)?;
+        let link_id = match PinnedLink::from_pin(&pin) {
+            Ok(old) => {
+                let link: SchedClassifierLink =
+                    FdLink::from(old)
+                        .try_into()
+                        .map_err(|source| DataplaneError::Link {
+                            op: "adopting",
+                            path: pin.clone(),
+                            source,
+                        })?;
+                program
+                    .attach_to_link(link)
+                    .map_err(|source| DataplaneError::Program {
+                        op: "replacing",
+                        name,
+                        source,
+                    })?
+            }
+            Err(LinkError::SyscallError(e)) if e.io_error.kind() == io::ErrorKind::NotFound => {
+                program
+                    .attach_with_options(
+                        host,
+                        TcAttachType::Ingress,
+                        TcAttachOptions::TcxOrder(LinkOrder::default()),
+                    )
+                    .map_err(|source| DataplaneError::Program {
+                        op: "attaching",
+                        name,
+                        source,
+                    })?
+            }
+            Err(source) => {
+                return Err(DataplaneError::Link {
+                    op: "opening",
+                    path: pin,
+                    source,
+                })
+            }
+        };
+        // Owned by the pin from now on, not by this process: the program stays attached
+        // when the agent exits or is killed.
+        let link = program
+            .take_link(link_id)
+            .map_err(|source| DataplaneError::Program {
+                op: "taking link of",
+                name,
+                source,
+            })?;
+        let fd_link: FdLink = link.try_into().map_err(|source| DataplaneError::Link {
+            op: "converting",
+            path: pin.clone(),
+            source,
+        })?;
+        if !pin.exists() {
+            fd_link.pin(&pin).map_err(|source| DataplaneError::Pin {
+                what: format!("link of {host}"),
+                path: pin.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn ifaces_mut(
+        &mut self,
+    ) -> Result<BpfHashMap<&mut aya::maps::MapData, u32, Iface>, DataplaneError> {
+        let name = vpcs::IFACES_MAP;
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or_else(|| DataplaneError::Missing {
+                kind: "map",
+                name: name.to_owned(),
+            })?;
+        BpfHashMap::try_from(map).map_err(|source| DataplaneError::Map {
+            op: "opening",
+            name,
+            source,
+        })
+    }
+}
+
+fn name_of_ifindex(ifindex: u32) -> Option<String> {
+    nix::net::if_::if_indextoname(ifindex)
+        .ok()
+        .and_then(|n| n.into_string().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_link_names_fit_and_are_stable() {
+        let a = host_link_name(7, "lt-web");
+        assert_eq!(a, host_link_name(7, "lt-web"));
+        assert_ne!(a, host_link_name(8, "lt-web"));
+        assert_ne!(a, host_link_name(7, "lt-orders"));
+        assert!(a.len() <= 15 && a.starts_with("ltv"), "{a}");
+    }
+}

@@ -1,0 +1,167 @@
+//! A running agent for end-to-end tests: writes the test's document, starts the real
+//! `lattice-agent run` under the test's own bpffs root and state directory, waits until
+//! it is ready, and kills it on drop.
+#![allow(dead_code)] // Each test binary uses a different part.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{mpsc, Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+pub const AGENT: &str = env!("CARGO_BIN_EXE_lattice-agent");
+
+/// An agent process with its files.
+pub struct Agent {
+    child: Option<Child>,
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+    pub bpffs_root: PathBuf,
+    pub log: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    /// Writes `yaml` and starts the agent on it; waits for `lattice-agent ready`.
+    pub fn start(yaml: &str, bpffs_root: &Path) -> Agent {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("lattice.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let mut agent = Agent {
+            child: None,
+            config,
+            state_dir: dir.path().join("state"),
+            bpffs_root: bpffs_root.to_path_buf(),
+            log: Arc::new(Mutex::new(String::new())),
+            _dir: dir,
+        };
+        agent.spawn();
+        agent
+    }
+
+    /// Starts (again) on the current config file.
+    pub fn spawn(&mut self) {
+        let mut child = Command::new(AGENT)
+            .args(["run", "--sync-interval", "200ms", "--config"])
+            .arg(&self.config)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--bpffs-root")
+            .arg(&self.bpffs_root)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lattice-agent");
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        let log = Arc::clone(&self.log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("lattice-agent ready") {
+                    let _ = tx.send(());
+                }
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = child.kill();
+            panic!("agent not ready:\n{}", self.log.lock().unwrap());
+        }
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, as a crash: nothing of the agent's runs after this.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Replaces the document (for the next `spawn`).
+    pub fn rewrite_config(&self, yaml: &str) {
+        std::fs::write(&self.config, yaml).expect("write config");
+    }
+
+    /// `lattice-agent show --json` of the running document and state.
+    pub fn show(&self) -> serde_json::Value {
+        let out = Command::new(AGENT)
+            .args(["show", "--json", "--state-dir"])
+            .arg(&self.state_dir)
+            .arg(&self.config)
+            .output()
+            .expect("run show");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("show --json")
+    }
+
+    /// The VIP of a service.
+    pub fn vip(&self, service: &str) -> Ipv4Addr {
+        let shown = self.show();
+        let vip = shown["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == service)
+            .unwrap_or_else(|| panic!("no service {service}"))["vip"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        vip
+    }
+
+    pub fn vip_addr(&self, service: &str, port: u16) -> SocketAddr {
+        SocketAddr::from((self.vip(service), port))
+    }
+
+    /// `lattice-agent maps --json` of this agent's pins and document.
+    pub fn maps(&self) -> serde_json::Value {
+        let out = Command::new(AGENT)
+            .args(["maps", "--json", "--bpffs-root"])
+            .arg(&self.bpffs_root)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("run maps");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("maps --json")
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `f` until it is true or `timeout` passes.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
