@@ -11,6 +11,7 @@
 //! it: the agent refuses to adopt a pinned map whose shape differs from the compiled one.
 #![no_std]
 
+pub mod cgroups;
 pub mod config;
 pub mod conntrack;
 pub mod ifstats;

@@ -17,8 +17,12 @@ pub const LINKS_DIR: &str = "links";
 
 /// Names of the programs in the object, one per hook.
 pub mod programs {
-    /// tc ingress on the host end of every VPC veth: per-interface accounting.
+    /// tc ingress on the host end of every VPC veth: the kernel TCP path.
     pub const TC_INGRESS: &str = "lt_tc_ingress";
+    /// cgroup connect4 of VPC cgroups: socket-level load balancing for host processes.
+    pub const CONNECT4: &str = "lt_connect4";
+    /// cgroup getpeername4 of VPC cgroups: gives applications the VIP back.
+    pub const GETPEERNAME4: &str = "lt_getpeername4";
     /// Every program the object must contain; the agent refuses an object lacking one.
-    pub const ALL: &[&str] = &[TC_INGRESS];
+    pub const ALL: &[&str] = &[TC_INGRESS, CONNECT4, GETPEERNAME4];
 }

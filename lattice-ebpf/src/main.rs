@@ -4,6 +4,7 @@
 #![no_std]
 #![no_main]
 
+mod cgroup_connect;
 mod maps;
 mod packet;
 mod rst;

@@ -9,6 +9,7 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use lattice_common::{
+    cgroups::{SockVip, MAX_CGROUPS, MAX_SOCKETS},
     config::DataplaneConfig,
     conntrack::{FlowKey, Nat, MAX_FLOWS},
     ifstats::{IfaceCounters, MAX_INTERFACES},
@@ -66,3 +67,11 @@ pub static LT_BSTATS_V1: PerCpuArray<Traffic, { MAX_BACKENDS as usize }> = PerCp
 #[btf_map]
 pub static LT_REFUSED_V1: PerCpuHashMap<RefusalKey, u64, { MAX_REFUSAL_KEYS as usize }> =
     PerCpuHashMap::new();
+
+/// `lattice_common::cgroups::CGROUPS_MAP`
+#[btf_map]
+pub static LT_CGROUPS_V1: HashMap<u64, u32, { MAX_CGROUPS as usize }> = HashMap::new();
+
+/// `lattice_common::cgroups::SOCKVIP_MAP`
+#[btf_map]
+pub static LT_SOCKVIP_V1: LruHashMap<u64, SockVip, { MAX_SOCKETS as usize }> = LruHashMap::new();

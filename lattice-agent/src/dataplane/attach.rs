@@ -3,17 +3,23 @@
 //! end, attached through a pinned link so it stays attached (and is replaced
 //! atomically) across agent restarts.
 
-use std::{io, net::Ipv4Addr, path::PathBuf};
+use std::{
+    io,
+    net::Ipv4Addr,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     maps::HashMap as BpfHashMap,
     programs::{
         links::{FdLink, LinkError, PinnedLink},
         tc::{SchedClassifierLink, TcAttachOptions},
-        LinkOrder, TcAttachType,
+        CgroupAttachMode, CgroupSockAddr, LinkOrder, TcAttachType,
     },
 };
 use lattice_common::{
+    cgroups::CGROUPS_MAP,
     pins::{programs, LINKS_DIR},
     vpcs::{self, Iface},
 };
@@ -29,6 +35,32 @@ use super::{
 
 /// The name of lattice's link inside every attached namespace.
 pub const NS_LINK: &str = "lattice0";
+
+/// A cgroup of host processes joined to the lattice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupAttachment {
+    pub vpc: u32,
+    /// The cgroup's directory under the cgroup2 mount.
+    pub path: PathBuf,
+    /// Its cgroup id (the directory's inode), as the kernel reports it.
+    pub id: u64,
+}
+
+/// Where cgroup2 is mounted (found in /proc/mounts: hybrid hosts mount it at
+/// /sys/fs/cgroup/unified, unified ones at /sys/fs/cgroup).
+pub fn cgroup2_mount() -> Result<PathBuf, DataplaneError> {
+    let mounts = std::fs::read_to_string("/proc/mounts").map_err(DataplaneError::ReadMounts)?;
+    mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 2 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
+        })
+        .ok_or_else(|| DataplaneError::Command {
+            command: "finding the cgroup2 mount in /proc/mounts".into(),
+            message: "no cgroup2 filesystem is mounted".into(),
+        })
+}
 
 /// A namespace joined to the lattice.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,6 +202,128 @@ impl Dataplane {
             }
         }
         Ok(ifindexes)
+    }
+
+    /// Joins a cgroup of host processes to the lattice as part of `vpc`: records its id
+    /// in `LT_CGROUPS_V1` and attaches connect4 and getpeername4 through pinned links.
+    /// A previous agent's links are replaced without a gap: the new programs are
+    /// attached next to the old ones (which then see addresses already rewritten and
+    /// let them pass), and the old links are unpinned afterwards. Idempotent.
+    pub fn attach_cgroup(
+        &mut self,
+        vpc: &VpcPlan,
+        relative: &Path,
+    ) -> Result<CgroupAttachment, DataplaneError> {
+        let path = cgroup2_mount()?.join(relative.strip_prefix("/").unwrap_or(relative));
+        let meta = std::fs::metadata(&path).map_err(|source| DataplaneError::Fs {
+            op: "opening cgroup",
+            path: path.clone(),
+            source,
+        })?;
+        let id = meta.ino();
+        let mut cgroups: BpfHashMap<_, u64, u32> = {
+            let name = CGROUPS_MAP;
+            let map = self.ebpf.map_mut(name).ok_or_else(|| DataplaneError::Missing {
+                kind: "map",
+                name: name.to_owned(),
+            })?;
+            BpfHashMap::try_from(map).map_err(|source| DataplaneError::Map {
+                op: "opening",
+                name,
+                source,
+            })?
+        };
+        cgroups
+            .insert(id, vpc.key, 0)
+            .map_err(|source| DataplaneError::Map {
+                op: "writing",
+                name: CGROUPS_MAP,
+                source,
+            })?;
+        for name in [programs::CONNECT4, programs::GETPEERNAME4] {
+            self.attach_cgroup_program(name, &path, id)?;
+        }
+        Ok(CgroupAttachment {
+            vpc: vpc.key,
+            path,
+            id,
+        })
+    }
+
+    fn attach_cgroup_program(
+        &mut self,
+        name: &'static str,
+        cgroup: &Path,
+        id: u64,
+    ) -> Result<(), DataplaneError> {
+        let pin = self.root().join(LINKS_DIR).join(format!("cg{id}-{name}"));
+        // bpffs refuses names with dots.
+        let fresh = self.root().join(LINKS_DIR).join(format!("cg{id}-{name}-new"));
+        let file = std::fs::File::open(cgroup).map_err(|source| DataplaneError::Fs {
+            op: "opening cgroup",
+            path: cgroup.to_path_buf(),
+            source,
+        })?;
+        let program: &mut CgroupSockAddr = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| DataplaneError::Missing {
+                kind: "program",
+                name: name.to_owned(),
+            })?
+            .try_into()
+            .map_err(|source| DataplaneError::Program {
+                op: "typing",
+                name,
+                source,
+            })?;
+        let link_id = program
+            // A link-based cgroup attachment always runs alongside the cgroup's other
+            // programs (the kernel refuses the ALLOW_MULTI flag on links).
+            .attach(&file, CgroupAttachMode::Single)
+            .map_err(|source| DataplaneError::Program {
+                op: "attaching",
+                name,
+                source,
+            })?;
+        let link = program
+            .take_link(link_id)
+            .map_err(|source| DataplaneError::Program {
+                op: "taking link of",
+                name,
+                source,
+            })?;
+        let fd_link: FdLink = link.try_into().map_err(|source| DataplaneError::Link {
+            op: "converting",
+            path: pin.clone(),
+            source,
+        })?;
+        let _ = std::fs::remove_file(&fresh);
+        fd_link.pin(&fresh).map_err(|source| DataplaneError::Pin {
+            what: format!("link of {name} on {}", cgroup.display()),
+            path: fresh.clone(),
+            source,
+        })?;
+        // The old link (if any) is released when its pin goes: the rename replaces it.
+        std::fs::rename(&fresh, &pin).map_err(|source| DataplaneError::Fs {
+            op: "renaming pin",
+            path: fresh,
+            source,
+        })
+    }
+
+    /// Forgets a cgroup that is gone or no longer attached: its map entry and links.
+    pub fn forget_cgroup(&mut self, id: u64) -> Result<(), DataplaneError> {
+        if let Some(map) = self.ebpf.map_mut(CGROUPS_MAP) {
+            if let Ok(mut map) = BpfHashMap::<_, u64, u32>::try_from(map) {
+                let _ = map.remove(&id);
+            }
+        }
+        for name in [programs::CONNECT4, programs::GETPEERNAME4] {
+            let pin = self.root().join(LINKS_DIR).join(format!("cg{id}-{name}"));
+            let _ = std::fs::remove_file(pin);
+        }
+        Ok(())
     }
 
     fn link_pin(&self, host_link: &str) -> PathBuf {

@@ -6,7 +6,7 @@
 //! resolved id, so the same resource has the same key across restarts and agents, and
 //! conntrack entries written by one agent stay meaningful to the next.
 
-use std::net::Ipv4Addr;
+use std::{net::Ipv4Addr, path::PathBuf};
 
 use ipnet::Ipv4Net;
 use lattice_common::services::{ListenerKey, PROTO_TCP, SLOTS};
@@ -44,6 +44,8 @@ pub struct VpcPlan {
     pub cidr: Ipv4Net,
     pub snat_addr: Ipv4Addr,
     pub netns: Vec<String>,
+    /// cgroups of host processes, relative to the cgroup2 mount.
+    pub cgroups: Vec<PathBuf>,
 }
 
 /// A TCP listener in the kernel: its address and the weighted target groups behind it.
@@ -122,6 +124,14 @@ pub fn compile(config: &Config, resolved: &Resolved, settings: &PathSettings) ->
                 .filter_map(|a| match a {
                     Attachment::Netns(ns) => Some(ns.clone()),
                     Attachment::Cgroup(_) => None,
+                })
+                .collect(),
+            cgroups: vpc
+                .attachments
+                .iter()
+                .filter_map(|a| match a {
+                    Attachment::Cgroup(path) => Some(path.clone()),
+                    Attachment::Netns(_) => None,
                 })
                 .collect(),
         })

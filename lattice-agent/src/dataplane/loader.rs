@@ -56,8 +56,18 @@ impl Dataplane {
             .map_err(|e| DataplaneError::Load(Box::new(e)))?;
 
         for &name in programs::ALL {
-            let program = classifier(&mut ebpf, name)?;
-            program.load().map_err(|source| DataplaneError::Program {
+            let program = ebpf
+                .program_mut(name)
+                .ok_or_else(|| DataplaneError::Missing {
+                    kind: "program",
+                    name: name.to_owned(),
+                })?;
+            let loaded = match program {
+                aya::programs::Program::SchedClassifier(p) => p.load(),
+                aya::programs::Program::CgroupSockAddr(p) => p.load(),
+                _ => Err(aya::programs::ProgramError::UnexpectedProgramType),
+            };
+            loaded.map_err(|source| DataplaneError::Program {
                 op: "loading",
                 name,
                 source,
@@ -76,6 +86,7 @@ impl Dataplane {
                     })
                 }
             }
+            let program = ebpf.program_mut(name).expect("loaded above");
             program.pin(&path).map_err(|source| DataplaneError::Pin {
                 what: format!("program {name}"),
                 path: path.clone(),

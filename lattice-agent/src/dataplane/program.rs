@@ -137,7 +137,7 @@ impl Programmer {
         for listener in &snapshot.listeners {
             for group in &listener.groups {
                 for target in &group.targets {
-                    match place(group.vpc, target, attachments) {
+                    match place(group.vpc, target, attachments, snapshot) {
                         Some(ifindex) => {
                             wanted_backends.insert(
                                 *target,
@@ -302,13 +302,21 @@ impl Programmer {
 }
 
 /// The interface a target is reached through: the attachment of its VPC whose namespace
-/// has its address, else the VPC's first attachment.
-fn place(vpc: u32, target: &BackendId, attachments: &[Attachment]) -> Option<u32> {
+/// has its address; 0 (the host itself) for a VPC of host cgroups; else the VPC's first
+/// namespace attachment.
+fn place(vpc: u32, target: &BackendId, attachments: &[Attachment], snapshot: &Snapshot) -> Option<u32> {
     let of_vpc = || attachments.iter().filter(|a| a.vpc == vpc);
-    of_vpc()
-        .find(|a| a.addresses.contains(&target.addr))
-        .or_else(|| of_vpc().next())
-        .map(|a| a.ifindex)
+    if let Some(a) = of_vpc().find(|a| a.addresses.contains(&target.addr)) {
+        return Some(a.ifindex);
+    }
+    let host_vpc = snapshot
+        .vpcs
+        .iter()
+        .any(|v| v.key == vpc && !v.cgroups.is_empty());
+    if host_vpc {
+        return Some(0);
+    }
+    of_vpc().next().map(|a| a.ifindex)
 }
 
 fn backend_id_of(b: &Backend) -> BackendId {

@@ -3,12 +3,12 @@
 //! the snapshot, the attachments or the usable targets change. The agent calls
 //! [`Reconciler::sync`] at start and then on every tick.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, path::PathBuf};
 
 use tracing::{info, warn};
 
 use super::{
-    attach::Attachment,
+    attach::{Attachment, CgroupAttachment},
     compile::{BackendId, GroupPlan, PathSettings, Snapshot},
     ip::{link_exists, netns_exists},
     program::{Applied, Programmer},
@@ -22,8 +22,9 @@ pub struct Reconciler {
     programmer: Programmer,
     settings: PathSettings,
     attachments: BTreeMap<(u32, String), Attachment>,
-    /// Namespaces whose last attach failed, with the error (logged once per change).
-    failing: BTreeMap<(u32, String), String>,
+    cgroups: BTreeMap<(u32, PathBuf), CgroupAttachment>,
+    /// Attachments whose last attempt failed, with the error (logged once per change).
+    failing: BTreeMap<String, String>,
     applied: Option<(Snapshot, Vec<Vec<BackendId>>)>,
 }
 
@@ -31,6 +32,7 @@ pub struct Reconciler {
 #[derive(Debug, Default)]
 pub struct Synced {
     pub attached: Vec<Attachment>,
+    pub cgroups_attached: Vec<CgroupAttachment>,
     pub forgotten: Vec<Attachment>,
     pub applied: Option<Applied>,
 }
@@ -46,6 +48,7 @@ impl Reconciler {
             programmer,
             settings,
             attachments: BTreeMap::new(),
+            cgroups: BTreeMap::new(),
             failing: BTreeMap::new(),
             applied: None,
         })
@@ -115,20 +118,15 @@ impl Reconciler {
                 }
                 match self.dataplane.attach_netns(vpc, netns, &self.settings) {
                     Ok(a) => {
-                        self.failing.remove(&key);
+                        self.failing.remove(netns);
                         self.attachments.insert(key, a.clone());
                         synced.attached.push(a);
                     }
-                    Err(e) => {
-                        let message = e.to_string();
-                        if self.failing.get(&key) != Some(&message) {
-                            warn!(vpc = %vpc.name, netns, error = %message, "cannot attach VPC namespace yet; retrying");
-                            self.failing.insert(key, message);
-                        }
-                    }
+                    Err(e) => self.failed(netns, &vpc.name, &e),
                 }
             }
         }
+        self.sync_cgroups(snapshot, &mut synced)?;
 
         let usable_now: Vec<Vec<BackendId>> = snapshot
             .listeners
@@ -136,6 +134,7 @@ impl Reconciler {
             .flat_map(|l| l.groups.iter().map(usable))
             .collect();
         let unchanged = synced.attached.is_empty()
+            && synced.cgroups_attached.is_empty()
             && synced.forgotten.is_empty()
             && self
                 .applied
@@ -150,5 +149,56 @@ impl Reconciler {
             synced.applied = Some(applied);
         }
         Ok(synced)
+    }
+
+    /// Attaches the cgroups of the snapshot's VPCs that exist and are not attached yet;
+    /// forgets those removed from the disk or the config.
+    fn sync_cgroups(&mut self, snapshot: &Snapshot, synced: &mut Synced) -> Result<(), DataplaneError> {
+        let wanted: Vec<(u32, PathBuf)> = snapshot
+            .vpcs
+            .iter()
+            .flat_map(|v| v.cgroups.iter().map(move |c| (v.key, c.clone())))
+            .collect();
+        let stale: Vec<(u32, PathBuf)> = self
+            .cgroups
+            .iter()
+            .filter(|(k, a)| !wanted.contains(k) || !a.path.is_dir())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in stale {
+            if let Some(a) = self.cgroups.remove(&key) {
+                self.dataplane.forget_cgroup(a.id)?;
+                info!(cgroup = %a.path.display(), "VPC cgroup gone or removed from the config; detached");
+            }
+        }
+        for vpc in &snapshot.vpcs {
+            for cgroup in &vpc.cgroups {
+                let key = (vpc.key, cgroup.clone());
+                if self.cgroups.contains_key(&key) {
+                    continue;
+                }
+                let label = cgroup.display().to_string();
+                match self.dataplane.attach_cgroup(vpc, cgroup) {
+                    Ok(a) => {
+                        self.failing.remove(&label);
+                        info!(vpc = %vpc.name, cgroup = %a.path.display(), "attached VPC cgroup");
+                        self.cgroups.insert(key, a.clone());
+                        synced.cgroups_attached.push(a);
+                    }
+                    Err(e) => self.failed(&label, &vpc.name, &e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Logs an attachment that cannot be made yet, once per distinct error.
+    fn failed(&mut self, what: &str, vpc: &str, error: &DataplaneError) {
+        // Every variant's message already ends with its cause.
+        let message = error.to_string();
+        if self.failing.get(what) != Some(&message) {
+            warn!(vpc, attachment = what, error = %message, "cannot attach yet; retrying");
+            self.failing.insert(what.to_owned(), message);
+        }
     }
 }

@@ -1,0 +1,120 @@
+//! Host processes in a VPC cgroup: connect() to a VIP is rewritten in the kernel to a
+//! target on the host (socket-level load balancing), and getpeername() shows the VIP.
+
+mod common;
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
+use common::Agent;
+use lattice_tests::{EchoServer, Topology};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+/// Set for the child process this test runs inside the cgroup: where to connect.
+const CLIENT_ENV: &str = "LATTICE_TEST_CGROUP_CLIENT";
+
+/// Not a test of its own: the body of the child process that runs inside the VPC
+/// cgroup (a test binary re-run with a filter; without the variable it does nothing).
+#[test]
+fn cgroup_client_process() {
+    let Ok(vip) = std::env::var(CLIENT_ENV) else {
+        return;
+    };
+    let vip: SocketAddr = vip.parse().unwrap();
+    let mut s = TcpStream::connect_timeout(&vip, TIMEOUT).expect("connect to the VIP");
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    println!("PEER={}", s.peer_addr().unwrap());
+    s.write_all(b"ping from the cgroup").unwrap();
+    let mut buf = [0u8; 20];
+    s.read_exact(&mut buf).unwrap();
+    println!("ECHO={}", String::from_utf8_lossy(&buf));
+}
+
+#[test]
+fn a_host_process_in_a_vpc_cgroup_reaches_a_host_target_and_sees_the_vip() {
+    let mut topo = Topology::new().expect("topology (needs root)");
+    let cgroup = topo.add_cgroup("web").unwrap();
+    let targets_cgroup = topo.add_cgroup("targets").unwrap();
+    // The test's stand-in for the host: a namespace of its own, so that a connect() the
+    // kernel did not rewrite fails there instead of leaving the machine.
+    let host = topo.add_netns("host").unwrap();
+    host.add_addr("lo", "127.1.0.10/32").unwrap();
+    let echo = EchoServer::start(&host, "127.1.0.10:7300".parse().unwrap()).unwrap();
+    let target = echo.addr();
+    let yaml = format!(
+        r#"
+accounts: [{{ id: "111111111111" }}]
+vpcs:
+  - name: vpc-host-web
+    account: "111111111111"
+    cidr: 10.95.0.0/16
+    attachments: [{{ cgroup: {cgroup} }}]
+  - name: vpc-host
+    account: "111111111111"
+    cidr: 127.1.0.0/16
+    attachments: [{{ cgroup: {targets} }}]
+serviceNetworks:
+  - name: host-net
+    account: "111111111111"
+    authType: NONE
+    vpcAssociations: [{{ vpc: vpc-host-web }}]
+    serviceAssociations: [echo]
+services:
+  - name: echo
+    account: "111111111111"
+    authType: NONE
+    listeners:
+      - name: tcp
+        protocol: TCP
+        port: 7777
+        defaultAction:
+          forward:
+            targetGroups: [{{ targetGroupIdentifier: echo-tg, weight: 100 }}]
+targetGroups:
+  - name: echo-tg
+    type: IP
+    config: {{ vpcIdentifier: vpc-host, protocol: TCP, port: {port} }}
+    targets: [{{ id: 127.1.0.10 }}]
+"#,
+        cgroup = cgroup.relative_path().trim_start_matches('/'),
+        targets = targets_cgroup.relative_path().trim_start_matches('/'),
+        port = target.port(),
+    );
+    let root = topo.bpffs_root("agent").unwrap();
+    let agent = Agent::start(&yaml, &root);
+    let vip = agent.vip_addr("echo", 7777);
+
+    let exe = std::env::current_exe().unwrap();
+    let out = cgroup
+        .command_in(&host, &exe)
+        .args(["--exact", "cgroup_client_process", "--nocapture", "--test-threads", "1"])
+        .env(CLIENT_ENV, vip.to_string())
+        .output()
+        .expect("run the client in the cgroup");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        agent.log()
+    );
+    assert!(stdout.contains(&format!("PEER={vip}")), "getpeername shows the VIP: {stdout}");
+    assert!(stdout.contains("ECHO=ping from the cgroup"), "{stdout}");
+
+    let maps = agent.maps();
+    let echo = &maps["listeners"][0];
+    assert_eq!(echo["traffic"]["connections"], 1, "{maps:#}");
+    assert!(!agent.log().contains("WARN"), "{}", agent.log());
+
+    // The same client outside the cgroup is not rewritten: the VIP is unreachable.
+    let plain = host
+        .command(&exe)
+        .args(["--exact", "cgroup_client_process", "--nocapture", "--test-threads", "1"])
+        .env(CLIENT_ENV, vip.to_string())
+        .output()
+        .unwrap();
+    assert!(!plain.status.success(), "outside the cgroup nothing rewrites connect()");
+}

@@ -1,0 +1,160 @@
+//! connect4 and getpeername4 on VPC cgroups: a host process that connects to a VIP is
+//! connected straight to a target the listener picks (socket-level load balancing, no
+//! per-packet work afterwards), and getpeername() shows it the VIP it asked for.
+//!
+//! Only targets reachable from the host (a VPC made of cgroups, not namespaces) are
+//! rewritten here; for other targets connect() is left alone.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_socket_cookie},
+    macros::cgroup_sock_addr,
+    maps::lpm_trie::Key,
+    programs::SockAddrContext,
+};
+use lattice_common::{
+    cgroups::{SockVip, MAX_CGROUP_DEPTH},
+    services::{AccessData, ListenerKey, ACCESS_KEY_FIXED_BITS, PROTO_TCP, SLOTS},
+    stats::{reason, RefusalKey},
+};
+
+use crate::maps::{
+    LT_ACCESS_V1, LT_BACKENDS_V1, LT_BSTATS_V1, LT_CGROUPS_V1, LT_CONFIG_V1, LT_LISTENERS_V1,
+    LT_LSTATS_V1, LT_REFUSED_V1, LT_SLOTS_V1, LT_SOCKVIP_V1,
+};
+
+/// Return values of cgroup sock_addr programs.
+const ALLOW: i32 = 1;
+const REFUSE: i32 = 0;
+const IPPROTO_TCP: u32 = 6;
+const BPF_ANY: u64 = 0;
+const BPF_NOEXIST: u64 = 1;
+
+#[cgroup_sock_addr(connect4)]
+pub fn lt_connect4(ctx: SockAddrContext) -> i32 {
+    // On an internal error the connect goes ahead unchanged (and fails on its own if the
+    // VIP is not reachable otherwise): never break a host's unrelated connections.
+    try_connect4(&ctx).unwrap_or(ALLOW)
+}
+
+#[cgroup_sock_addr(getpeername4)]
+pub fn lt_getpeername4(ctx: SockAddrContext) -> i32 {
+    // SAFETY: the context pointer is the kernel's bpf_sock_addr for this call.
+    let sa = unsafe { &mut *ctx.sock_addr };
+    // SAFETY: a plain helper call on this program's context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+    if let Some(v) = LT_SOCKVIP_V1.get_ptr(cookie) {
+        // SAFETY: a map value pointer the helper returned; copied at once.
+        let v = unsafe { *v };
+        sa.user_ip4 = v.vip;
+        sa.user_port = u32::from(v.port);
+    }
+    ALLOW
+}
+
+#[inline(always)]
+fn try_connect4(ctx: &SockAddrContext) -> Result<i32, i64> {
+    // SAFETY: as above.
+    let sa = unsafe { &mut *ctx.sock_addr };
+    if sa.protocol != IPPROTO_TCP {
+        return Ok(ALLOW);
+    }
+    let Some(config) = LT_CONFIG_V1.get_ptr(0) else {
+        return Ok(ALLOW);
+    };
+    // SAFETY: as above.
+    let config = unsafe { *config };
+    let vip = sa.user_ip4;
+    if config.enabled == 0 || vip & config.vip_mask != config.vip_net {
+        return Ok(ALLOW);
+    }
+    let port = sa.user_port as u16;
+    let Some(vpc) = caller_vpc() else {
+        return Ok(ALLOW);
+    };
+    let Some(listener) = LT_LISTENERS_V1.get_ptr(ListenerKey {
+        vip,
+        port,
+        proto: PROTO_TCP as u8,
+        _pad: 0,
+    }) else {
+        return Ok(refuse(vpc, reason::NO_LISTENER));
+    };
+    // SAFETY: as above.
+    let listener = unsafe { *listener };
+    // A host process has no VPC source address yet: the association decides, the
+    // allowedCidrs (which name VPC addresses) do not apply.
+    let access = Key::new(
+        ACCESS_KEY_FIXED_BITS,
+        AccessData {
+            vpc,
+            service: listener.service,
+            addr: 0,
+        },
+    );
+    if LT_ACCESS_V1.get(&access).is_none() {
+        return Ok(refuse(vpc, reason::NOT_ASSOCIATED));
+    }
+    // SAFETY: a plain helper call on this program's context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+    let hash = (cookie ^ (cookie >> 32)) as u32;
+    let slot = (listener.index * 2 + (listener.bank & 1)) * SLOTS + hash.wrapping_mul(0x9e37_79b1) % SLOTS;
+    let backend_id = match LT_SLOTS_V1.get_ptr(slot) {
+        // SAFETY: as above.
+        Some(id) if listener.slots != 0 => unsafe { *id },
+        _ => 0,
+    };
+    let Some(backend) = LT_BACKENDS_V1.get_ptr(backend_id) else {
+        return Ok(refuse(vpc, reason::NO_BACKEND));
+    };
+    // SAFETY: as above.
+    let backend = unsafe { *backend };
+    if backend.ifindex != 0 {
+        // The target lives in a namespace: not reachable by a host socket.
+        return Ok(ALLOW);
+    }
+    LT_SOCKVIP_V1
+        .insert(cookie, SockVip { vip, port, _pad: 0 }, BPF_ANY)
+        .map_err(i64::from)?;
+    sa.user_ip4 = backend.addr;
+    sa.user_port = u32::from(backend.port);
+    if let Some(t) = LT_LSTATS_V1.get_ptr_mut(listener.index) {
+        // SAFETY: per-CPU value, this CPU only.
+        unsafe { (*t).connections += 1 };
+    }
+    if let Some(t) = LT_BSTATS_V1.get_ptr_mut(backend_id) {
+        // SAFETY: per-CPU value, this CPU only.
+        unsafe { (*t).connections += 1 };
+    }
+    Ok(ALLOW)
+}
+
+/// The VPC of the calling task: its cgroup or the nearest ancestor lattice attached.
+#[inline(always)]
+fn caller_vpc() -> Option<u32> {
+    let mut found = None;
+    for level in 0..MAX_CGROUP_DEPTH {
+        // SAFETY: a plain helper call.
+        let id = unsafe { bpf_get_current_ancestor_cgroup_id(level) };
+        if id == 0 {
+            break;
+        }
+        if let Some(vpc) = LT_CGROUPS_V1.get_ptr(id) {
+            // SAFETY: as above.
+            found = Some(unsafe { *vpc });
+        }
+    }
+    found
+}
+
+#[inline(always)]
+fn refuse(vpc: u32, why: u32) -> i32 {
+    let key = RefusalKey { vpc, reason: why };
+    match LT_REFUSED_V1.get_ptr_mut(key) {
+        // SAFETY: per-CPU value, this CPU only.
+        Some(count) => unsafe { *count += 1 },
+        None => {
+            let _ = LT_REFUSED_V1.insert(key, 1u64, BPF_NOEXIST);
+        }
+    }
+    REFUSE
+}
