@@ -6,11 +6,13 @@
 //! | [`resolve`] | the resolved model: ids, ARNs, DNS names, virtual IPs |
 //! | [`state`] | the agent's state directory: durable, atomically replaced files |
 //! | [`dataplane`] | the kernel side: bpffs, loading and pinning the embedded object, counters |
+//! | [`health`] | active health checks of target groups: target states, selection, probes |
 //! | [`cli`] | the `lattice-agent` and `lattice` command lines |
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
 pub mod dataplane;
+pub mod health;
 pub mod resolve;
 pub mod state;

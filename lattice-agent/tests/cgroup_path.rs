@@ -90,7 +90,13 @@ targetGroups:
     let exe = std::env::current_exe().unwrap();
     let out = cgroup
         .command_in(&host, &exe)
-        .args(["--exact", "cgroup_client_process", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "cgroup_client_process",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(CLIENT_ENV, vip.to_string())
         .output()
         .expect("run the client in the cgroup");
@@ -101,7 +107,10 @@ targetGroups:
         String::from_utf8_lossy(&out.stderr),
         agent.log()
     );
-    assert!(stdout.contains(&format!("PEER={vip}")), "getpeername shows the VIP: {stdout}");
+    assert!(
+        stdout.contains(&format!("PEER={vip}")),
+        "getpeername shows the VIP: {stdout}"
+    );
     assert!(stdout.contains("ECHO=ping from the cgroup"), "{stdout}");
 
     let maps = agent.maps();
@@ -112,9 +121,18 @@ targetGroups:
     // The same client outside the cgroup is not rewritten: the VIP is unreachable.
     let plain = host
         .command(&exe)
-        .args(["--exact", "cgroup_client_process", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "cgroup_client_process",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(CLIENT_ENV, vip.to_string())
         .output()
         .unwrap();
-    assert!(!plain.status.success(), "outside the cgroup nothing rewrites connect()");
+    assert!(
+        !plain.status.success(),
+        "outside the cgroup nothing rewrites connect()"
+    );
 }

@@ -126,7 +126,9 @@ fn kill_9_keeps_flows_and_new_connections_and_a_new_agent_adopts() {
     });
     std::thread::sleep(Duration::from_millis(100));
     agent.kill();
-    transfer.join().expect("8 MiB echoed across the agent's death");
+    transfer
+        .join()
+        .expect("8 MiB echoed across the agent's death");
     // No agent: new connections still work (pinned programs, links, maps).
     client::echo_roundtrip(&lab.web, vip, b"no agent running", TIMEOUT).expect("new connection");
 
@@ -134,8 +136,14 @@ fn kill_9_keeps_flows_and_new_connections_and_a_new_agent_adopts() {
     let flows_before = agent.maps()["flows"].as_u64().unwrap();
     agent.spawn();
     let after = agent.maps();
-    assert_eq!(before["listeners"][0]["index"], after["listeners"][0]["index"]);
-    assert!(after["flows"].as_u64().unwrap() >= flows_before, "{after:#}");
+    assert_eq!(
+        before["listeners"][0]["index"],
+        after["listeners"][0]["index"]
+    );
+    assert!(
+        after["flows"].as_u64().unwrap() >= flows_before,
+        "{after:#}"
+    );
     client::echo_roundtrip(&lab.web, vip, b"adopted", TIMEOUT).expect("after restart");
     let log = agent.log();
     assert!(!log.contains("ERROR"), "{log}");
@@ -161,8 +169,16 @@ fn a_deregistered_target_drains_and_new_flows_go_elsewhere() {
     agent.spawn();
 
     for _ in 0..5 {
-        assert_eq!(get_on(&mut open_flow), "a", "the open flow keeps its target");
-        assert_eq!(get_on(&mut open(&lab.web, vip)), "b", "new flows avoid the deregistered one");
+        assert_eq!(
+            get_on(&mut open_flow),
+            "a",
+            "the open flow keeps its target"
+        );
+        assert_eq!(
+            get_on(&mut open(&lab.web, vip)),
+            "b",
+            "new flows avoid the deregistered one"
+        );
     }
 }
 
@@ -181,8 +197,44 @@ fn a_namespace_created_after_the_agent_started_is_attached() {
     assert_eq!(late.name(), late_name);
     late.add_addr("lo", "10.91.0.5/32").unwrap();
     assert!(
-        eventually(TIMEOUT, || client::echo_roundtrip(&late, vip, b"hello", Duration::from_secs(2)).is_ok()),
+        eventually(TIMEOUT, || client::echo_roundtrip(
+            &late,
+            vip,
+            b"hello",
+            Duration::from_secs(2)
+        )
+        .is_ok()),
         "the late namespace reaches the service:\n{}",
         agent.log()
     );
+}
+
+#[test]
+fn cleanup_removes_the_links_the_pins_and_the_path() {
+    let mut lab = lab();
+    let _echo = EchoServer::start(&lab.orders, "10.92.0.10:7000".parse().unwrap()).unwrap();
+    let root = lab.topo.bpffs_root("agent").unwrap();
+    let mut agent = Agent::start(
+        &config(lab.web.name(), lab.orders.name(), &["10.92.0.10"]),
+        &root,
+    );
+    let vip = agent.vip_addr("orders", 9000);
+    client::echo_roundtrip(&lab.web, vip, b"before", TIMEOUT).unwrap();
+    agent.kill();
+    let out = std::process::Command::new(common::AGENT)
+        .args(["cleanup", "--bpffs-root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!root.exists(), "pins removed");
+    assert!(
+        lab.web.ip(&["link", "show", "dev", "lattice0"]).is_err(),
+        "the VPC veth is gone"
+    );
+    assert!(client::echo_roundtrip(&lab.web, vip, b"after", Duration::from_secs(2)).is_err());
 }

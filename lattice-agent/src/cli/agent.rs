@@ -15,7 +15,14 @@ use ipnet::Ipv4Net;
 use tracing::{info, warn};
 
 use super::SettingsArgs;
-use crate::{config, dataplane, resolve, state};
+use crate::{
+    config,
+    dataplane::{
+        self,
+        compile::{BackendId, GroupPlan},
+    },
+    health, resolve, state,
+};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -93,9 +100,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let maps = dataplane.map_names();
     let mut reconciler = dataplane::Reconciler::new(dataplane, path_settings)
         .context("taking over the kernel tables")?;
-    let all_targets = |g: &dataplane::compile::GroupPlan| g.targets.clone();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let checker = runtime.block_on(async {
+        let checker = health::HealthChecker::start(health::CheckerOptions::default());
+        checker
+            .set_groups(health::plan(&config, &mut health::Probers::new()))
+            .await
+            .map(|()| checker)
+    })?;
+    let health_rx = checker.subscribe();
+
+    let initial = health_rx.borrow().clone();
     let synced = reconciler
-        .sync(&snapshot, &all_targets)
+        .sync(&snapshot, &usable_targets(&config, &initial))
         .context("programming the kernel")?;
     let applied = synced.applied.unwrap_or_default();
     info!(
@@ -116,9 +137,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         std::thread::Builder::new()
             .name("kernel-sync".into())
             .spawn(move || {
+                let mut written: Option<Vec<TargetRow>> = None;
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(args.sync_interval);
-                    match reconciler.sync(&snapshot, &all_targets) {
+                    let health = health_rx.borrow().clone();
+                    let rows = target_rows(&config, &health);
+                    if written.as_ref() != Some(&rows) {
+                        match state_dir.write_json(TARGETS_FILE, &rows) {
+                            Ok(()) => written = Some(rows),
+                            Err(e) => warn!(error = %e, "recording target health failed"),
+                        }
+                    }
+                    let usable = usable_targets(&config, &health);
+                    let result = reconciler.sync(&snapshot, &usable);
+                    match result {
                         Ok(s) if s.applied.is_some() => {
                             info!(applied = ?s.applied, "kernel tables updated")
                         }
@@ -130,10 +162,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .context("starting the kernel sync thread")?
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let signal = runtime.block_on(wait_for_shutdown())?;
     info!(
         signal,
@@ -141,11 +169,116 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     stop.store(true, Ordering::Relaxed);
     let _ = sync_loop.join();
+    let _ = runtime.block_on(checker.shutdown());
     Ok(())
 }
 
-/// Removes the bpffs root and everything under it.
+/// Where `run` records target health for `lattice-agent targets`.
+pub const TARGETS_FILE: &str = "targets.json";
+
+/// One target's health, as `targets` prints it (Lattice's ListTargets fields).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRow {
+    pub target_group: String,
+    pub id: String,
+    pub port: u16,
+    pub status: String,
+    pub reason_code: Option<String>,
+}
+
+fn target_rows(config: &config::Config, health: &health::HealthSnapshot) -> Vec<TargetRow> {
+    let mut rows = Vec::new();
+    for group in config.target_groups() {
+        let key = health::GroupKey::of(group);
+        let Some(g) = health.groups.get(&key) else {
+            continue;
+        };
+        for t in g.summaries() {
+            let value = serde_json::to_value(&t).unwrap_or_default();
+            rows.push(TargetRow {
+                target_group: group.name.to_string(),
+                id: t.id,
+                port: t.port,
+                status: value["status"].as_str().unwrap_or("?").to_owned(),
+                reason_code: value["reasonCode"].as_str().map(str::to_owned),
+            });
+        }
+    }
+    rows
+}
+
+/// The targets of a forward that may take new flows now: health decides (failing
+/// open when none qualifies, as Lattice does).
+fn usable_targets<'a>(
+    config: &'a config::Config,
+    health: &'a health::HealthSnapshot,
+) -> impl Fn(&GroupPlan) -> Vec<BackendId> + 'a {
+    move |g: &GroupPlan| {
+        let group = config.target_group(g.group);
+        health
+            .select(&health::GroupKey::of(group), &group.targets)
+            .targets
+            .into_iter()
+            .filter_map(|t| match t.id {
+                config::TargetId::Ip(addr) => Some(BackendId {
+                    target_group: g.key,
+                    addr,
+                    port: t.port.get(),
+                }),
+                config::TargetId::Instance(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// `lattice-agent targets`: the health of every target, as the running agent last
+/// recorded it in its state directory.
+pub fn targets(state_dir: &Path, json: bool) -> anyhow::Result<()> {
+    let dir = state::StateDir::open(state_dir)?;
+    let rows: Vec<TargetRow> = dir.read_json(TARGETS_FILE)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} has no {TARGETS_FILE}: is an agent running with this state directory?",
+            state_dir.display()
+        )
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!(
+            "{:<24} {:<18} {:<6} {:<10} REASON",
+            "TARGET GROUP", "TARGET", "PORT", "STATUS"
+        );
+        for r in rows {
+            println!(
+                "{:<24} {:<18} {:<6} {:<10} {}",
+                r.target_group,
+                r.id,
+                r.port,
+                r.status,
+                r.reason_code.unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Removes the VPC veths the agent made, then the bpffs root and everything under it
+/// (programs detach when their pinned links go).
 pub fn cleanup(bpffs_root: &Path) -> anyhow::Result<()> {
+    for ifindex in dataplane::pinned_interfaces(bpffs_root)? {
+        if let Ok(name) = nix::net::if_::if_indextoname(ifindex) {
+            let name = name.to_string_lossy().into_owned();
+            // Deleting the host end deletes the pair.
+            match std::process::Command::new("ip")
+                .args(["link", "del", "dev", &name])
+                .status()
+            {
+                Ok(s) if s.success() => info!(link = %name, "removed VPC link"),
+                _ => warn!(link = %name, "could not remove VPC link"),
+            }
+        }
+    }
     if dataplane::remove_root(bpffs_root)? {
         info!(bpffs_root = %bpffs_root.display(), "removed pinned programs and maps");
     } else {

@@ -65,6 +65,13 @@ enum AgentCommand {
         #[command(flatten)]
         settings: SettingsArgs,
     },
+    /// Prints the health of every target (as the running agent records it).
+    Targets {
+        #[arg(long, env = "LATTICE_STATE_DIR", default_value = "/var/lib/lattice")]
+        state_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Removes everything the agent pinned under its bpffs root (programs detach, maps
     /// and their flows are freed).
     Cleanup {
@@ -162,6 +169,7 @@ pub fn agent_main() -> ExitCode {
             &settings,
             json,
         ),
+        AgentCommand::Targets { state_dir, json } => agent::targets(&state_dir, json),
         AgentCommand::Cleanup { bpffs_root } => agent::cleanup(&bpffs_root),
     })
 }

@@ -449,6 +449,9 @@ pub struct TargetGroup {
 pub enum HealthCheckProtocol {
     Http,
     Https,
+    /// A TCP connect within the timeout: TCP target groups whose check names no
+    /// protocol.
+    Tcp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

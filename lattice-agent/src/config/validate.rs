@@ -956,13 +956,9 @@ fn health_check(
             );
             None
         }
-        None if tcp && enabled => {
-            s.err(
-                f("protocol"),
-                "is required when health checks are enabled on a TCP target group",
-            );
-            None
-        }
+        // A TCP group's check without a protocol is a TCP connect check; naming HTTP
+        // or HTTPS (as Lattice requires) checks over that protocol instead.
+        None if tcp => Some(HealthCheckProtocol::Tcp),
         None => Some(HealthCheckProtocol::Http),
     };
     let hc_version = match hc.protocol_version.as_deref() {
@@ -985,7 +981,7 @@ fn health_check(
         None => match version {
             Some(ProtocolVersion::Http1) => Some(HealthCheckProtocolVersion::Http1),
             Some(ProtocolVersion::Http2) => Some(HealthCheckProtocolVersion::Http2),
-            Some(ProtocolVersion::Grpc) | None if enabled => {
+            Some(ProtocolVersion::Grpc) | None if enabled && !(tcp && hc.protocol.is_none()) => {
                 let what = if tcp { "TCP" } else { "GRPC" };
                 s.err(
                     f("protocolVersion"),

@@ -223,10 +223,13 @@ impl Dataplane {
         let id = meta.ino();
         let mut cgroups: BpfHashMap<_, u64, u32> = {
             let name = CGROUPS_MAP;
-            let map = self.ebpf.map_mut(name).ok_or_else(|| DataplaneError::Missing {
-                kind: "map",
-                name: name.to_owned(),
-            })?;
+            let map = self
+                .ebpf
+                .map_mut(name)
+                .ok_or_else(|| DataplaneError::Missing {
+                    kind: "map",
+                    name: name.to_owned(),
+                })?;
             BpfHashMap::try_from(map).map_err(|source| DataplaneError::Map {
                 op: "opening",
                 name,
@@ -258,7 +261,10 @@ impl Dataplane {
     ) -> Result<(), DataplaneError> {
         let pin = self.root().join(LINKS_DIR).join(format!("cg{id}-{name}"));
         // bpffs refuses names with dots.
-        let fresh = self.root().join(LINKS_DIR).join(format!("cg{id}-{name}-new"));
+        let fresh = self
+            .root()
+            .join(LINKS_DIR)
+            .join(format!("cg{id}-{name}-new"));
         let file = std::fs::File::open(cgroup).map_err(|source| DataplaneError::Fs {
             op: "opening cgroup",
             path: cgroup.to_path_buf(),

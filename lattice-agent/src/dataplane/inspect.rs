@@ -247,3 +247,15 @@ fn sum(
     }
     Ok(total.into())
 }
+
+/// The host ends of the VPC veths an agent recorded under `root` (for `cleanup`).
+pub fn pinned_interfaces(root: &Path) -> Result<Vec<u32>, DataplaneError> {
+    let path = root.join(IFACES_MAP);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let ifaces: BpfHashMap<_, u32, Iface> =
+        BpfHashMap::try_from(Map::HashMap(pinned(root, IFACES_MAP)?))
+            .map_err(map_err(IFACES_MAP))?;
+    Ok(ifaces.keys().filter_map(Result::ok).collect())
+}

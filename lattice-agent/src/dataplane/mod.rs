@@ -19,7 +19,7 @@ mod reconcile;
 pub use attach::{host_link_name, Attachment, NS_LINK};
 pub use bpffs::{ensure_bpffs, remove_root};
 pub use error::DataplaneError;
-pub use inspect::{inspect, Inspection};
+pub use inspect::{inspect, pinned_interfaces, Inspection};
 pub use loader::{Dataplane, TcAttachment};
 pub use object::{embedded_object, toolchain_used, MapSpec};
 pub use program::{Applied, Programmer};

@@ -304,7 +304,12 @@ impl Programmer {
 /// The interface a target is reached through: the attachment of its VPC whose namespace
 /// has its address; 0 (the host itself) for a VPC of host cgroups; else the VPC's first
 /// namespace attachment.
-fn place(vpc: u32, target: &BackendId, attachments: &[Attachment], snapshot: &Snapshot) -> Option<u32> {
+fn place(
+    vpc: u32,
+    target: &BackendId,
+    attachments: &[Attachment],
+    snapshot: &Snapshot,
+) -> Option<u32> {
     let of_vpc = || attachments.iter().filter(|a| a.vpc == vpc);
     if let Some(a) = of_vpc().find(|a| a.addresses.contains(&target.addr)) {
         return Some(a.ifindex);

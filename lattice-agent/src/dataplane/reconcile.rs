@@ -153,7 +153,11 @@ impl Reconciler {
 
     /// Attaches the cgroups of the snapshot's VPCs that exist and are not attached yet;
     /// forgets those removed from the disk or the config.
-    fn sync_cgroups(&mut self, snapshot: &Snapshot, synced: &mut Synced) -> Result<(), DataplaneError> {
+    fn sync_cgroups(
+        &mut self,
+        snapshot: &Snapshot,
+        synced: &mut Synced,
+    ) -> Result<(), DataplaneError> {
         let wanted: Vec<(u32, PathBuf)> = snapshot
             .vpcs
             .iter()
