@@ -12,6 +12,7 @@
 use std::{
     fs,
     io::{BufRead as _, BufReader},
+    net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
@@ -19,7 +20,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use lattice_tests::{EchoServer, HttpServer, Netns, Topology};
+use lattice_tests::{client, EchoServer, HttpServer, Netns, Topology};
 
 use crate::{shell, step};
 
@@ -45,11 +46,14 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     let orders = topo.add_netns("orders")?;
     let other = topo.add_netns("other")?;
     let web_cgroup = topo.add_cgroup("web")?;
+    // Each VPC namespace's own address inside its CIDR: the source of its VIP traffic.
+    web.add_addr("lo", "10.91.0.5/32")?;
+    other.add_addr("lo", "10.93.0.5/32")?;
     let _servers = start_targets(&orders)?;
     let work = DemoDir::new(topo.tag().as_str())?;
     let bpffs_root = topo.bpffs_root("bpf")?;
     println!(
-        "    vpc-web: netns {}, cgroup {}",
+        "    vpc-web: netns {} (client 10.91.0.5), cgroup {}",
         web.name(),
         web_cgroup.relative_path()
     );
@@ -128,14 +132,78 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         result: bpftool.map(|_| "shown above".to_owned()),
     });
 
-    step("restarting the agent (SIGTERM, then run again on the same state directory)");
-    let stopped = running.stop();
+    step("TCP through a VIP, in the kernel: vpc-web -> orders-db (1 MiB echo, byte-exact)");
+    let db_vip = vip_of(&agent, &config, &state_dir, "orders-db")?;
+    let db = SocketAddr::from((db_vip, 5432));
+    let payload: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    report.push(Outcome {
+        what: "vpc-web reaches orders-db through its VIP (kernel NAT, no userspace hop)",
+        result: client::echo_roundtrip(&web, db, &payload, Duration::from_secs(10))
+            .map(|()| format!("1 MiB echoed byte-exact via {db}"))
+            .map_err(|e| format!("{e:#}")),
+    });
+
+    step("vpc-other is not associated with the service network: refused in the kernel");
+    let started = std::time::Instant::now();
+    report.push(Outcome {
+        what: "an unassociated VPC is refused at once (RST), and counted",
+        result: match client::connect(&other, db, Duration::from_secs(5)) {
+            Ok(_) => Err("vpc-other connected".into()),
+            Err(e) => Ok(format!(
+                "refused in {:?}: {}",
+                started.elapsed(),
+                lattice_tests::error_chain(&e)
+            )),
+        },
+    });
+
+    step("lattice-agent maps: the kernel tables, decoded by resource name");
+    report.push(Outcome {
+        what: "kernel tables",
+        result: run_shown(
+            Command::new(&agent)
+                .args(["maps", "--bpffs-root"])
+                .arg(&bpffs_root)
+                .arg("--config")
+                .arg(&config)
+                .arg("--state-dir")
+                .arg(&state_dir),
+        )
+        .map(|_| "shown above".to_owned()),
+    });
+
+    step("kill -9 the agent during a transfer: the kernel path carries on without it");
+    let transfer = {
+        let web = web.clone();
+        std::thread::spawn(move || -> Result<(), String> {
+            let s =
+                client::connect(&web, db, Duration::from_secs(5)).map_err(|e| format!("{e:#}"))?;
+            let chunk: Vec<u8> = (0..256 * 1024).map(|i| (i % 253) as u8).collect();
+            for _ in 0..16 {
+                client::echo_exchange(&s, &chunk, Duration::from_secs(10))
+                    .map_err(|e| format!("{e:#}"))?;
+            }
+            Ok(())
+        })
+    };
+    running.kill9();
+    let survived = transfer
+        .join()
+        .unwrap_or_else(|_| Err("transfer thread panicked".into()));
+    let new_conn = client::echo_roundtrip(&web, db, b"no agent", Duration::from_secs(5));
+    report.push(Outcome {
+        what: "a transfer survives kill -9 of the agent, new connections still work",
+        result: match (survived, new_conn) {
+            (Ok(()), Ok(())) => {
+                Ok("4 MiB echoed across the kill; a new connection made with no agent".into())
+            }
+            (a, b) => Err(format!("transfer: {a:?}, new connection: {b:?}")),
+        },
+    });
+
+    step("restarting the agent on the same state directory (it adopts the pinned state)");
     running = start_agent(&agent, &config, &state_dir, &bpffs_root)?;
     let vips_second = vips(&agent, &config, &state_dir)?;
-    report.push(Outcome {
-        what: "clean stop on SIGTERM",
-        result: stopped,
-    });
     report.push(Outcome {
         what: "virtual IPs stable across the restart",
         result: if vips_first == vips_second && !vips_first.is_empty() {
@@ -144,11 +212,33 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             Err(format!("{vips_first:?} then {vips_second:?}"))
         },
     });
+    report.push(Outcome {
+        what: "the restarted agent adopted the flows and tables",
+        result: client::echo_roundtrip(&web, db, b"adopted", Duration::from_secs(5))
+            .map(|()| "orders-db still reachable".to_owned())
+            .map_err(|e| format!("{e:#}")),
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    step("lattice-agent targets: target health");
+    report.push(Outcome {
+        what: "target health",
+        result: run_shown(
+            Command::new(&agent)
+                .args(["targets", "--state-dir"])
+                .arg(&state_dir),
+        )
+        .map(|_| "shown above".to_owned()),
+    });
     let stopped = running.stop();
     report.push(Outcome {
-        what: "agent stopped",
+        what: "clean stop on SIGTERM",
         result: stopped,
     });
+    let _ = shell::output(
+        Command::new(&agent)
+            .args(["cleanup", "--bpffs-root"])
+            .arg(&bpffs_root),
+    );
 
     step("report");
     let mut failed = 0;
@@ -162,8 +252,8 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         }
     }
     println!(
-        "    next  traffic to services through their virtual IPs (TCP in the kernel, then \
-         HTTP/HTTPS/gRPC in the agent) arrives with the kernel data path and L7 issues"
+        "    next  the HTTPS listener of orders (rules, auth, HTTP/2, gRPC) arrives with the \
+         L7 issue; until then its VIP:443 is refused"
     );
     println!("    removing the demo topology, pins and files");
     drop(topo);
@@ -273,6 +363,12 @@ struct RunningAgent {
 }
 
 impl RunningAgent {
+    /// SIGKILL, as a crash.
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then wait for a clean exit.
     fn stop(&mut self) -> Result<String, String> {
         let pid = self.child.id().to_string();
@@ -331,6 +427,20 @@ fn start_agent(
         Ok(()) => Ok(running),
         Err(_) => bail!("the agent did not log `lattice-agent ready` within {READY_TIMEOUT:?}"),
     }
+}
+
+/// One service's VIP.
+fn vip_of(
+    agent: &Path,
+    config: &Path,
+    state_dir: &Path,
+    service: &str,
+) -> anyhow::Result<Ipv4Addr> {
+    let vip = vips(agent, config, state_dir)?
+        .into_iter()
+        .find_map(|v| v.strip_prefix(&format!("{service}=")).map(str::to_owned))
+        .with_context(|| format!("no VIP for {service}"))?;
+    Ok(vip.parse()?)
 }
 
 /// The services' virtual IPs as `show --state-dir` reports them (sorted `name=vip`).

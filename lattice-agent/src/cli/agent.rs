@@ -246,12 +246,12 @@ pub fn targets(state_dir: &Path, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         println!(
-            "{:<24} {:<18} {:<6} {:<10} REASON",
+            "{:<24} {:<18} {:<6} {:<12} REASON",
             "TARGET GROUP", "TARGET", "PORT", "STATUS"
         );
         for r in rows {
             println!(
-                "{:<24} {:<18} {:<6} {:<10} {}",
+                "{:<24} {:<18} {:<6} {:<12} {}",
                 r.target_group,
                 r.id,
                 r.port,
