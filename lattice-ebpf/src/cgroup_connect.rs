@@ -64,7 +64,8 @@ fn try_connect4(ctx: &SockAddrContext) -> Result<i32, i64> {
     // SAFETY: as above.
     let config = unsafe { *config };
     let vip = sa.user_ip4;
-    if config.enabled == 0 || vip & config.vip_mask != config.vip_net {
+    // The agent's own address is inside the pool but is no listener's.
+    if config.enabled == 0 || vip == config.agent_addr || vip & config.vip_mask != config.vip_net {
         return Ok(ALLOW);
     }
     let port = sa.user_port as u16;

@@ -102,7 +102,9 @@ fn try_tc_ingress(ctx: &mut TcContext) -> Result<i32, i64> {
             return forward(ctx, &p, &nat);
         }
     }
-    if p.daddr & config.vip_mask == config.vip_net {
+    // The agent's own address sits inside the VIP pool (its first host): it is the
+    // agent's (DNS, proxy), not a listener's.
+    if p.daddr != config.agent_addr && p.daddr & config.vip_mask == config.vip_net {
         return open_flow(ctx, &p, &key, &iface, ifindex);
     }
     Ok(to_host_or_drop(&config, p.daddr))

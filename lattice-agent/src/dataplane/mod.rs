@@ -15,6 +15,7 @@ mod loader;
 mod object;
 mod program;
 mod reconcile;
+mod testrun;
 
 pub use attach::{host_link_name, Attachment, NS_LINK};
 pub use bpffs::{ensure_bpffs, remove_root};

@@ -1,0 +1,385 @@
+//! Packet fixtures for the tc program, run through BPF_PROG_TEST_RUN: for each input
+//! packet, the verdict and every byte of the output packet that matters (addresses,
+//! ports, MACs, flags, both checksums). Nothing is sent; the maps are programmed the way
+//! the agent does it, under the test's own bpffs root.
+
+use std::net::Ipv4Addr;
+
+use lattice_agent::{
+    config,
+    dataplane::{
+        compile::{self, GroupPlan, PathSettings},
+        Attachment, Dataplane, Programmer,
+    },
+    resolve,
+};
+use lattice_common::vpcs::Iface;
+use lattice_tests::Topology;
+
+const TC_ACT_OK: u32 = 0;
+const TC_ACT_SHOT: u32 = 2;
+const TC_ACT_REDIRECT: u32 = 7;
+
+const VIP: Ipv4Addr = Ipv4Addr::new(169, 254, 171, 2);
+const AGENT: Ipv4Addr = Ipv4Addr::new(169, 254, 171, 1);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 91, 0, 5);
+const OUTSIDER: Ipv4Addr = Ipv4Addr::new(10, 91, 1, 5);
+const TARGET: Ipv4Addr = Ipv4Addr::new(10, 92, 0, 30);
+const CLIENT_SNAT: Ipv4Addr = Ipv4Addr::new(169, 254, 172, 11);
+
+const CLIENT_MACS: ([u8; 6], [u8; 6]) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+const TARGET_MACS: ([u8; 6], [u8; 6]) = ([2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 1, 2]);
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const RST: u8 = 0x04;
+const PSH: u8 = 0x08;
+
+fn ne(a: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(a.octets())
+}
+
+/// One's complement sum of big-endian 16-bit words.
+fn sum16(bytes: &[u8]) -> u32 {
+    bytes
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum()
+}
+
+fn fold(mut s: u32) -> u16 {
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+fn tcp_checksum(ip: &[u8], tcp: &[u8]) -> u16 {
+    let pseudo = sum16(&ip[12..20]) + 6 + tcp.len() as u32;
+    fold(pseudo + sum16(tcp))
+}
+
+/// An Ethernet/IPv4/TCP packet with correct checksums.
+fn tcp_packet(
+    macs: ([u8; 6], [u8; 6]),
+    (saddr, sport): (Ipv4Addr, u16),
+    (daddr, dport): (Ipv4Addr, u16),
+    flags: u8,
+    seq: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&macs.1); // to the host end
+    p.extend_from_slice(&macs.0);
+    p.extend_from_slice(&[0x08, 0x00]);
+    let total = 20 + 20 + payload.len();
+    let mut ip = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        6,
+        0,
+        0,
+    ];
+    ip.extend_from_slice(&saddr.octets());
+    ip.extend_from_slice(&daddr.octets());
+    let c = fold(sum16(&ip));
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut tcp = Vec::new();
+    tcp.extend_from_slice(&sport.to_be_bytes());
+    tcp.extend_from_slice(&dport.to_be_bytes());
+    tcp.extend_from_slice(&seq.to_be_bytes());
+    tcp.extend_from_slice(&0u32.to_be_bytes());
+    tcp.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    tcp.extend_from_slice(payload);
+    let c = tcp_checksum(&ip, &tcp);
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&ip);
+    p.extend_from_slice(&tcp);
+    p
+}
+
+/// The fields of an output packet, with its checksums checked.
+#[derive(Debug, PartialEq)]
+struct Out {
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    saddr: Ipv4Addr,
+    daddr: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    ack: u32,
+}
+
+fn decode(p: &[u8]) -> Out {
+    let ip = &p[14..34];
+    let tcp = &p[34..];
+    assert_eq!(fold(sum16(ip)), 0, "IP header checksum of {p:02x?}");
+    assert_eq!(tcp_checksum(ip, tcp), 0, "TCP checksum of {p:02x?}");
+    Out {
+        dst_mac: p[0..6].try_into().unwrap(),
+        src_mac: p[6..12].try_into().unwrap(),
+        saddr: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+        daddr: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+        sport: u16::from_be_bytes([tcp[0], tcp[1]]),
+        dport: u16::from_be_bytes([tcp[2], tcp[3]]),
+        flags: tcp[13],
+        ack: u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]),
+    }
+}
+
+/// Where the fixtures run: three interfaces of a test namespace standing for the
+/// client VPC's, the target VPC's and an unassociated VPC's links.
+struct Fixture {
+    dp: Dataplane,
+    client_if: u32,
+    target_if: u32,
+    other_if: u32,
+    unowned_if: u32,
+}
+
+fn setup(topo: &mut Topology, ns: &lattice_tests::Netns) -> Fixture {
+    for (a, b) in [("c0", "c1"), ("t0", "t1"), ("o0", "o1")] {
+        ns.ip(&["link", "add", a, "type", "veth", "peer", "name", b])
+            .unwrap();
+    }
+    let index = |name: &str| {
+        ns.run(|| nix::net::if_::if_nametoindex(name))
+            .unwrap()
+            .unwrap()
+    };
+    let (client_if, target_if, other_if, unowned_if) =
+        (index("c0"), index("t0"), index("o0"), index("c1"));
+    let root = topo.bpffs_root("fx").unwrap();
+    let mut dp = Dataplane::load(&root).expect("load the object");
+    let settings = PathSettings {
+        vip_pool: "169.254.171.0/24".parse().unwrap(),
+        agent_addr: AGENT,
+        snat_pool: "169.254.172.0/22".parse().unwrap(),
+    };
+    dp.write_config(&settings).unwrap();
+    // The maps are programmed from a real document, compiled as the agent does it.
+    let yaml = format!(
+        r#"
+accounts: [{{ id: "111111111111" }}]
+vpcs:
+  - {{ name: vpc-web, account: "111111111111", cidr: 10.91.0.0/16 }}
+  - {{ name: vpc-orders, account: "111111111111", cidr: 10.92.0.0/16 }}
+  - {{ name: vpc-other, account: "111111111111", cidr: 10.93.0.0/16 }}
+serviceNetworks:
+  - name: shop
+    account: "111111111111"
+    authType: NONE
+    vpcAssociations: [{{ vpc: vpc-web, allowedCidrs: [10.91.0.0/24] }}]
+    serviceAssociations: [db-svc]
+services:
+  - name: db-svc
+    account: "111111111111"
+    authType: NONE
+    listeners:
+      - name: pg
+        protocol: TCP
+        port: 5432
+        defaultAction: {{ forward: {{ targetGroups: [{{ targetGroupIdentifier: db-tg, weight: 100 }}] }} }}
+targetGroups:
+  - name: db-tg
+    type: IP
+    config: {{ vpcIdentifier: vpc-orders, protocol: TCP, port: 5432 }}
+    targets: [{{ id: {TARGET} }}]
+"#
+    );
+    let config = config::parse_str(&yaml, std::path::Path::new("fixture.yaml")).expect("valid");
+    let resolved = resolve::resolve(
+        &config,
+        &resolve::Settings::default(),
+        &mut resolve::VipAllocations::default(),
+    )
+    .expect("resolves");
+    assert_eq!(resolved.services[0].vip, VIP);
+    assert_eq!(resolved.agent_address, AGENT);
+    let snapshot = compile::compile(&config, &resolved, &settings);
+    let key = |name: &str| snapshot.vpcs.iter().find(|v| v.name == name).unwrap().key;
+    let (client_vpc, target_vpc, other_vpc) = (key("vpc-web"), key("vpc-orders"), key("vpc-other"));
+    for (ifindex, vpc, macs, snat) in [
+        (client_if, client_vpc, CLIENT_MACS, CLIENT_SNAT),
+        (
+            target_if,
+            target_vpc,
+            TARGET_MACS,
+            Ipv4Addr::new(169, 254, 172, 22),
+        ),
+        (
+            other_if,
+            other_vpc,
+            CLIENT_MACS,
+            Ipv4Addr::new(169, 254, 172, 33),
+        ),
+    ] {
+        let iface = Iface {
+            vpc,
+            snat_addr: ne(snat),
+            host_mac: macs.0,
+            peer_mac: macs.1,
+        };
+        dp.set_interface(ifindex, iface).unwrap();
+    }
+    let attachments = [Attachment {
+        vpc: target_vpc,
+        netns: ns.name().into(),
+        host_link: "t0".into(),
+        ifindex: target_if,
+        vpc_addr: TARGET,
+        addresses: vec![TARGET],
+    }];
+    let mut programmer = Programmer::adopt(&mut dp).unwrap();
+    programmer
+        .apply(&mut dp, &snapshot, &attachments, &|g: &GroupPlan| {
+            g.targets.clone()
+        })
+        .expect("program the maps");
+    Fixture {
+        dp,
+        client_if,
+        target_if,
+        other_if,
+        unowned_if,
+    }
+}
+
+#[test]
+fn tc_ingress_packet_fixtures() {
+    let mut topo = Topology::new().expect("topology (needs root)");
+    let ns = topo.add_netns("fx").unwrap();
+    let mut fx = setup(&mut topo, &ns);
+    let (client_if, target_if, other_if, unowned_if) =
+        (fx.client_if, fx.target_if, fx.other_if, fx.unowned_if);
+    let run = |fx: &mut Fixture, packet: &[u8], ifindex: u32| {
+        ns.run(|| fx.dp.run_tc_ingress(packet, ifindex))
+            .unwrap()
+            .expect("BPF_PROG_TEST_RUN")
+    };
+
+    // 1. A SYN to the VIP from an allowed source: translated to the target (full NAT),
+    //    framed for the target VPC's link, redirected.
+    let syn = tcp_packet(CLIENT_MACS, (CLIENT, 40000), (VIP, 5432), SYN, 1000, b"");
+    let (verdict, out) = run(&mut fx, &syn, client_if);
+    assert_eq!(verdict, TC_ACT_REDIRECT, "SYN to the VIP");
+    let out = decode(&out);
+    assert_eq!(
+        (out.saddr, out.sport, out.daddr, out.dport),
+        (CLIENT_SNAT, 40000, TARGET, 5432),
+        "SYN translated"
+    );
+    assert_eq!(
+        (out.src_mac, out.dst_mac),
+        TARGET_MACS,
+        "framed for the target's link"
+    );
+
+    // 2. Data of the same flow takes the same translation, payload intact.
+    let data = tcp_packet(
+        CLIENT_MACS,
+        (CLIENT, 40000),
+        (VIP, 5432),
+        PSH | ACK,
+        1001,
+        b"hello",
+    );
+    let (verdict, raw) = run(&mut fx, &data, client_if);
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_eq!(&raw[54..], b"hello");
+    let out = decode(&raw);
+    assert_eq!((out.daddr, out.dport), (TARGET, 5432));
+
+    // 3. The target's reply comes back as the VIP, to the client, on the client's link.
+    let reply = tcp_packet(
+        TARGET_MACS,
+        (TARGET, 5432),
+        (CLIENT_SNAT, 40000),
+        SYN | ACK,
+        7,
+        b"",
+    );
+    let (verdict, out) = run(&mut fx, &reply, target_if);
+    assert_eq!(verdict, TC_ACT_REDIRECT, "reply");
+    let out = decode(&out);
+    assert_eq!(
+        (out.saddr, out.sport, out.daddr, out.dport),
+        (VIP, 5432, CLIENT, 40000),
+        "reply reverse-translated"
+    );
+    assert_eq!((out.src_mac, out.dst_mac), CLIENT_MACS);
+
+    // 4-6. Refused SYNs are answered with a RST+ACK to the sender, acknowledging the SYN.
+    let refused = [
+        ("outside allowedCidrs", client_if, OUTSIDER, 5432),
+        ("unassociated VPC", other_if, CLIENT, 5432),
+        ("no listener on that port", client_if, CLIENT, 1234),
+    ];
+    for (what, ifindex, source, port) in refused {
+        let syn = tcp_packet(CLIENT_MACS, (source, 40001), (VIP, port), SYN, 5000, b"");
+        let (verdict, raw) = run(&mut fx, &syn, ifindex);
+        assert_eq!(verdict, TC_ACT_REDIRECT, "{what}: the RST is sent back");
+        assert_eq!(raw.len(), 54, "{what}: a bare RST");
+        let out = decode(&raw);
+        assert_eq!(
+            out,
+            Out {
+                dst_mac: CLIENT_MACS.0,
+                src_mac: CLIENT_MACS.1,
+                saddr: VIP,
+                daddr: source,
+                sport: port,
+                dport: 40001,
+                flags: RST | ACK,
+                ack: 5001,
+            },
+            "{what}"
+        );
+    }
+
+    // 7-11. Everything else.
+    let non_syn = tcp_packet(CLIENT_MACS, (CLIENT, 40002), (VIP, 5432), ACK, 1, b"");
+    assert_eq!(
+        run(&mut fx, &non_syn, other_if).0,
+        TC_ACT_SHOT,
+        "refused non-SYN: dropped"
+    );
+    let elsewhere = tcp_packet(
+        CLIENT_MACS,
+        (CLIENT, 40003),
+        (Ipv4Addr::new(10, 1, 2, 3), 80),
+        SYN,
+        1,
+        b"",
+    );
+    assert_eq!(
+        run(&mut fx, &elsewhere, client_if).0,
+        TC_ACT_SHOT,
+        "no path into the host's networks"
+    );
+    let to_agent = tcp_packet(CLIENT_MACS, (CLIENT, 40004), (AGENT, 53), SYN, 1, b"");
+    assert_eq!(
+        run(&mut fx, &to_agent, client_if).0,
+        TC_ACT_OK,
+        "the agent's address is reachable"
+    );
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&CLIENT_MACS.1);
+    arp.extend_from_slice(&[0x08, 0x06]);
+    arp.extend_from_slice(&[0u8; 28]);
+    assert_eq!(run(&mut fx, &arp, client_if).0, TC_ACT_OK, "ARP passes");
+    let (verdict, out) = run(&mut fx, &syn, unowned_if);
+    assert_eq!(
+        (verdict, out),
+        (TC_ACT_OK, syn.clone()),
+        "not lattice's interface: untouched"
+    );
+}
