@@ -7,7 +7,9 @@
 //! | `test` | setup, then every test of the workspace (real kernel, needs root) |
 //! | `lint` | rustfmt and clippy, as CI runs them |
 //! | `demo` | setup, then the demo topology with the agent and real traffic |
+//! | `bench l4` | setup, then lattice's TCP path vs direct, HAProxy and nginx (ratios, JSON) |
 
+mod bench;
 mod demo;
 mod setup;
 mod shell;
@@ -45,6 +47,19 @@ enum Task {
     /// Runs setup, then the demo: a topology of network namespaces shaped like
     /// config-contract.yaml, the agent on it, real traffic, and a report.
     Demo,
+    /// Runs setup, then a benchmark: lattice side by side with a baseline and peers in
+    /// the same run, reported as ratios (never a pass/fail on timings).
+    Bench {
+        #[command(subcommand)]
+        which: BenchKind,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchKind {
+    /// TCP: direct routing, HAProxy and nginx (stream) vs lattice's kernel path:
+    /// throughput, latency, connection rate, CPU, memory; JSON under target/bench/.
+    L4,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -82,6 +97,13 @@ fn main() -> anyhow::Result<()> {
         Task::Demo => {
             setup::run()?;
             demo::run(&root)
+        }
+        Task::Bench { which } => {
+            setup::run()?;
+            setup::bench_tools()?;
+            match which {
+                BenchKind::L4 => bench::l4(&root),
+            }
         }
     }
 }

@@ -11,6 +11,18 @@ use crate::{shell, step};
 /// Tools the tests, the demo and operators use: `ip`/`tc` (namespaces, veths), `bpftool`
 /// (inspecting pinned maps), curl (a real HTTP client), openssl (demo certificates).
 const RUNTIME_PACKAGES: &[&str] = &["iproute2", "bpftool", "curl", "openssl", "ca-certificates"];
+/// The load tools and peers of `cargo xtask bench`: iperf3 (bulk throughput), sockperf
+/// (small-message latency), HAProxy and nginx-full (its stream module) as userspace L4
+/// peers, util-linux's taskset (pinning) and setpriv (servers stop with the benchmark),
+/// and bpftool (map sizes).
+const BENCH_PACKAGES: &[&str] = &[
+    "iperf3",
+    "sockperf",
+    "haproxy",
+    "nginx-full",
+    "util-linux",
+    "bpftool",
+];
 /// Debian's compiler whose `core` sources Debian ships (rustup can't fetch rust-src here).
 const DEBIAN_RUST_PACKAGES: &[&str] = &["rustc-web", "rust-web-src"];
 /// The LLVM version Debian's rustc-web 1.96 uses.
@@ -65,6 +77,30 @@ pub fn run() -> anyhow::Result<()> {
         None => bail!("no cgroup2 filesystem is mounted (see /proc/mounts); lattice's cgroup programs need one"),
     }
     println!("    setup complete");
+    Ok(())
+}
+
+/// Installs the benchmark's tools and peers that are missing (after [`run`]).
+pub fn bench_tools() -> anyhow::Result<()> {
+    step("bench: checking the load tools and peers (iperf3, sockperf, haproxy, nginx)");
+    let wanted: Vec<String> = BENCH_PACKAGES.iter().map(|s| s.to_string()).collect();
+    let fresh: Vec<&str> = ["haproxy", "nginx"]
+        .into_iter()
+        .filter(|p| !installed(if *p == "nginx" { "nginx-full" } else { p }))
+        .collect();
+    install_packages(&wanted, is_root()?)?;
+    // The bench runs its own peers inside namespaces; the distribution's services that
+    // installing the packages may have started would listen on the host's ports.
+    if !fresh.is_empty() && shell::have("systemctl") {
+        let _ = Command::new("systemctl")
+            .args(["disable", "--now"])
+            .args(&fresh)
+            .status();
+        println!(
+            "    stopped and disabled the {} service(s) the packages started",
+            fresh.join(" and ")
+        );
+    }
     Ok(())
 }
 
