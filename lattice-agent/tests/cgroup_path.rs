@@ -44,6 +44,9 @@ fn a_host_process_in_a_vpc_cgroup_reaches_a_host_target_and_sees_the_vip() {
     host.add_addr("lo", "127.1.0.10/32").unwrap();
     let echo = EchoServer::start(&host, "127.1.0.10:7300".parse().unwrap()).unwrap();
     let target = echo.addr();
+    // A service whose target lives in a namespace: not reachable from host sockets.
+    let orders = topo.add_netns("orders").unwrap();
+    orders.add_addr("lo", "10.92.0.30/32").unwrap();
     let yaml = format!(
         r#"
 accounts: [{{ id: "111111111111" }}]
@@ -56,12 +59,16 @@ vpcs:
     account: "111111111111"
     cidr: 127.1.0.0/16
     attachments: [{{ cgroup: {targets} }}]
+  - name: vpc-orders
+    account: "111111111111"
+    cidr: 10.92.0.0/16
+    attachments: [{{ netns: {orders} }}]
 serviceNetworks:
   - name: host-net
     account: "111111111111"
     authType: NONE
     vpcAssociations: [{{ vpc: vpc-host-web }}]
-    serviceAssociations: [echo]
+    serviceAssociations: [echo, in-netns]
 services:
   - name: echo
     account: "111111111111"
@@ -73,7 +80,21 @@ services:
         defaultAction:
           forward:
             targetGroups: [{{ targetGroupIdentifier: echo-tg, weight: 100 }}]
+  - name: in-netns
+    account: "111111111111"
+    authType: NONE
+    listeners:
+      - name: tcp
+        protocol: TCP
+        port: 7778
+        defaultAction:
+          forward:
+            targetGroups: [{{ targetGroupIdentifier: netns-tg, weight: 100 }}]
 targetGroups:
+  - name: netns-tg
+    type: IP
+    config: {{ vpcIdentifier: vpc-orders, protocol: TCP, port: 7300 }}
+    targets: [{{ id: 10.92.0.30 }}]
   - name: echo-tg
     type: IP
     config: {{ vpcIdentifier: vpc-host, protocol: TCP, port: {port} }}
@@ -81,6 +102,7 @@ targetGroups:
 "#,
         cgroup = cgroup.relative_path().trim_start_matches('/'),
         targets = targets_cgroup.relative_path().trim_start_matches('/'),
+        orders = orders.name(),
         port = target.port(),
     );
     let root = topo.bpffs_root("agent").unwrap();
@@ -113,9 +135,42 @@ targetGroups:
     );
     assert!(stdout.contains("ECHO=ping from the cgroup"), "{stdout}");
 
+    // A target inside a namespace can't be reached by a host socket: connect() is
+    // refused at once (EPERM) rather than sent along the host's default route.
+    let netns_vip = agent.vip_addr("in-netns", 7778);
+    let refused = cgroup
+        .command_in(&host, &exe)
+        .args([
+            "--exact",
+            "cgroup_client_process",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CLIENT_ENV, netns_vip.to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&refused.stdout).into_owned()
+        + &String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{text}");
+    assert!(text.contains("PermissionDenied"), "{text}");
+
     let maps = agent.maps();
-    let echo = &maps["listeners"][0];
+    let echo = maps["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["service"] == "echo")
+        .unwrap();
     assert_eq!(echo["traffic"]["connections"], 1, "{maps:#}");
+    assert!(
+        maps["refusals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["reason"] == "target-not-reachable-from-host" && r["vpc"] == "vpc-host-web"),
+        "{maps:#}"
+    );
     assert!(!agent.log().contains("WARN"), "{}", agent.log());
 
     // The same client outside the cgroup is not rewritten: the VIP is unreachable.

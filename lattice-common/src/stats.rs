@@ -63,6 +63,9 @@ pub mod reason {
     pub const NO_BACKEND: u32 = 4;
     /// Every SNAT port tried for the flow was taken.
     pub const NO_SNAT_PORT: u32 = 5;
+    /// A host process's connect() picked a target inside a namespace, which host
+    /// sockets cannot reach.
+    pub const NOT_FROM_HOST: u32 = 6;
 
     /// The reason's name as the agent prints it.
     pub fn name(reason: u32) -> &'static str {
@@ -72,6 +75,7 @@ pub mod reason {
             OUTSIDE_ALLOWED_CIDRS => "outside-allowed-cidrs",
             NO_BACKEND => "no-backend",
             NO_SNAT_PORT => "no-snat-port",
+            NOT_FROM_HOST => "target-not-reachable-from-host",
             _ => "unknown",
         }
     }

@@ -2,8 +2,9 @@
 //! connected straight to a target the listener picks (socket-level load balancing, no
 //! per-packet work afterwards), and getpeername() shows it the VIP it asked for.
 //!
-//! Only targets reachable from the host (a VPC made of cgroups, not namespaces) are
-//! rewritten here; for other targets connect() is left alone.
+//! Only targets reachable from the host (a VPC made of cgroups, not namespaces) can be
+//! reached this way; a connect() that would need a target inside a namespace is refused
+//! (EPERM) and counted.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_socket_cookie},
@@ -110,8 +111,9 @@ fn try_connect4(ctx: &SockAddrContext) -> Result<i32, i64> {
     // SAFETY: as above.
     let backend = unsafe { *backend };
     if backend.ifindex != 0 {
-        // The target lives in a namespace: not reachable by a host socket.
-        return Ok(ALLOW);
+        // The target lives in a namespace, which a host socket cannot reach: refuse
+        // rather than let the connection wander off along the host's default route.
+        return Ok(refuse(vpc, reason::NOT_FROM_HOST));
     }
     LT_SOCKVIP_V1
         .insert(cookie, SockVip { vip, port, _pad: 0 }, BPF_ANY)
