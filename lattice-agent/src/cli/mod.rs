@@ -29,24 +29,8 @@ pub struct AgentCli {
 
 #[derive(Debug, Subcommand)]
 enum AgentCommand {
-    /// Checks a desired-state document (YAML or JSON) and reports every error in it.
-    Validate {
-        /// The document; `-` reads standard input.
-        file: PathBuf,
-    },
-    /// Prints the resolved model of a document: ids, ARNs, DNS names, virtual IPs.
-    Show {
-        /// The document; `-` reads standard input.
-        file: PathBuf,
-        /// Print JSON instead of tables.
-        #[arg(long)]
-        json: bool,
-        /// Take the virtual IPs already allocated in this state directory (read only).
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
-        #[command(flatten)]
-        settings: SettingsArgs,
-    },
+    #[command(flatten)]
+    Offline(OfflineCommand),
     /// Runs the agent on a document until SIGTERM or SIGINT.
     Run(agent::RunArgs),
     /// Prints the kernel tables (listeners, backends, access, interfaces, refusals, flows),
@@ -120,18 +104,45 @@ pub struct LatticeCli {
 
 #[derive(Debug, Subcommand)]
 enum LatticeCommand {
-    /// Checks a desired-state document and reports every error in it.
-    Validate { file: PathBuf },
-    /// Prints the resolved model of a document (ids, ARNs, DNS names, virtual IPs).
-    Show {
+    #[command(flatten)]
+    Offline(OfflineCommand),
+}
+
+/// Commands that only read a document: both command lines have them.
+#[derive(Debug, Subcommand)]
+enum OfflineCommand {
+    /// Checks a desired-state document (YAML or JSON) and reports every error in it.
+    Validate {
+        /// The document; `-` reads standard input.
         file: PathBuf,
+    },
+    /// Prints the resolved model of a document: ids, ARNs, DNS names, virtual IPs.
+    Show {
+        /// The document; `-` reads standard input.
+        file: PathBuf,
+        /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+        /// Take the virtual IPs already allocated in this state directory (read only).
         #[arg(long)]
         state_dir: Option<PathBuf>,
         #[command(flatten)]
         settings: SettingsArgs,
     },
+}
+
+impl OfflineCommand {
+    fn run(self) -> anyhow::Result<()> {
+        match self {
+            OfflineCommand::Validate { file } => show::validate(&file),
+            OfflineCommand::Show {
+                file,
+                json,
+                state_dir,
+                settings,
+            } => show::show(&file, json, state_dir.as_deref(), &settings),
+        }
+    }
 }
 
 fn version() -> &'static str {
@@ -148,13 +159,7 @@ pub fn agent_main() -> ExitCode {
     let cli = AgentCli::parse();
     init_logging();
     report(match cli.command {
-        AgentCommand::Validate { file } => show::validate(&file),
-        AgentCommand::Show {
-            file,
-            json,
-            state_dir,
-            settings,
-        } => show::show(&file, json, state_dir.as_deref(), &settings),
+        AgentCommand::Offline(command) => command.run(),
         AgentCommand::Run(args) => agent::run(args),
         AgentCommand::Maps {
             bpffs_root,
@@ -179,13 +184,7 @@ pub fn lattice_main() -> ExitCode {
     let cli = LatticeCli::parse();
     init_logging();
     report(match cli.command {
-        LatticeCommand::Validate { file } => show::validate(&file),
-        LatticeCommand::Show {
-            file,
-            json,
-            state_dir,
-            settings,
-        } => show::show(&file, json, state_dir.as_deref(), &settings),
+        LatticeCommand::Offline(command) => command.run(),
     })
 }
 

@@ -29,7 +29,7 @@ use tracing::info;
 use super::{
     compile::{ip_net_order, PathSettings, VpcPlan},
     ip::{self, addresses_in, ifindex_of, link_exists, mac_of, vpc_address},
-    loader::classifier,
+    loader::{classifier, map_err, open},
     Dataplane, DataplaneError,
 };
 
@@ -221,28 +221,10 @@ impl Dataplane {
             source,
         })?;
         let id = meta.ino();
-        let mut cgroups: BpfHashMap<_, u64, u32> = {
-            let name = CGROUPS_MAP;
-            let map = self
-                .ebpf
-                .map_mut(name)
-                .ok_or_else(|| DataplaneError::Missing {
-                    kind: "map",
-                    name: name.to_owned(),
-                })?;
-            BpfHashMap::try_from(map).map_err(|source| DataplaneError::Map {
-                op: "opening",
-                name,
-                source,
-            })?
-        };
+        let mut cgroups: BpfHashMap<_, u64, u32> = open(&mut self.ebpf, CGROUPS_MAP)?;
         cgroups
             .insert(id, vpc.key, 0)
-            .map_err(|source| DataplaneError::Map {
-                op: "writing",
-                name: CGROUPS_MAP,
-                source,
-            })?;
+            .map_err(map_err("writing", CGROUPS_MAP))?;
         for name in [programs::CONNECT4, programs::GETPEERNAME4] {
             self.attach_cgroup_program(name, &path, id)?;
         }
@@ -320,10 +302,10 @@ impl Dataplane {
 
     /// Forgets a cgroup that is gone or no longer attached: its map entry and links.
     pub fn forget_cgroup(&mut self, id: u64) -> Result<(), DataplaneError> {
-        if let Some(map) = self.ebpf.map_mut(CGROUPS_MAP) {
-            if let Ok(mut map) = BpfHashMap::<_, u64, u32>::try_from(map) {
-                let _ = map.remove(&id);
-            }
+        let mut map: BpfHashMap<_, u64, u32> = open(&mut self.ebpf, CGROUPS_MAP)?;
+        match map.remove(&id) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err("deleting from", CGROUPS_MAP)(e)),
         }
         for name in [programs::CONNECT4, programs::GETPEERNAME4] {
             let pin = self.root().join(LINKS_DIR).join(format!("cg{id}-{name}"));
@@ -413,19 +395,7 @@ impl Dataplane {
     fn ifaces_mut(
         &mut self,
     ) -> Result<BpfHashMap<&mut aya::maps::MapData, u32, Iface>, DataplaneError> {
-        let name = vpcs::IFACES_MAP;
-        let map = self
-            .ebpf
-            .map_mut(name)
-            .ok_or_else(|| DataplaneError::Missing {
-                kind: "map",
-                name: name.to_owned(),
-            })?;
-        BpfHashMap::try_from(map).map_err(|source| DataplaneError::Map {
-            op: "opening",
-            name,
-            source,
-        })
+        open(&mut self.ebpf, vpcs::IFACES_MAP)
     }
 }
 

@@ -202,3 +202,23 @@ pub(super) fn classifier<'a>(
             source,
         })
 }
+
+/// Turns a map error into a dataplane error naming the map and the operation.
+pub(super) fn map_err(
+    op: &'static str,
+    name: &'static str,
+) -> impl Fn(aya::maps::MapError) -> DataplaneError {
+    move |source| DataplaneError::Map { op, name, source }
+}
+
+/// Opens a map of the loaded object as a typed map.
+pub(super) fn open<'a, M>(ebpf: &'a mut aya::Ebpf, name: &'static str) -> Result<M, DataplaneError>
+where
+    M: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.map_mut(name).ok_or_else(|| DataplaneError::Missing {
+        kind: "map",
+        name: name.to_owned(),
+    })?;
+    M::try_from(map).map_err(map_err("opening", name))
+}

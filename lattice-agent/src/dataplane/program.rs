@@ -25,6 +25,7 @@ use super::{
     compile::{
         ip_from_net_order, ip_net_order, slot_table, BackendId, GroupPlan, PathSettings, Snapshot,
     },
+    loader::{map_err, open},
     Dataplane, DataplaneError,
 };
 
@@ -343,22 +344,6 @@ fn remove_ok(result: Result<(), MapError>) -> Result<(), MapError> {
         Err(MapError::KeyNotFound) => Ok(()),
         other => other,
     }
-}
-
-fn map_err(op: &'static str, name: &'static str) -> impl Fn(MapError) -> DataplaneError {
-    move |source| DataplaneError::Map { op, name, source }
-}
-
-/// Opens a map of the loaded object as a typed map.
-fn open<'a, M>(ebpf: &'a mut aya::Ebpf, name: &'static str) -> Result<M, DataplaneError>
-where
-    M: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
-{
-    let map = ebpf.map_mut(name).ok_or_else(|| DataplaneError::Missing {
-        kind: "map",
-        name: name.to_owned(),
-    })?;
-    M::try_from(map).map_err(map_err("opening", name))
 }
 
 fn per_cpu_traffic(

@@ -11,7 +11,10 @@ use lattice_common::{
     vpcs::{self, Iface},
 };
 
-use super::{loader::classifier, Dataplane, DataplaneError};
+use super::{
+    loader::{classifier, map_err, open},
+    Dataplane, DataplaneError,
+};
 
 /// Room for the program to grow a packet (it never does by more than a header).
 const OUT_SLACK: usize = 256;
@@ -52,25 +55,8 @@ impl Dataplane {
     /// Records an interface as a VPC link (what attaching a namespace does once the veth
     /// exists). For tests that drive the program without a veth.
     pub fn set_interface(&mut self, ifindex: u32, iface: Iface) -> Result<(), DataplaneError> {
-        let name = vpcs::IFACES_MAP;
-        let map = self
-            .ebpf
-            .map_mut(name)
-            .ok_or_else(|| DataplaneError::Missing {
-                kind: "map",
-                name: name.to_owned(),
-            })?;
-        let mut map: BpfHashMap<_, u32, Iface> =
-            BpfHashMap::try_from(map).map_err(|source| DataplaneError::Map {
-                op: "opening",
-                name,
-                source,
-            })?;
+        let mut map: BpfHashMap<_, u32, Iface> = open(&mut self.ebpf, vpcs::IFACES_MAP)?;
         map.insert(ifindex, iface, 0)
-            .map_err(|source| DataplaneError::Map {
-                op: "writing",
-                name,
-                source,
-            })
+            .map_err(map_err("writing", vpcs::IFACES_MAP))
     }
 }
