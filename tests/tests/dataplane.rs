@@ -146,3 +146,42 @@ fn a_pinned_map_of_another_layout_is_refused() {
     // Nothing was replaced: the old pin is still the one there.
     assert!(Path::new(&root.join(ifstats::MAP_NAME)).exists());
 }
+
+#[test]
+fn the_object_carries_btf_for_the_common_types() {
+    let dir = std::env::temp_dir().join(format!("lattice-btf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let object = dir.join("lattice.bpf.o");
+    std::fs::write(&object, lattice_agent::dataplane::embedded_object()).unwrap();
+    let out = std::process::Command::new("bpftool")
+        .args(["btf", "dump", "file"])
+        .arg(&object)
+        .output()
+        .expect("run bpftool (cargo xtask setup installs it)");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let btf = String::from_utf8_lossy(&out.stdout);
+    for ty in [
+        "IfaceCounters",
+        "DataplaneConfig",
+        "Iface",
+        "ListenerKey",
+        "Listener",
+        "Backend",
+        "AccessData",
+        "FlowKey",
+        "Nat",
+        "Traffic",
+        "RefusalKey",
+        "SockVip",
+    ] {
+        assert!(
+            btf.contains(&format!("STRUCT '{ty}'")),
+            "bpftool btf dump shows lattice-common's {ty}"
+        );
+    }
+}
