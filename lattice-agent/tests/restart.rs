@@ -238,3 +238,27 @@ fn cleanup_removes_the_links_the_pins_and_the_path() {
     );
     assert!(client::echo_roundtrip(&lab.web, vip, b"after", Duration::from_secs(2)).is_err());
 }
+
+#[test]
+fn an_agent_sized_differently_refuses_the_pinned_conntrack() {
+    let mut lab = lab();
+    let root = lab.topo.bpffs_root("agent").unwrap();
+    let mut agent = Agent::start(
+        &config(lab.web.name(), lab.orders.name(), &["10.92.0.10"]),
+        &root,
+    );
+    agent.kill();
+    let out = std::process::Command::new(common::AGENT)
+        .args(["run", "--max-flows", "2048", "--config"])
+        .arg(&agent.config)
+        .arg("--state-dir")
+        .arg(&agent.state_dir)
+        .arg("--bpffs-root")
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("LT_CT_V1") && stderr.contains("max entries"), "{stderr}");
+    assert!(stderr.contains("--max-flows"), "{stderr}");
+}

@@ -4,11 +4,13 @@
 /// flow (both directions at once: the client's packets, keyed by the client VPC's view,
 /// and the target's replies, keyed by the target VPC's view); read by tc ingress for
 /// every later packet. Pinned, so established flows survive agent restarts; the agent
-/// never flushes it. Max entries: [`MAX_FLOWS`] (one flow takes two).
+/// never flushes it. Max entries: [`DEFAULT_CT_ENTRIES`] as compiled (one flow takes two);
+/// the agent sizes it at load time (`--max-flows`).
 pub const CT_MAP: &str = "LT_CT_V1";
 
-/// Entries of the conntrack map: 1 M flows, two directions each.
-pub const MAX_FLOWS: u32 = 2 * 1024 * 1024;
+/// Entries of the conntrack map unless the agent says otherwise: 1 M flows, two
+/// directions each.
+pub const DEFAULT_CT_ENTRIES: u32 = 2 * 1024 * 1024;
 
 /// A packet's flow as it arrives on a VPC interface.
 #[repr(C)]

@@ -11,7 +11,7 @@ use aya_ebpf::{
 use lattice_common::{
     cgroups::{SockVip, MAX_CGROUPS, MAX_SOCKETS},
     config::DataplaneConfig,
-    conntrack::{FlowKey, Nat, MAX_FLOWS},
+    conntrack::{FlowKey, Nat, DEFAULT_CT_ENTRIES},
     ifstats::{IfaceCounters, MAX_INTERFACES},
     services::{
         Access, AccessData, Backend, Listener, ListenerKey, MAX_ACCESS, MAX_BACKENDS,
@@ -53,7 +53,7 @@ pub static LT_ACCESS_V1: LpmTrie<AccessData, Access, { MAX_ACCESS as usize }> = 
 
 /// `lattice_common::conntrack::CT_MAP`
 #[btf_map]
-pub static LT_CT_V1: LruHashMap<FlowKey, Nat, { MAX_FLOWS as usize }> = LruHashMap::new();
+pub static LT_CT_V1: LruHashMap<FlowKey, Nat, { DEFAULT_CT_ENTRIES as usize }> = LruHashMap::new();
 
 /// `lattice_common::stats::LISTENER_STATS_MAP`
 #[btf_map]

@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// Where the source addresses targets see come from (one per VPC, link-local).
     #[arg(long, env = "LATTICE_SNAT_POOL", default_value = "169.254.172.0/22")]
     snat_pool: Ipv4Net,
+    /// Flows the kernel's conntrack table holds (the least recently used go first when it
+    /// is full). Changing it needs `cleanup` first: a pinned table keeps its size.
+    #[arg(long, default_value_t = dataplane::Sizes::default().max_flows)]
+    max_flows: u32,
     /// How often namespaces are looked for and the kernel tables checked.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     sync_interval: Duration,
@@ -88,12 +92,21 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let snapshot = dataplane::compile::compile(&config, &resolved, &path_settings);
 
-    let dataplane = dataplane::Dataplane::load(&args.bpffs_root).with_context(|| {
-        format!(
-            "loading the kernel programs under {}",
-            args.bpffs_root.display()
-        )
-    })?;
+    let sizes = dataplane::Sizes {
+        max_flows: args.max_flows,
+    };
+    anyhow::ensure!(
+        (1024..=16 * 1024 * 1024).contains(&args.max_flows),
+        "--max-flows {}: must be between 1024 and 16777216",
+        args.max_flows
+    );
+    let dataplane =
+        dataplane::Dataplane::load_with(&args.bpffs_root, &sizes).with_context(|| {
+            format!(
+                "loading the kernel programs under {}",
+                args.bpffs_root.display()
+            )
+        })?;
     if dataplane.mounted_bpffs() {
         info!("mounted bpffs at /sys/fs/bpf");
     }
@@ -124,6 +137,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         services = resolved.services.len(),
         tcp_listeners = applied.listeners,
         backends = applied.backends,
+        max_flows = args.max_flows,
         attached_namespaces = reconciler.attachments().count(),
         bpffs_root = %args.bpffs_root.display(),
         maps = ?maps,

@@ -30,9 +30,10 @@ pub enum DataplaneError {
     ParseObject(#[source] aya_obj::ParseError),
     #[error(
         "pinned map {path} does not match map {name} of this agent: its {field} is {pinned}, \
-         this agent's is {compiled}. It was made by another version of lattice; run \
-         `lattice-agent cleanup` to remove the pinned state (established flows are lost), \
-         or run the agent version that made it"
+         this agent's is {compiled}. It was made by another version of lattice (or, for \
+         the conntrack table, with another --max-flows); run `lattice-agent cleanup` to \
+         remove the pinned state (established flows are lost), or run the agent the way \
+         it ran before"
     )]
     IncompatiblePin {
         path: PathBuf,

@@ -11,6 +11,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use lattice_common::{
+    conntrack,
     ifstats::{self, IfaceCounters},
     pins::{self, programs},
 };
@@ -30,6 +31,22 @@ pub struct Dataplane {
     mounted_bpffs: bool,
 }
 
+/// Sizes of the tables an operator may choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    /// Flows the conntrack table holds (two entries each); the least recently used go
+    /// first when it is full.
+    pub max_flows: u32,
+}
+
+impl Default for Sizes {
+    fn default() -> Self {
+        Sizes {
+            max_flows: conntrack::DEFAULT_CT_ENTRIES / 2,
+        }
+    }
+}
+
 /// A program attached to an interface; pass it back to [`Dataplane::detach`].
 #[derive(Debug)]
 pub struct TcAttachment {
@@ -39,15 +56,26 @@ pub struct TcAttachment {
 }
 
 impl Dataplane {
-    /// Mounts bpffs if needed, checks that maps already pinned under `root` fit this
-    /// agent's object (refusing otherwise), loads the object with every map pinned by its
-    /// name under `root`, and loads and pins every program under `root/progs`.
+    /// [`Dataplane::load_with`] with the default sizes.
     pub fn load(root: &Path) -> Result<Self, DataplaneError> {
+        Self::load_with(root, &Sizes::default())
+    }
+
+    /// Mounts bpffs if needed, checks that maps already pinned under `root` fit this
+    /// agent's object and `sizes` (refusing otherwise), loads the object with every map
+    /// pinned by its name under `root`, and loads and pins every program under
+    /// `root/progs`.
+    pub fn load_with(root: &Path, sizes: &Sizes) -> Result<Self, DataplaneError> {
         let mounted_bpffs = ensure_bpffs(root)?;
-        let specs = map_specs(embedded_object())?;
+        let mut specs = map_specs(embedded_object())?;
+        let ct_entries = sizes.max_flows.saturating_mul(2);
+        for spec in specs.iter_mut().filter(|s| s.name == conntrack::CT_MAP) {
+            spec.max_entries = ct_entries;
+        }
         check_pinned_maps(root, &specs)?;
 
         let mut loader = EbpfLoader::new();
+        loader.map_max_entries(conntrack::CT_MAP, ct_entries);
         for spec in &specs {
             loader.map_pin_path(spec.name.as_str(), root.join(&spec.name));
         }
@@ -86,7 +114,12 @@ impl Dataplane {
                     })
                 }
             }
-            let program = ebpf.program_mut(name).expect("loaded above");
+            let program = ebpf
+                .program_mut(name)
+                .ok_or_else(|| DataplaneError::Missing {
+                    kind: "program",
+                    name: name.to_owned(),
+                })?;
             program.pin(&path).map_err(|source| DataplaneError::Pin {
                 what: format!("program {name}"),
                 path: path.clone(),

@@ -45,7 +45,16 @@ impl Agent {
     /// Starts (again) on the current config file.
     pub fn spawn(&mut self) {
         let mut child = Command::new(AGENT)
-            .args(["run", "--sync-interval", "200ms", "--config"])
+            // A small conntrack table: tests open few flows, and the default (1 M flows)
+            // takes about 240 MiB of kernel memory per agent.
+            .args([
+                "run",
+                "--sync-interval",
+                "200ms",
+                "--max-flows",
+                "65536",
+                "--config",
+            ])
             .arg(&self.config)
             .arg("--state-dir")
             .arg(&self.state_dir)
