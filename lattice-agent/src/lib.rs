@@ -7,6 +7,7 @@
 //! | [`state`] | the agent's state directory: durable, atomically replaced files |
 //! | [`dataplane`] | the kernel side: bpffs, loading and pinning the embedded object, counters |
 //! | [`health`] | active health checks of target groups: target states, selection, probes |
+//! | [`l7`] | the L7 proxy as named phases; so far the rule phase: routing and weighted target-group choice |
 //! | [`cli`] | the `lattice-agent` and `lattice` command lines |
 #![forbid(unsafe_code)]
 
@@ -14,5 +15,6 @@ pub mod cli;
 pub mod config;
 pub mod dataplane;
 pub mod health;
+pub mod l7;
 pub mod resolve;
 pub mod state;
