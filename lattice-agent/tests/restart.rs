@@ -259,6 +259,9 @@ fn an_agent_sized_differently_refuses_the_pinned_conntrack() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("LT_CT_V1") && stderr.contains("max entries"), "{stderr}");
+    assert!(
+        stderr.contains("LT_CT_V1") && stderr.contains("max entries"),
+        "{stderr}"
+    );
     assert!(stderr.contains("--max-flows"), "{stderr}");
 }
