@@ -21,7 +21,7 @@ use crate::{
         self,
         compile::{BackendId, GroupPlan},
     },
-    health, resolve, state,
+    health, l7, resolve, state,
 };
 
 #[derive(Debug, Args)]
@@ -132,12 +132,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .sync(&snapshot, &usable_targets(&config, &initial))
         .context("programming the kernel")?;
     let applied = synced.applied.unwrap_or_default();
+    let proxy = Arc::new(l7::proxy::Proxy::new(
+        config.clone(),
+        resolved.clone(),
+        health_rx.clone(),
+    ));
+    let mut sites = l7::serve::SiteServer::new(
+        proxy,
+        l7::sites::sites(&config, &resolved),
+        runtime.handle().clone(),
+    );
+    sites.sync(&attached_netns(&reconciler));
     info!(
         config = %args.config.display(),
         services = resolved.services.len(),
         tcp_listeners = applied.listeners,
         backends = applied.backends,
         max_flows = args.max_flows,
+        l7_sites = sites.served(),
         attached_namespaces = reconciler.attachments().count(),
         bpffs_root = %args.bpffs_root.display(),
         maps = ?maps,
@@ -171,6 +183,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                         Ok(_) => {}
                         Err(e) => warn!(error = %e, "syncing the kernel failed; retrying"),
                     }
+                    sites.sync(&attached_netns(&reconciler));
                 }
             })
             .context("starting the kernel sync thread")?
@@ -185,6 +198,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = sync_loop.join();
     let _ = runtime.block_on(checker.shutdown());
     Ok(())
+}
+
+/// The namespaces attached right now.
+fn attached_netns(reconciler: &dataplane::Reconciler) -> std::collections::BTreeSet<String> {
+    reconciler.attachments().map(|a| a.netns.clone()).collect()
 }
 
 /// Where `run` records target health for `lattice-agent targets`.

@@ -143,12 +143,15 @@ pub fn compile(config: &Config, resolved: &Resolved, settings: &PathSettings) ->
         let rs = &resolved.services[s];
         let service_key = key_of(&rs.id);
         for listener in &service.listeners {
-            if listener.protocol != ListenerProtocol::Tcp {
-                continue;
-            }
-            let Action::Forward(groups) = &listener.default_action else {
-                continue;
-            };
+            // HTTP listeners are served by the agent from inside the client namespaces;
+            // the kernel knows them (with no targets) only to refuse, with the right
+            // reason, the sources the namespace routing does not send to the agent.
+            let groups: &[crate::config::WeightedTargetGroup] =
+                match (&listener.protocol, &listener.default_action) {
+                    (ListenerProtocol::Tcp, Action::Forward(groups)) => groups,
+                    (ListenerProtocol::Http, _) => &[],
+                    _ => continue,
+                };
             let groups = groups
                 .iter()
                 .map(|wtg| {

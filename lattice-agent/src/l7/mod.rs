@@ -7,5 +7,15 @@
 //!
 //! | module | phase | concern |
 //! | --- | --- | --- |
+//! | [`sites`] | listener | where HTTP listeners are served: a socket in each client VPC namespace |
+//! | [`listen`] | accept | the namespace routing and sockets of the sites |
 //! | [`route`] | rule, target pick | which rule of a listener takes a request, and which target group of a forward gets it |
+//! | [`proxy`] | the pipeline | serving connections, picking targets, forwarding, answering errors |
+//! | [`serve`] | accept | starting and stopping sites as namespaces come and go |
+//! | [`upstream`] | forward | pooled clients that connect from the target's namespace |
+pub mod listen;
+pub mod proxy;
 pub mod route;
+pub mod serve;
+pub mod sites;
+pub mod upstream;

@@ -1,0 +1,135 @@
+//! Listening sockets inside VPC namespaces, and the namespace's routing that sends a
+//! site's `VIP:port` to them.
+
+use std::{
+    fs::File,
+    io,
+    net::{SocketAddr, SocketAddrV4, TcpListener},
+    os::fd::OwnedFd,
+};
+
+use nix::{
+    sched::{setns, CloneFlags},
+    sys::socket::{
+        bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
+        SockaddrIn,
+    },
+};
+
+use super::sites::Site;
+use crate::dataplane::ip_command;
+
+/// The routing table, inside VPC namespaces, that makes L7 sites local. Namespaces are
+/// the agent's own to route (it already routes the VIP pool there); the host's tables
+/// are untouched.
+pub const SITE_TABLE: &str = "4242";
+/// Preference of the site rules: before the main table (32766).
+const SITE_RULE_PREF: &str = "1000";
+
+/// An error making a site ready.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("routing {vip}:{port} to the agent in namespace {netns}: {source}")]
+    Route {
+        netns: String,
+        vip: std::net::Ipv4Addr,
+        port: u16,
+        #[source]
+        source: Box<crate::dataplane::DataplaneError>,
+    },
+    #[error("listening on {addr} in namespace {netns}: {source}")]
+    Listen {
+        netns: String,
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Makes `VIP:port` local in the site's namespace for its allowed sources: a local route
+/// for the VIP in [`SITE_TABLE`], and one policy rule per allowed source prefix that sends
+/// TCP to that port there. Idempotent: rules are replaced, not added twice.
+pub fn route_site(site: &Site) -> Result<(), ListenError> {
+    let err = |source| ListenError::Route {
+        netns: site.netns.clone(),
+        vip: site.vip,
+        port: site.port,
+        source: Box::new(source),
+    };
+    let ns = site.netns.as_str();
+    let vip = format!("{}/32", site.vip);
+    let port = site.port.to_string();
+    ip_command(&[
+        "-n", ns, "route", "replace", "local", &vip, "dev", "lo", "table", SITE_TABLE,
+    ])
+    .map_err(err)?;
+    let sources: Vec<String> = match &site.allowed {
+        Some(cidrs) => cidrs.iter().map(|c| c.to_string()).collect(),
+        None => vec!["0.0.0.0/0".into()],
+    };
+    for from in &sources {
+        let selector = [
+            "from",
+            from,
+            "to",
+            &vip,
+            "ipproto",
+            "tcp",
+            "dport",
+            &port,
+            "lookup",
+            SITE_TABLE,
+            "pref",
+            SITE_RULE_PREF,
+        ];
+        // `ip rule add` would add a second copy: delete first (absent is fine).
+        let mut del = vec!["-n", ns, "rule", "del"];
+        del.extend_from_slice(&selector);
+        let _ = ip_command(&del);
+        let mut add = vec!["-n", ns, "rule", "add"];
+        add.extend_from_slice(&selector);
+        ip_command(&add).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// A listening socket bound to `VIP:port` inside the site's namespace. The VIP is local
+/// only through the site table, which neither `bind` nor the route of a SYN-ACK from the
+/// VIP consults: IP_TRANSPARENT lets the socket use it all the same.
+pub fn listen_in_netns(site: &Site) -> Result<TcpListener, ListenError> {
+    let addr = SocketAddrV4::new(site.vip, site.port);
+    let err = |source| ListenError::Listen {
+        netns: site.netns.clone(),
+        addr: addr.into(),
+        source,
+    };
+    let path = std::path::Path::new("/run/netns").join(&site.netns);
+    let file = File::open(&path).map_err(err)?;
+    // A thread of its own enters the namespace, so no other thread ever changes
+    // namespace; the socket it makes belongs to the namespace for good.
+    let handle = std::thread::Builder::new()
+        .name("netns-listen".into())
+        .spawn(move || -> io::Result<OwnedFd> {
+            setns(&file, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+            let fd = socket(
+                AddressFamily::Inet,
+                SockType::Stream,
+                SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+                None,
+            )?;
+            setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+            setsockopt(&fd, sockopt::IpTransparent, &true)?;
+            bind(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                &SockaddrIn::from(addr),
+            )?;
+            listen(&fd, Backlog::new(1024).map_err(io::Error::from)?)?;
+            Ok(fd)
+        })
+        .map_err(err)?;
+    let fd = handle
+        .join()
+        .map_err(|_| err(io::Error::other("the namespace thread panicked")))?
+        .map_err(err)?;
+    Ok(TcpListener::from(fd))
+}

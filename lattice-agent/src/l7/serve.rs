@@ -1,0 +1,94 @@
+//! Keeping the sites served: a site is started when its namespace is attached and
+//! stopped (its socket closed, so the namespace can go) when it is not any more.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+    sync::Arc,
+};
+
+use tokio::{runtime::Handle, task::JoinHandle};
+use tracing::{info, warn};
+
+use super::{
+    listen::{listen_in_netns, route_site},
+    proxy::Proxy,
+    sites::Site,
+};
+
+type SiteKey = (String, Ipv4Addr, u16);
+
+/// The sites of one config and the tasks serving them.
+pub struct SiteServer {
+    proxy: Arc<Proxy>,
+    sites: Vec<Site>,
+    runtime: Handle,
+    served: BTreeMap<SiteKey, JoinHandle<()>>,
+    failing: BTreeMap<SiteKey, String>,
+}
+
+impl SiteServer {
+    pub fn new(proxy: Arc<Proxy>, sites: Vec<Site>, runtime: Handle) -> Self {
+        SiteServer {
+            proxy,
+            sites,
+            runtime,
+            served: BTreeMap::new(),
+            failing: BTreeMap::new(),
+        }
+    }
+
+    /// How many sites are being served.
+    pub fn served(&self) -> usize {
+        self.served.len()
+    }
+
+    /// Serves the sites of the `attached` namespaces, stops the others. Failures are
+    /// logged once and retried on the next call.
+    pub fn sync(&mut self, attached: &BTreeSet<String>) {
+        let gone: Vec<SiteKey> = self
+            .served
+            .keys()
+            .filter(|(netns, _, _)| !attached.contains(netns))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(task) = self.served.remove(&key) {
+                task.abort();
+                info!(netns = %key.0, vip = %key.1, port = key.2, "stopped serving L7 site");
+            }
+        }
+        for site in &self.sites {
+            let key = site.key();
+            if self.served.contains_key(&key) || !attached.contains(&site.netns) {
+                continue;
+            }
+            let started = route_site(site).and_then(|()| listen_in_netns(site));
+            match started {
+                Ok(listener) => {
+                    let task = self
+                        .runtime
+                        .spawn(Arc::clone(&self.proxy).serve(listener, site.clone()));
+                    self.failing.remove(&key);
+                    self.served.insert(key, task);
+                    info!(netns = %site.netns, vip = %site.vip, port = site.port, "serving L7 site");
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    if self.failing.get(&key) != Some(&message) {
+                        warn!(error = %message, "cannot serve L7 site yet; retrying");
+                        self.failing.insert(key, message);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for SiteServer {
+    fn drop(&mut self) {
+        for task in self.served.values() {
+            task.abort();
+        }
+    }
+}

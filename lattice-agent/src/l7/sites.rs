@@ -1,0 +1,132 @@
+//! Where the HTTP listeners are served: one site per (VPC namespace, VIP, port) of every
+//! VPC that may reach the listener's service. A pure function of the config and the
+//! resolved model, like the kernel's compile step.
+//!
+//! The agent serves a site from inside the client's own namespace: a policy rule there
+//! makes `VIP:port` (from the allowed sources only) local, and the agent's socket bound
+//! in that namespace accepts it. Nothing changes in the host's routing, VPCs with the
+//! same CIDR stay apart, the agent knows the VPC by the socket that accepted, and the
+//! original destination is the socket's own address. Sources that the rule does not
+//! match (other VPCs, addresses outside allowedCidrs) go on to the kernel path, which
+//! refuses them with a RST and counts the reason.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use crate::{
+    config::{Attachment, Config, ListenerProtocol},
+    resolve::Resolved,
+};
+
+/// One listening socket the agent keeps in a VPC namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    pub netns: String,
+    /// Indexes into the config (and the resolved model, which has the same order).
+    pub vpc: usize,
+    pub network: usize,
+    pub service: usize,
+    pub listener: usize,
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    /// Sources that may use the site; `None`: the whole VPC.
+    pub allowed: Option<Vec<Ipv4Net>>,
+}
+
+impl Site {
+    /// The key that tells sites apart.
+    pub fn key(&self) -> (String, Ipv4Addr, u16) {
+        (self.netns.clone(), self.vip, self.port)
+    }
+}
+
+/// Every site the config asks for: HTTP listeners (HTTPS and TLS passthrough are not
+/// served yet) of every service, in every namespace of every VPC associated with a
+/// network that holds the service.
+pub fn sites(config: &Config, resolved: &Resolved) -> Vec<Site> {
+    let mut out: Vec<Site> = Vec::new();
+    for (s, service) in config.services().iter().enumerate() {
+        let service_ref = config
+            .service_by_name(service.name.as_str())
+            .expect("the service is in the config");
+        for (l, listener) in service.listeners.iter().enumerate() {
+            if listener.protocol != ListenerProtocol::Http {
+                continue;
+            }
+            for network in config.networks_of_service(service_ref) {
+                for assoc in &config.service_network(network).vpc_associations {
+                    let vpc = config.vpc(assoc.vpc);
+                    let allowed =
+                        (!assoc.allowed_cidrs.is_empty()).then(|| assoc.allowed_cidrs.clone());
+                    for attachment in &vpc.attachments {
+                        let Attachment::Netns(netns) = attachment else {
+                            continue;
+                        };
+                        out.push(Site {
+                            netns: netns.clone(),
+                            vpc: assoc.vpc.index(),
+                            network: network.index(),
+                            service: s,
+                            listener: l,
+                            vip: resolved.services[s].vip,
+                            port: listener.port.get(),
+                            allowed: allowed.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sites_of_http_listeners_in_associated_namespaces() {
+        let yaml = r#"
+accounts: [{ id: "111111111111" }]
+vpcs:
+  - { name: vpc-web, account: "111111111111", cidr: 10.91.0.0/16, attachments: [{ netns: web-a }, { netns: web-b }] }
+  - { name: vpc-other, account: "111111111111", cidr: 10.93.0.0/16, attachments: [{ netns: other }] }
+  - { name: vpc-orders, account: "111111111111", cidr: 10.92.0.0/16, attachments: [{ netns: orders }] }
+serviceNetworks:
+  - name: shop
+    account: "111111111111"
+    authType: NONE
+    vpcAssociations: [{ vpc: vpc-web, allowedCidrs: [10.91.0.0/24] }]
+    serviceAssociations: [api]
+services:
+  - name: api
+    account: "111111111111"
+    authType: NONE
+    listeners:
+      - { name: http, protocol: HTTP, port: 80, defaultAction: { fixedResponse: { statusCode: 404 } } }
+      - { name: tcp, protocol: TCP, port: 81, defaultAction: { forward: { targetGroups: [{ targetGroupIdentifier: api-tcp }] } } }
+targetGroups:
+  - { name: api-tcp, type: IP, config: { vpcIdentifier: vpc-orders, protocol: TCP, port: 81 }, targets: [{ id: 10.92.0.1 }] }
+"#;
+        let config = crate::config::parse_str(yaml, std::path::Path::new("t.yaml")).unwrap();
+        let resolved = crate::resolve::resolve(
+            &config,
+            &crate::resolve::Settings::default(),
+            &mut crate::resolve::VipAllocations::default(),
+        )
+        .unwrap();
+        let sites = sites(&config, &resolved);
+        let netns: Vec<&str> = sites.iter().map(|s| s.netns.as_str()).collect();
+        assert_eq!(
+            netns,
+            ["web-a", "web-b"],
+            "only the associated VPC's namespaces"
+        );
+        assert!(sites.iter().all(|s| s.port == 80), "only the HTTP listener");
+        assert_eq!(
+            sites[0].allowed,
+            Some(vec!["10.91.0.0/24".parse().unwrap()])
+        );
+    }
+}

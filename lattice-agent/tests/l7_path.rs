@@ -1,0 +1,227 @@
+//! HTTP listeners end to end: the agent serves them from inside the client's VPC
+//! namespace, routes by rules, forwards to targets in another VPC's namespace with
+//! Lattice's headers, answers errors as Lattice does; sources that may not reach the
+//! service are refused in the kernel.
+
+mod common;
+
+use std::{process::Command, time::Duration};
+
+use common::Agent;
+use lattice_tests::{client, EchoServer, HttpServer, Netns, Topology};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+struct Lab {
+    topo: Topology,
+    web: Netns,
+    other: Netns,
+    orders: Netns,
+}
+
+fn lab() -> Lab {
+    let mut topo = Topology::new().expect("topology (needs root)");
+    let web = topo.add_netns("web").unwrap();
+    let other = topo.add_netns("other").unwrap();
+    let orders = topo.add_netns("orders").unwrap();
+    web.add_addr("lo", "10.91.0.5/32").unwrap();
+    web.add_addr("lo", "10.91.1.5/32").unwrap();
+    other.add_addr("lo", "10.93.0.5/32").unwrap();
+    for a in ["10.92.0.10", "10.92.0.11", "10.92.0.30"] {
+        orders.add_addr("lo", &format!("{a}/32")).unwrap();
+    }
+    Lab {
+        topo,
+        web,
+        other,
+        orders,
+    }
+}
+
+fn config(lab: &Lab) -> String {
+    format!(
+        r#"
+accounts: [{{ id: "111111111111" }}]
+vpcs:
+  - {{ name: vpc-web, account: "111111111111", cidr: 10.91.0.0/16, attachments: [{{ netns: {web} }}] }}
+  - {{ name: vpc-other, account: "111111111111", cidr: 10.93.0.0/16, attachments: [{{ netns: {other} }}] }}
+  - {{ name: vpc-orders, account: "111111111111", cidr: 10.92.0.0/16, attachments: [{{ netns: {orders} }}] }}
+serviceNetworks:
+  - name: shop
+    account: "111111111111"
+    authType: NONE
+    vpcAssociations: [{{ vpc: vpc-web, allowedCidrs: [10.91.0.0/24] }}]
+    serviceAssociations: [api]
+services:
+  - name: api
+    account: "111111111111"
+    authType: NONE
+    listeners:
+      - name: http
+        protocol: HTTP
+        port: 80
+        defaultAction: {{ forward: {{ targetGroups: [{{ targetGroupIdentifier: blue }}] }} }}
+        rules:
+          - name: boom
+            priority: 5
+            match: {{ httpMatch: {{ pathMatch: {{ match: {{ exact: /boom }} }} }} }}
+            action: {{ fixedResponse: {{ statusCode: 500 }} }}
+          - name: green
+            priority: 10
+            match: {{ httpMatch: {{ pathMatch: {{ match: {{ prefix: /green }} }} }} }}
+            action: {{ forward: {{ targetGroups: [{{ targetGroupIdentifier: green }}] }} }}
+      - name: db
+        protocol: TCP
+        port: 5432
+        defaultAction: {{ forward: {{ targetGroups: [{{ targetGroupIdentifier: db-tg }}] }} }}
+targetGroups:
+  - name: blue
+    type: IP
+    config: {{ vpcIdentifier: vpc-orders, protocol: HTTP, port: 8080, healthCheck: {{ enabled: false }} }}
+    targets: [{{ id: 10.92.0.10 }}]
+  - name: green
+    type: IP
+    config: {{ vpcIdentifier: vpc-orders, protocol: HTTP, port: 8080, healthCheck: {{ enabled: false }} }}
+    targets: [{{ id: 10.92.0.11 }}]
+  - name: db-tg
+    type: IP
+    config: {{ vpcIdentifier: vpc-orders, protocol: TCP, port: 5432 }}
+    targets: [{{ id: 10.92.0.30 }}]
+"#,
+        web = lab.web.name(),
+        other = lab.other.name(),
+        orders = lab.orders.name(),
+    )
+}
+
+fn curl(ns: &Netns, args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns.name(),
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+        ])
+        .args(args)
+        .output()
+        .expect("run curl")
+}
+
+#[test]
+fn http_listeners_route_forward_add_headers_and_refuse() {
+    let mut lab = lab();
+    let _blue = HttpServer::start(&lab.orders, "10.92.0.10:8080".parse().unwrap(), "blue").unwrap();
+    let green =
+        HttpServer::start(&lab.orders, "10.92.0.11:8080".parse().unwrap(), "green").unwrap();
+    let _db = EchoServer::start(&lab.orders, "10.92.0.30:5432".parse().unwrap()).unwrap();
+    let root = lab.topo.bpffs_root("agent").unwrap();
+    let agent = Agent::start(&config(&lab), &root);
+    let shown = agent.show();
+    let vip = agent.vip("api");
+    let http = std::net::SocketAddr::from((vip, 80));
+
+    // The default action, with Lattice's headers; a spoofed caller header is removed.
+    let req = client::HttpRequest::get("/orders?id=7")
+        .header("x-amzn-lattice-identity", "Principal=evil");
+    let resp = client::http_request(&lab.web, http, &req, TIMEOUT).unwrap_or_else(|e| {
+        panic!(
+            "GET through the VIP: {e:?}\n{}\n{}",
+            agent.log(),
+            lab.web.ip(&["rule"]).unwrap_or_default()
+        )
+    });
+    assert_eq!(resp.status, 200);
+    let body = resp.text();
+    assert!(body.starts_with("blue GET /orders?id=7"), "{body}");
+    let vpc_arn = shown["vpcs"][0]["arn"].as_str().unwrap();
+    let expected = [
+        "x-forwarded-for: 10.91.0.5".to_owned(),
+        "x-forwarded-for-port: 80".to_owned(),
+        "x-forwarded-for-proto: http".to_owned(),
+        format!("x-amzn-lattice-network: SourceVpcArn={vpc_arn}"),
+        format!(
+            "x-amzn-lattice-target: ServiceArn={};ServiceNetworkArn={};TargetGroupArn={}",
+            shown["services"][0]["arn"].as_str().unwrap(),
+            shown["serviceNetworks"][0]["arn"].as_str().unwrap(),
+            shown["targetGroups"][0]["arn"].as_str().unwrap(),
+        ),
+    ];
+    for line in &expected {
+        assert!(
+            body.lines().any(|l| l == line),
+            "missing {line:?} in:\n{body}"
+        );
+    }
+    assert!(
+        !body.contains("evil"),
+        "caller identity headers cannot be spoofed:\n{body}"
+    );
+
+    // Rules: a prefix rule forwards elsewhere, an exact rule answers a fixed response.
+    let green_resp = client::http_get(&lab.web, http, "/green/x", TIMEOUT).unwrap();
+    assert!(
+        green_resp.text().starts_with("green GET /green/x"),
+        "{}",
+        green_resp.text()
+    );
+    let boom = client::http_get(&lab.web, http, "/boom", TIMEOUT).unwrap();
+    assert_eq!(boom.status, 500);
+
+    // HTTP/2 with prior knowledge, by a real client.
+    let out = curl(
+        &lab.web,
+        &["--http2-prior-knowledge", &format!("http://{vip}/h2")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let h2 = String::from_utf8_lossy(&out.stdout);
+    assert!(h2.starts_with("blue GET /h2"), "{h2}");
+    assert!(
+        h2.lines().any(|l| l == format!("host: {vip}")),
+        "the caller's authority: {h2}"
+    );
+
+    // The VIP's TCP listener still goes through the kernel.
+    client::echo_roundtrip(
+        &lab.web,
+        std::net::SocketAddr::from((vip, 5432)),
+        b"tcp too",
+        TIMEOUT,
+    )
+    .expect("the same VIP's TCP listener");
+
+    // A target that refuses: 502, and the proxy keeps serving.
+    drop(green);
+    let broken = client::http_get(&lab.web, http, "/green/y", TIMEOUT).unwrap();
+    assert_eq!(broken.status, 502, "{}", broken.text());
+    assert_eq!(
+        client::http_get(&lab.web, http, "/", TIMEOUT)
+            .unwrap()
+            .status,
+        200
+    );
+
+    // Not associated, or outside allowedCidrs: refused in the kernel, counted.
+    assert!(client::http_get(&lab.other, http, "/", Duration::from_secs(3)).is_err());
+    let out = curl(
+        &lab.web,
+        &["--interface", "10.91.1.5", &format!("http://{vip}/")],
+    );
+    assert!(!out.status.success(), "10.91.1.5 is outside 10.91.0.0/24");
+    let maps = agent.maps();
+    let refused = |vpc: &str, reason: &str| {
+        maps["refusals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["vpc"] == vpc && r["reason"] == reason)
+    };
+    assert!(refused("vpc-other", "not-associated"), "{maps:#}");
+    assert!(refused("vpc-web", "outside-allowed-cidrs"), "{maps:#}");
+}
