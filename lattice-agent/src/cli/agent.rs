@@ -200,9 +200,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The namespaces attached right now.
-fn attached_netns(reconciler: &dataplane::Reconciler) -> std::collections::BTreeSet<String> {
-    reconciler.attachments().map(|a| a.netns.clone()).collect()
+/// The namespaces attached right now, with their VPC addresses.
+fn attached_netns(
+    reconciler: &dataplane::Reconciler,
+) -> std::collections::BTreeMap<String, std::net::Ipv4Addr> {
+    reconciler
+        .attachments()
+        .map(|a| (a.netns.clone(), a.vpc_addr))
+        .collect()
 }
 
 /// Where `run` records target health for `lattice-agent targets`.

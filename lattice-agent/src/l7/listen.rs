@@ -47,9 +47,11 @@ pub enum ListenError {
 }
 
 /// Makes `VIP:port` local in the site's namespace for its allowed sources: a local route
-/// for the VIP in [`SITE_TABLE`], and one policy rule per allowed source prefix that sends
-/// TCP to that port there. Idempotent: rules are replaced, not added twice.
-pub fn route_site(site: &Site) -> Result<(), ListenError> {
+/// for the VIP in [`SITE_TABLE`] (with the namespace's VPC address `src` as the source
+/// a client picks, since the VIP itself is local nowhere else), and one policy rule per
+/// allowed source prefix that sends TCP to that port there. Idempotent: rules are
+/// replaced, not added twice.
+pub fn route_site(site: &Site, src: std::net::Ipv4Addr) -> Result<(), ListenError> {
     let err = |source| ListenError::Route {
         netns: site.netns.clone(),
         vip: site.vip,
@@ -59,8 +61,9 @@ pub fn route_site(site: &Site) -> Result<(), ListenError> {
     let ns = site.netns.as_str();
     let vip = format!("{}/32", site.vip);
     let port = site.port.to_string();
+    let src = src.to_string();
     ip_command(&[
-        "-n", ns, "route", "replace", "local", &vip, "dev", "lo", "table", SITE_TABLE,
+        "-n", ns, "route", "replace", "local", &vip, "dev", "lo", "src", &src, "table", SITE_TABLE,
     ])
     .map_err(err)?;
     let sources: Vec<String> = match &site.allowed {

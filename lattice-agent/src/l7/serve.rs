@@ -1,11 +1,7 @@
 //! Keeping the sites served: a site is started when its namespace is attached and
 //! stopped (its socket closed, so the namespace can go) when it is not any more.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
-    sync::Arc,
-};
+use std::{collections::BTreeMap, net::Ipv4Addr, sync::Arc};
 
 use tokio::{runtime::Handle, task::JoinHandle};
 use tracing::{info, warn};
@@ -43,13 +39,14 @@ impl SiteServer {
         self.served.len()
     }
 
-    /// Serves the sites of the `attached` namespaces, stops the others. Failures are
-    /// logged once and retried on the next call.
-    pub fn sync(&mut self, attached: &BTreeSet<String>) {
+    /// Serves the sites of the `attached` namespaces (name -> the namespace's VPC
+    /// address), stops the others. Failures are logged once and retried on the next
+    /// call.
+    pub fn sync(&mut self, attached: &BTreeMap<String, Ipv4Addr>) {
         let gone: Vec<SiteKey> = self
             .served
             .keys()
-            .filter(|(netns, _, _)| !attached.contains(netns))
+            .filter(|(netns, _, _)| !attached.contains_key(netns))
             .cloned()
             .collect();
         for key in gone {
@@ -60,10 +57,13 @@ impl SiteServer {
         }
         for site in &self.sites {
             let key = site.key();
-            if self.served.contains_key(&key) || !attached.contains(&site.netns) {
+            let Some(src) = attached.get(&site.netns) else {
+                continue;
+            };
+            if self.served.contains_key(&key) {
                 continue;
             }
-            let started = route_site(site).and_then(|()| listen_in_netns(site));
+            let started = route_site(site, *src).and_then(|()| listen_in_netns(site));
             match started {
                 Ok(listener) => {
                     let task = self
