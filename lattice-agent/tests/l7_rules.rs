@@ -245,3 +245,84 @@ fn a_weighted_forward_splits_90_10_over_1000_requests() {
         "{counts:?}"
     );
 }
+
+fn target_status(agent: &Agent, id: &str) -> String {
+    let out = std::process::Command::new(common::AGENT)
+        .args(["targets", "--json", "--state-dir"])
+        .arg(&agent.state_dir)
+        .output()
+        .unwrap();
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| {
+            v.as_array()?
+                .iter()
+                .find(|t| t["id"] == id)
+                .and_then(|t| t["status"].as_str().map(str::to_owned))
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_stopped_target_gets_no_requests_once_marked_and_returns_after_the_healthy_threshold() {
+    let mut topo = Topology::new().expect("topology (needs root)");
+    let web = topo.add_netns("web").unwrap();
+    let orders = topo.add_netns("orders").unwrap();
+    web.add_addr("lo", "10.91.0.5/32").unwrap();
+    for (_, ip) in &TARGETS[..2] {
+        orders.add_addr("lo", &format!("{ip}/32")).unwrap();
+    }
+    let (alpha_addr, bravo_addr): (SocketAddr, SocketAddr) = (
+        "10.92.0.11:8080".parse().unwrap(),
+        "10.92.0.12:8080".parse().unwrap(),
+    );
+    let mut alpha = Some(HttpServer::start(&orders, alpha_addr, "alpha").unwrap());
+    let _bravo = HttpServer::start(&orders, bravo_addr, "bravo").unwrap();
+    let yaml = document(&web, &orders, " []", "{ forward: { targetGroups: [{ targetGroupIdentifier: pool }] } }", &[])
+        + "  - name: pool\n    type: IP\n    config:\n      vpcIdentifier: vpc-orders\n      protocol: HTTP\n      port: 8080\n      healthCheck: { enabled: true, path: /healthz, healthCheckIntervalSeconds: 5, healthCheckTimeoutSeconds: 1, healthyThresholdCount: 2, unhealthyThresholdCount: 2 }\n    targets: [{ id: 10.92.0.11 }, { id: 10.92.0.12 }]\n";
+    let root = topo.bpffs_root("agent").unwrap();
+    let agent = Agent::start(&yaml, &root);
+    let vip = SocketAddr::from((agent.vip("api"), 80));
+    let healthy = |id: &str| target_status(&agent, id) == "HEALTHY";
+    assert!(
+        common::eventually(Duration::from_secs(15), || healthy("10.92.0.11")
+            && healthy("10.92.0.12")),
+        "both pass their first check"
+    );
+    let get = || client::http_get(&web, vip, "/", Duration::from_secs(5));
+
+    // Stop alpha under load: once the check marks it, no request fails.
+    alpha.take();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while target_status(&agent, "10.92.0.11") != "UNHEALTHY" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alpha never marked unhealthy"
+        );
+        let _ = get(); // load; failures before the mark are expected
+    }
+    std::thread::sleep(Duration::from_millis(300)); // the proxy reads health per request
+    let mut failed = 0;
+    for _ in 0..200 {
+        match get() {
+            Ok(r) if r.status == 200 => assert_eq!(r.header(SERVER_HEADER), Some("bravo")),
+            _ => failed += 1,
+        }
+    }
+    assert_eq!(
+        failed, 0,
+        "no failed request after the health check marked the target"
+    );
+
+    // Start it again: it gets traffic after the healthy threshold (2 checks).
+    let _alpha = HttpServer::start(&orders, alpha_addr, "alpha").unwrap();
+    assert!(
+        common::eventually(Duration::from_secs(20), || healthy("10.92.0.11")),
+        "alpha healthy again"
+    );
+    let back = (0..40)
+        .filter_map(|_| get().ok())
+        .filter(|r| r.header(SERVER_HEADER) == Some("alpha"))
+        .count();
+    assert!(back > 0, "alpha gets traffic again");
+}
