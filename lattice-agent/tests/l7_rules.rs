@@ -133,6 +133,15 @@ fn lab() -> Lab {
     }
 }
 
+/// One row: what it shows, method, path, headers, and what the request should get.
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    Expect,
+);
+
 /// What a request should get: a target's name, or a fixed status.
 #[derive(Debug, PartialEq)]
 enum Expect {
@@ -156,7 +165,7 @@ fn thirty_rule_cases_through_the_proxy() {
     let vip = SocketAddr::from((agent.vip("api"), 80));
 
     #[rustfmt::skip]
-    let cases: &[(&str, &str, &str, &[(&str, &str)], Expect)] = &[
+    let cases: &[Case] = &[
         ("all conditions hold", "GET", "/combo", &[("x-user", "alice")], Target("bravo")),
         ("header values compare without case by default", "GET", "/combo", &[("x-user", "ALICE")], Target("bravo")),
         ("a missing header fails the rule", "GET", "/combo", &[], Status(404)),
