@@ -131,6 +131,33 @@ fn run_pins_logs_ready_and_stops_on_sigterm() {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, "test material\n").unwrap();
     }
+    // The agent loads the HTTPS certificate at start: a real one (self-signed).
+    let made = Command::new("openssl")
+        .current_dir(dir.path())
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-noenc",
+            "-keyout",
+            "certs/orders.key",
+            "-out",
+            "certs/orders.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=orders",
+        ])
+        .output()
+        .expect("run openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let state = dir.path().join("state");
 
     let mut child = Command::new(AGENT)

@@ -77,6 +77,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Allocations are durable before anything uses them: a crash after this point
     // restarts with the same VIPs.
     vips.save(&state_dir)?;
+    // Certificates are read before anything in the kernel changes: a bad one refuses
+    // the start whole.
+    let tls = l7::tls::acceptors(&config, &resolved).context("loading service certificates")?;
 
     anyhow::ensure!(
         !args.snat_pool.contains(&settings.vip_pool.network())
@@ -136,7 +139,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         config.clone(),
         resolved.clone(),
         health_rx.clone(),
-    ));
+        tls,
+    )?);
     let mut sites = l7::serve::SiteServer::new(
         proxy,
         l7::sites::sites(&config, &resolved),

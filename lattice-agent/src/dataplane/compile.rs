@@ -143,13 +143,19 @@ pub fn compile(config: &Config, resolved: &Resolved, settings: &PathSettings) ->
         let rs = &resolved.services[s];
         let service_key = key_of(&rs.id);
         for listener in &service.listeners {
-            // HTTP listeners are served by the agent from inside the client namespaces;
+            // HTTP, HTTPS and TLS passthrough listeners are served by the agent from
+            // inside the client namespaces;
             // the kernel knows them (with no targets) only to refuse, with the right
             // reason, the sources the namespace routing does not send to the agent.
             let groups: &[crate::config::WeightedTargetGroup] =
                 match (&listener.protocol, &listener.default_action) {
                     (ListenerProtocol::Tcp, Action::Forward(groups)) => groups,
-                    (ListenerProtocol::Http, _) => &[],
+                    (
+                        ListenerProtocol::Http
+                        | ListenerProtocol::Https
+                        | ListenerProtocol::TlsPassthrough,
+                        _,
+                    ) => &[],
                     _ => continue,
                 };
             let groups = groups

@@ -1,4 +1,5 @@
-//! The L7 side of the agent: HTTP, HTTPS and gRPC listeners.
+//! The L7 side of the agent: HTTP, HTTPS (and gRPC over them) and TLS passthrough
+//! listeners.
 //!
 //! The proxy grows here as a pipeline of named phases, each a module with its own
 //! error type, so that a request's fate can be read (and tested) one phase at a time:
@@ -7,15 +8,19 @@
 //!
 //! | module | phase | concern |
 //! | --- | --- | --- |
-//! | [`sites`] | listener | where HTTP listeners are served: a socket in each client VPC namespace |
+//! | [`sites`] | listener | where HTTP, HTTPS and TLS passthrough listeners are served: a socket in each client VPC namespace |
+//! | [`tls`] | TLS/SNI | HTTPS termination: each service's certificate by SNI, ALPN |
+//! | [`passthrough`] | TLS/SNI, forward | TLS passthrough: the ClientHello's SNI, and splicing to a TCP target |
 //! | [`listen`] | accept | the namespace routing and sockets of the sites |
 //! | [`route`] | rule, target pick | which rule of a listener takes a request, and which target group of a forward gets it |
 //! | [`proxy`] | the pipeline | serving connections, picking targets, forwarding, answering errors |
 //! | [`serve`] | accept | starting and stopping sites as namespaces come and go |
 //! | [`upstream`] | forward | pooled clients that connect from the target's namespace |
 pub mod listen;
+pub mod passthrough;
 pub mod proxy;
 pub mod route;
 pub mod serve;
 pub mod sites;
+pub mod tls;
 pub mod upstream;

@@ -1,5 +1,8 @@
-//! The HTTP proxy: serves every site's connections (HTTP/1.1, and HTTP/2 with prior
-//! knowledge) and takes each request through the phases of the pipeline:
+//! The proxy: serves every site's connections and takes each request through the
+//! phases of the pipeline. HTTP listeners speak HTTP/1.1 and HTTP/2 with prior
+//! knowledge; HTTPS listeners terminate TLS first ([`tls`]: the service's certificate by
+//! SNI) and speak what ALPN agreed; TLS_PASSTHROUGH listeners route by SNI and splice
+//! ([`passthrough`]). An HTTP request goes through:
 //! listener (the site) -> rule ([`route`]) -> target pick (weights, then health and
 //! round robin) -> forward (pooled, in the target's namespace, with Lattice's headers).
 //! Failures answer as Lattice does: 503 when no target can take the request, 502 when
@@ -25,19 +28,30 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::conn::auto,
 };
-use tokio::sync::watch;
-use tracing::{debug, warn};
+use tokio::{net::TcpStream, sync::watch};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
 
 use super::{
+    passthrough::{self, PassthroughError},
     route::{pick_target_group, route, RequestHead},
     sites::Site,
-    upstream::{client_for, UpstreamClient},
+    tls,
+    upstream::{client_for, connector_for, UpstreamClient},
 };
 use crate::{
-    config::{Action, Config, ProtocolVersion, TargetId},
-    health::{GroupKey, HealthSnapshot},
+    config::{
+        Action, Config, ListenerProtocol, ProtocolVersion, TargetGroupRef, TargetId,
+        WeightedTargetGroup,
+    },
+    health::{Connector, GroupKey, HealthSnapshot},
     resolve::Resolved,
 };
+
+/// How long a client may take to finish a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a TCP target may take to accept a passthrough connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a target may take to answer a request (Lattice's request timeout).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -65,6 +79,17 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// The proxy could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("target group {group:?}: the TLS client configuration for its targets: {source}")]
+    TargetTls {
+        group: String,
+        #[source]
+        source: rustls::Error,
+    },
+}
+
 /// What every connection of the proxy shares: the config it serves, target health,
 /// and one pooled client per target group.
 pub struct Proxy {
@@ -72,10 +97,14 @@ pub struct Proxy {
     resolved: Resolved,
     health: watch::Receiver<HealthSnapshot>,
     upstreams: Vec<Upstream>,
+    /// Per service (config order): the TLS acceptor of its HTTPS listeners.
+    tls: Vec<Option<TlsAcceptor>>,
 }
 
 struct Upstream {
     client: UpstreamClient,
+    /// For TCP target groups (TLS passthrough), connections without HTTP.
+    connector: Arc<dyn Connector>,
     /// Round robin among the group's usable targets.
     next: AtomicUsize,
 }
@@ -85,21 +114,33 @@ impl Proxy {
         config: Config,
         resolved: Resolved,
         health: watch::Receiver<HealthSnapshot>,
-    ) -> Self {
+        tls: Vec<Option<TlsAcceptor>>,
+    ) -> Result<Self, ProxyError> {
         let upstreams = config
             .target_groups()
             .iter()
-            .map(|g| Upstream {
-                client: client_for(&config, g),
-                next: AtomicUsize::new(0),
+            .map(|g| {
+                let connector = connector_for(&config, g);
+                let client = client_for(g, Arc::clone(&connector)).map_err(|source| {
+                    ProxyError::TargetTls {
+                        group: g.name.to_string(),
+                        source,
+                    }
+                })?;
+                Ok(Upstream {
+                    client,
+                    connector,
+                    next: AtomicUsize::new(0),
+                })
             })
-            .collect();
-        Proxy {
+            .collect::<Result<_, ProxyError>>()?;
+        Ok(Proxy {
             config,
             resolved,
             health,
             upstreams,
-        }
+            tls,
+        })
     }
 
     /// Accepts the site's connections until the listener fails; each connection is
@@ -125,37 +166,141 @@ impl Proxy {
             let proxy = Arc::clone(&self);
             let site = Arc::clone(&site);
             tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let proxy = Arc::clone(&proxy);
-                    let site = Arc::clone(&site);
-                    async move { Ok::<_, Infallible>(proxy.handle(&site, peer, req).await) }
-                });
-                if let Err(e) = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    debug!(%peer, error = %e, "connection ended with an error");
+                let protocol =
+                    proxy.config.services()[site.service].listeners[site.listener].protocol;
+                match protocol {
+                    ListenerProtocol::Http => {
+                        proxy.serve_http(stream, peer, site, false, None).await
+                    }
+                    ListenerProtocol::Https => proxy.serve_https(stream, peer, site).await,
+                    ListenerProtocol::TlsPassthrough => {
+                        proxy.serve_passthrough(stream, peer, site).await
+                    }
+                    // The kernel serves TCP listeners; no site is made for them.
+                    ListenerProtocol::Tcp => {}
                 }
             });
         }
     }
 
-    /// One request through the pipeline.
-    async fn handle(
-        &self,
-        site: &Site,
+    /// Serves HTTP on one connection (plain, or already decrypted when `tls`): HTTP/1.1
+    /// or HTTP/2 by what the client sends, unless ALPN already decided (`alpn_h2`).
+    async fn serve_http<IO>(
+        self: Arc<Self>,
+        io: IO,
         peer: SocketAddr,
-        req: Request<Incoming>,
-    ) -> Response<ProxyBody> {
+        site: Arc<Site>,
+        tls: bool,
+        alpn_h2: Option<bool>,
+    ) where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let proto = if tls { "https" } else { "http" };
+        let service = service_fn(move |req| {
+            let proxy = Arc::clone(&self);
+            let site = Arc::clone(&site);
+            async move { Ok::<_, Infallible>(proxy.handle(&site, peer, proto, req).await) }
+        });
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder = match alpn_h2 {
+            Some(true) => builder.http2_only(),
+            Some(false) => builder.http1_only(),
+            None => builder,
+        };
+        if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
+            debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
+
+    /// Terminates TLS with the service's certificate, then serves the protocol ALPN
+    /// agreed (HTTP/1.1 when the client offered none).
+    async fn serve_https(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, site: Arc<Site>) {
+        let Some(acceptor) = self.tls[site.service].clone() else {
+            warn!(netns = %site.netns, "HTTPS listener without a certificate; closing");
+            return;
+        };
+        let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                debug!(%peer, error = %tls::handshake_timeout(), "TLS handshake failed");
+                return;
+            }
+        };
+        let h2 = tls::negotiated_h2(&stream);
+        self.serve_http(stream, peer, site, true, Some(h2)).await
+    }
+
+    /// Routes a TLS connection by its SNI, without decrypting, and splices it to a TCP
+    /// target.
+    async fn serve_passthrough(
+        self: Arc<Self>,
+        mut client: TcpStream,
+        peer: SocketAddr,
+        site: Arc<Site>,
+    ) {
+        match self.passthrough(&mut client, &site).await {
+            Ok((mut target, addr, hello)) => {
+                match passthrough::splice(&mut client, &mut target, &hello).await {
+                    Ok((up, down)) => {
+                        debug!(%peer, target = %addr, up, down, "TLS passthrough connection ended")
+                    }
+                    Err(e) => debug!(%peer, target = %addr, error = %e, "TLS passthrough ended"),
+                }
+            }
+            Err(e) => {
+                info!(%peer, netns = %site.netns, vip = %site.vip, port = site.port, error = %e, "TLS passthrough connection refused");
+                if let Some(alert) = e.alert() {
+                    let _ = tokio::io::AsyncWriteExt::write_all(&mut client, alert).await;
+                }
+            }
+        }
+    }
+
+    /// The phases of a passthrough connection before the splice: ClientHello, SNI
+    /// match, target pick, connect.
+    async fn passthrough(
+        &self,
+        client: &mut TcpStream,
+        site: &Site,
+    ) -> Result<(TcpStream, SocketAddr, Vec<u8>), PassthroughError> {
+        let hello = passthrough::read_hello(client).await?;
+        let service = &self.resolved.services[site.service];
+        // Validation requires a custom domain name on services with such listeners.
+        let expected = service.custom_domain_name.clone().unwrap_or_default();
+        if !passthrough::sni_matches(hello.sni.as_deref(), &expected) {
+            return Err(PassthroughError::WrongSni {
+                sni: hello.sni,
+                expected,
+            });
+        }
         let listener = &self.config.services()[site.service].listeners[site.listener];
-        let decision = route(listener, &RequestHead::from(&req));
-        let groups = match decision.action {
-            Action::FixedResponse(status) => return plain(status.code(), ""),
-            Action::Forward(groups) => groups,
+        let Action::Forward(groups) = &listener.default_action else {
+            return Err(PassthroughError::NoTarget(
+                "the listener answers a fixed response",
+            ));
         };
-        let Some(group_ref) = pick_target_group(groups, rand::random()) else {
-            return plain(503, "no target group can take the request\n");
-        };
+        let (group, target) = self
+            .pick_target(groups)
+            .map_err(|e| PassthroughError::NoTarget(e.reason()))?;
+        let stream = self.upstreams[group.index()]
+            .connector
+            .connect(target, CONNECT_TIMEOUT)
+            .await
+            .map_err(|source| PassthroughError::Connect { target, source })?;
+        Ok((stream, target, hello.bytes))
+    }
+
+    /// The target pick phase: a target group by weight, then a usable target of it
+    /// round robin (healthy ones, or all of them when none is: fail open).
+    fn pick_target(
+        &self,
+        groups: &[WeightedTargetGroup],
+    ) -> Result<(TargetGroupRef, SocketAddr), NoTarget> {
+        let group_ref = pick_target_group(groups, rand::random()).ok_or(NoTarget::NoGroup)?;
         let group = self.config.target_group(group_ref);
         let targets: Vec<SocketAddr> = {
             let health = self.health.borrow();
@@ -170,10 +315,34 @@ impl Proxy {
                 .collect()
         };
         if targets.is_empty() {
-            return plain(503, "no healthy target\n");
+            return Err(NoTarget::NoHealthyTarget);
         }
         let upstream = &self.upstreams[group_ref.index()];
         let target = targets[upstream.next.fetch_add(1, Ordering::Relaxed) % targets.len()];
+        Ok((group_ref, target))
+    }
+
+    /// One request through the pipeline.
+    async fn handle(
+        &self,
+        site: &Site,
+        peer: SocketAddr,
+        proto: &'static str,
+        req: Request<Incoming>,
+    ) -> Response<ProxyBody> {
+        let listener = &self.config.services()[site.service].listeners[site.listener];
+        let decision = route(listener, &RequestHead::from(&req));
+        let groups = match decision.action {
+            Action::FixedResponse(status) => return plain(status.code(), ""),
+            Action::Forward(groups) => groups,
+        };
+        let (group_ref, target) = match self.pick_target(groups) {
+            Ok(picked) => picked,
+            Err(NoTarget::NoGroup) => return plain(503, "no target group can take the request\n"),
+            Err(NoTarget::NoHealthyTarget) => return plain(503, "no healthy target\n"),
+        };
+        let group = self.config.target_group(group_ref);
+        let upstream = &self.upstreams[group_ref.index()];
 
         let (mut parts, body) = req.into_parts();
         // HTTP/2 callers name the authority in the URI, not in Host: the target still
@@ -199,7 +368,7 @@ impl Proxy {
             Some(ProtocolVersion::Http2 | ProtocolVersion::Grpc) => Version::HTTP_2,
             _ => Version::HTTP_11,
         };
-        self.lattice_headers(&mut parts.headers, site, peer, group_ref.index());
+        self.lattice_headers(&mut parts.headers, site, peer, proto, group_ref.index());
         let forwarded = Request::from_parts(parts, body);
         match tokio::time::timeout(REQUEST_TIMEOUT, upstream.client.request(forwarded)).await {
             Ok(Ok(response)) => response.map(|b| b.boxed()),
@@ -218,6 +387,7 @@ impl Proxy {
         headers: &mut HeaderMap,
         site: &Site,
         peer: SocketAddr,
+        proto: &'static str,
         group: usize,
     ) {
         let listed: Vec<HeaderName> = headers
@@ -243,7 +413,7 @@ impl Proxy {
         let values = [
             ("x-forwarded-for", client_ip),
             ("x-forwarded-for-port", site.port.to_string()),
-            ("x-forwarded-for-proto", "http".to_owned()),
+            ("x-forwarded-for-proto", proto.to_owned()),
             (
                 "x-amzn-lattice-network",
                 format!("SourceVpcArn={}", self.resolved.vpcs[site.vpc].arn),
@@ -260,6 +430,24 @@ impl Proxy {
             if let Ok(value) = HeaderValue::from_str(&value) {
                 headers.insert(name, value);
             }
+        }
+    }
+}
+
+/// Why the target pick phase found no target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoTarget {
+    /// Every weight of the forward is 0.
+    NoGroup,
+    /// The picked group has no target the proxy can address.
+    NoHealthyTarget,
+}
+
+impl NoTarget {
+    fn reason(self) -> &'static str {
+        match self {
+            NoTarget::NoGroup => "no target group can take the connection",
+            NoTarget::NoHealthyTarget => "no healthy target",
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Where the HTTP listeners are served: one site per (VPC namespace, VIP, port) of every
+//! Where the HTTP, HTTPS and TLS passthrough listeners are served: one site per (VPC namespace, VIP, port) of every
 //! VPC that may reach the listener's service. A pure function of the config and the
 //! resolved model, like the kernel's compile step.
 //!
@@ -41,8 +41,8 @@ impl Site {
     }
 }
 
-/// Every site the config asks for: HTTP listeners (HTTPS and TLS passthrough are not
-/// served yet) of every service, in every namespace of every VPC associated with a
+/// Every site the config asks for: HTTP, HTTPS and TLS passthrough listeners (TCP
+/// listeners are the kernel's) of every service, in every namespace of every VPC associated with a
 /// network that holds the service.
 pub fn sites(config: &Config, resolved: &Resolved) -> Vec<Site> {
     let mut out: Vec<Site> = Vec::new();
@@ -51,7 +51,7 @@ pub fn sites(config: &Config, resolved: &Resolved) -> Vec<Site> {
             .service_by_name(service.name.as_str())
             .expect("the service is in the config");
         for (l, listener) in service.listeners.iter().enumerate() {
-            if listener.protocol != ListenerProtocol::Http {
+            if listener.protocol == ListenerProtocol::Tcp {
                 continue;
             }
             for network in config.networks_of_service(service_ref) {

@@ -1,8 +1,10 @@
 //! Forwarding to targets: pooled HTTP clients whose connections are made inside the
-//! target VPC's namespace (or the host's, for VPCs of host cgroups).
+//! target VPC's namespace (or the host's, for VPCs of host cgroups), over TLS for
+//! target groups of protocol HTTPS.
 
 use std::{
     future::Future,
+    io,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -12,13 +14,22 @@ use std::{
 use http::Uri;
 use hyper::body::Incoming;
 use hyper_util::{
-    client::legacy::Client,
+    client::legacy::{
+        connect::{Connected, Connection},
+        Client,
+    },
     rt::{TokioExecutor, TokioIo},
 };
-use tokio::net::TcpStream;
+use rustls::pki_types::ServerName;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+};
+use tokio_rustls::{client::TlsStream, TlsConnector};
 
+use super::tls::{target_client_config, ALPN_H2, ALPN_HTTP11};
 use crate::{
-    config::{Attachment, Config, ProtocolVersion, TargetGroup},
+    config::{Attachment, Config, ProtocolVersion, TargetGroup, TargetGroupProtocol},
     health::{ConnectError, Connector, HostConnector, NetnsConnector},
 };
 
@@ -34,16 +45,90 @@ pub enum UpstreamError {
     BadTarget { uri: String },
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    #[error("TLS handshake with target {target}: {source}")]
+    Tls {
+        target: std::net::SocketAddr,
+        #[source]
+        source: io::Error,
+    },
 }
 
-/// Connects hyper's client from the right namespace.
-#[derive(Clone, Debug)]
+/// Connects hyper's client from the right namespace, over TLS when `tls` is set.
+#[derive(Clone)]
 pub struct NamespaceConnector {
     connector: Arc<dyn Connector>,
+    tls: Option<TlsConnector>,
+}
+
+impl std::fmt::Debug for NamespaceConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NamespaceConnector")
+            .field("connector", &self.connector)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// A connection to a target: plain TCP, or TLS over it.
+pub enum TargetStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Connection for TargetStream {
+    fn connected(&self) -> Connected {
+        match self {
+            TargetStream::Plain(_) => Connected::new(),
+            TargetStream::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(ALPN_H2) => {
+                Connected::new().negotiated_h2()
+            }
+            TargetStream::Tls(_) => Connected::new(),
+        }
+    }
+}
+
+impl AsyncRead for TargetStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            TargetStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            TargetStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for TargetStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            TargetStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            TargetStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            TargetStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            TargetStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            TargetStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            TargetStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 impl tower_service::Service<Uri> for NamespaceConnector {
-    type Response = TokioIo<TcpStream>;
+    type Response = TokioIo<TargetStream>;
     type Error = UpstreamError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -53,15 +138,30 @@ impl tower_service::Service<Uri> for NamespaceConnector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let connector = Arc::clone(&self.connector);
+        let tls = self.tls.clone();
         Box::pin(async move {
-            let addr = uri
+            let addr: std::net::SocketAddr = uri
                 .authority()
                 .and_then(|a| a.as_str().parse().ok())
                 .ok_or_else(|| UpstreamError::BadTarget {
                     uri: uri.to_string(),
                 })?;
             let stream = connector.connect(addr, CONNECT_TIMEOUT).await?;
-            Ok(TokioIo::new(stream))
+            let Some(tls) = tls else {
+                return Ok(TokioIo::new(TargetStream::Plain(stream)));
+            };
+            // Targets are addressed by IP: no SNI is sent, and no name is checked.
+            let name = ServerName::IpAddress(addr.ip().into());
+            let handshake = tls.connect(name, stream);
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no TLS handshake in time"))
+                .and_then(|r| r)
+                .map_err(|source| UpstreamError::Tls {
+                    target: addr,
+                    source,
+                })?;
+            Ok(TokioIo::new(TargetStream::Tls(Box::new(stream))))
         })
     }
 }
@@ -69,24 +169,42 @@ impl tower_service::Service<Uri> for NamespaceConnector {
 /// A pooled client for one target group.
 pub type UpstreamClient = Client<NamespaceConnector, Incoming>;
 
-/// The client of a target group: HTTP/1.1 or HTTP/2 (prior knowledge) as the group's
-/// protocol version says, connecting from the group's VPC namespace.
-pub fn client_for(config: &Config, group: &TargetGroup) -> UpstreamClient {
+/// Where connections to a target group's targets are made from: the namespace of the
+/// group's VPC, or the host's for VPCs made only of host cgroups.
+pub fn connector_for(config: &Config, group: &TargetGroup) -> Arc<dyn Connector> {
     let vpc = config.vpc(group.vpc);
-    let connector: Arc<dyn Connector> = match vpc.attachments.iter().find_map(|a| match a {
+    match vpc.attachments.iter().find_map(|a| match a {
         Attachment::Netns(ns) => Some(ns.clone()),
         Attachment::Cgroup(_) => None,
     }) {
         Some(ns) => Arc::new(NetnsConnector::new(ns)),
         None => Arc::new(HostConnector),
+    }
+}
+
+/// The client of a target group: HTTP/1.1 or HTTP/2 as the group's protocol version
+/// says (prior knowledge over TCP, ALPN offering only that protocol over TLS),
+/// connecting through `connector`, over TLS when the group's protocol is HTTPS.
+pub fn client_for(
+    group: &TargetGroup,
+    connector: Arc<dyn Connector>,
+) -> Result<UpstreamClient, rustls::Error> {
+    let h2 = matches!(
+        group.protocol_version,
+        Some(ProtocolVersion::Http2 | ProtocolVersion::Grpc)
+    );
+    let tls = match group.protocol {
+        TargetGroupProtocol::Https => Some(TlsConnector::from(target_client_config(if h2 {
+            ALPN_H2
+        } else {
+            ALPN_HTTP11
+        })?)),
+        TargetGroupProtocol::Http | TargetGroupProtocol::Tcp => None,
     };
     let mut builder = Client::builder(TokioExecutor::new());
     builder.pool_idle_timeout(POOL_IDLE);
-    if matches!(
-        group.protocol_version,
-        Some(ProtocolVersion::Http2 | ProtocolVersion::Grpc)
-    ) {
+    if h2 {
         builder.http2_only(true);
     }
-    builder.build(NamespaceConnector { connector })
+    Ok(builder.build(NamespaceConnector { connector, tls }))
 }
