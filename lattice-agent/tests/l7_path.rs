@@ -225,3 +225,33 @@ fn http_listeners_route_forward_add_headers_and_refuse() {
     assert!(refused("vpc-other", "not-associated"), "{maps:#}");
     assert!(refused("vpc-web", "outside-allowed-cidrs"), "{maps:#}");
 }
+
+#[test]
+fn aws_iam_denies_with_lattice_403_until_a_policy_allows() {
+    let mut lab = lab();
+    let _blue = HttpServer::start(&lab.orders, "10.92.0.10:8080".parse().unwrap(), "blue").unwrap();
+    // AWS_IAM on the service network (its TCP listener keeps the service itself NONE).
+    let yaml = config(&lab).replace(
+        "    authType: NONE\n    vpcAssociations",
+        "    authType: AWS_IAM\n    authPolicy: { Version: \"2012-10-17\", Statement: [{ Effect: Allow, Principal: \"*\", Action: \"vpc-lattice-svcs:Invoke\", Resource: \"*\" }] }\n    vpcAssociations",
+    );
+    assert!(yaml.contains("AWS_IAM"));
+    let root = lab.topo.bpffs_root("agent").unwrap();
+    let agent = Agent::start(&yaml, &root);
+    let http = std::net::SocketAddr::from((agent.vip("api"), 80));
+    let resp = client::http_get(&lab.web, http, "/orders", TIMEOUT).unwrap();
+    assert_eq!(resp.status, 403);
+    let body = resp.text();
+    assert!(
+        body.starts_with("AccessDeniedException: User: anonymous is not authorized"),
+        "{body}"
+    );
+    assert!(
+        body.contains("/orders"),
+        "the invoked resource names the path: {body}"
+    );
+    assert!(
+        resp.header(lattice_tests::server::SERVER_HEADER).is_none(),
+        "never reached the target"
+    );
+}

@@ -12,10 +12,12 @@
 //! | [`tls`] | TLS/SNI | HTTPS termination: each service's certificate by SNI, ALPN |
 //! | [`passthrough`] | TLS/SNI, forward | TLS passthrough: the ClientHello's SNI, and splicing to a TCP target |
 //! | [`listen`] | accept | the namespace routing and sockets of the sites |
+//! | [`authz`] | authn/authz | NONE admits everyone; AWS_IAM denies until the policy engine evaluates it |
 //! | [`route`] | rule, target pick | which rule of a listener takes a request, and which target group of a forward gets it |
 //! | [`proxy`] | the pipeline | serving connections, picking targets, forwarding, answering errors |
 //! | [`serve`] | accept | starting and stopping sites as namespaces come and go |
 //! | [`upstream`] | forward | pooled clients that connect from the target's namespace |
+pub mod authz;
 pub mod listen;
 pub mod passthrough;
 pub mod proxy;

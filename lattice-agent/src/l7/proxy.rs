@@ -33,6 +33,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::{
+    authz::authorize,
     passthrough::{self, PassthroughError},
     route::{pick_target_group, route, RequestHead},
     sites::Site,
@@ -332,6 +333,10 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let listener = &self.config.services()[site.service].listeners[site.listener];
         let decision = route(listener, &RequestHead::from(&req));
+        if let Err(denied) = authorize(&self.config, &self.resolved, site, req.uri().path()) {
+            debug!(%peer, %denied, "request denied");
+            return plain(403, format!("{denied}\n"));
+        }
         let groups = match decision.action {
             Action::FixedResponse(status) => return plain(status.code(), ""),
             Action::Forward(groups) => groups,
@@ -453,9 +458,9 @@ impl NoTarget {
 }
 
 /// A short plain-text response of the proxy's own.
-fn plain(status: u16, text: &'static str) -> Response<ProxyBody> {
+fn plain(status: u16, text: impl Into<Bytes>) -> Response<ProxyBody> {
     let mut response = Response::new(
-        Full::new(Bytes::from_static(text.as_bytes()))
+        Full::new(text.into())
             .map_err(|never| match never {})
             .boxed(),
     );
