@@ -172,6 +172,49 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         .map(|_| "shown above".to_owned()),
     });
 
+    step("HTTPS to orders.shop.internal: TLS by SNI in the agent, then auth (AWS_IAM)");
+    let orders_vip = vip_of(&agent, &config, &state_dir, "orders")?;
+    let https = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            web.name(),
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+        ])
+        .args([
+            "-o",
+            "/dev/stdout",
+            "-w",
+            "\nHTTP %{http_code} over HTTP/%{http_version}\n",
+        ])
+        .arg("--cacert")
+        .arg(work.path.join("certs/orders.pem"))
+        .args([
+            "--resolve",
+            &format!("orders.shop.internal:443:{orders_vip}"),
+        ])
+        .arg("https://orders.shop.internal/api/orders")
+        .output();
+    report.push(Outcome {
+        what: "HTTPS terminated by the agent (certificate by SNI, ALPN h2); AWS_IAM denies \
+               until the policy engine (issue 5) evaluates the network's policy",
+        result: match https {
+            Ok(out) => {
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                print!("{}", indent(&text));
+                if text.contains("HTTP 403") && text.contains("AccessDeniedException") {
+                    Ok(text.lines().last().unwrap_or("").to_owned())
+                } else {
+                    Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+                }
+            }
+            Err(e) => Err(format!("curl: {e}")),
+        },
+    });
+
     step("kill -9 the agent during a transfer: the kernel path carries on without it");
     let transfer = {
         let web = web.clone();
@@ -252,8 +295,8 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         }
     }
     println!(
-        "    next  the HTTPS listener of orders (rules, auth, HTTP/2, gRPC) arrives with the \
-         L7 issue; until then its VIP:443 is refused"
+        "    next  auth policies and caller identity (issue 5) let the shop network's policy \
+         admit vpc-web's requests to orders"
     );
     println!("    removing the demo topology, pins and files");
     drop(topo);
