@@ -207,6 +207,18 @@ fn http_listeners_route_forward_add_headers_and_refuse() {
         200
     );
 
+    // A request head over the bound: 431, and the proxy keeps serving.
+    let huge = "a".repeat(100 * 1024);
+    let big = client::HttpRequest::get("/").header("x-big", &huge);
+    let resp = client::http_request(&lab.web, http, &big, TIMEOUT).expect("answered");
+    assert_eq!(resp.status, 431, "bounded request head");
+    assert_eq!(
+        client::http_get(&lab.web, http, "/", TIMEOUT)
+            .unwrap()
+            .status,
+        200
+    );
+
     // Not associated, or outside allowedCidrs: refused in the kernel, counted.
     assert!(client::http_get(&lab.other, http, "/", Duration::from_secs(3)).is_err());
     let out = curl(

@@ -25,7 +25,7 @@ use http::{
 use http_body_util::{combinators::BoxBody, BodyExt as _, Full};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
 };
 use tokio::{net::TcpStream, sync::watch};
@@ -53,6 +53,14 @@ use crate::{
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a TCP target may take to accept a passthrough connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest request head (request line and headers) the proxy accepts; larger ones
+/// get 431 (HTTP/1.1) or a stream reset (HTTP/2).
+const MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
+/// How long a client may take to send a request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP/2 pings that find dead connections.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
 
 /// How long a target may take to answer a request (Lattice's request timeout).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -203,6 +211,17 @@ impl Proxy {
             async move { Ok::<_, Infallible>(proxy.handle(&site, peer, proto, req).await) }
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
+        // Bounded request heads, and a client that never finishes sending one is let go.
+        builder
+            .http1()
+            .max_buf_size(MAX_REQUEST_HEAD_BYTES)
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        builder
+            .http2()
+            .max_header_list_size(MAX_REQUEST_HEAD_BYTES as u32)
+            .timer(TokioTimer::new())
+            .keep_alive_interval(H2_KEEP_ALIVE);
         builder = match alpn_h2 {
             Some(true) => builder.http2_only(),
             Some(false) => builder.http1_only(),
