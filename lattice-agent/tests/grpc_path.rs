@@ -188,7 +188,12 @@ services:
 targetGroups:
   - name: echo-grpc
     type: IP
-    config: {{ vpcIdentifier: vpc-orders, protocol: HTTP, protocolVersion: GRPC, port: 50051 }}
+    config:
+      vpcIdentifier: vpc-orders
+      protocol: HTTP
+      protocolVersion: GRPC
+      port: 50051
+      healthCheck: {{ enabled: true, protocolVersion: HTTP2, path: /healthz, healthCheckIntervalSeconds: 5 }}
     targets: [{{ id: 10.92.0.40 }}]
 "#,
         web = web.name(),
@@ -197,6 +202,20 @@ targetGroups:
     let root = topo.bpffs_root("agent").unwrap();
     let agent = Agent::start(&yaml, &root);
     let vip = agent.vip("rpc");
+    // The HTTP/2 health check passes against the gRPC target.
+    let healthy = || {
+        let out = std::process::Command::new(common::AGENT)
+            .args(["targets", "--json", "--state-dir"])
+            .arg(&agent.state_dir)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("\"HEALTHY\"")
+    };
+    assert!(
+        common::eventually(Duration::from_secs(12), healthy),
+        "HTTP/2 health check:\n{}",
+        agent.log()
+    );
 
     rt.block_on(async {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{vip}:80"))

@@ -49,15 +49,12 @@ pub enum Check {
 pub enum Unsupported {
     /// Health check protocol HTTPS.
     Https,
-    /// Health check protocol version HTTP2.
-    Http2,
 }
 
 impl fmt::Display for Unsupported {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Https => "HTTPS health checks are not supported yet",
-            Self::Http2 => "HTTP2 health checks are not supported yet",
         })
     }
 }
@@ -80,6 +77,11 @@ pub enum Probe {
     TcpConnect,
     /// `GET path` over HTTP/1.1; passes when the status matches.
     Http1 {
+        path: String,
+        matcher: StatusMatcher,
+    },
+    /// `GET path` over HTTP/2 with prior knowledge; passes when the status matches.
+    Http2 {
         path: String,
         matcher: StatusMatcher,
     },
@@ -110,9 +112,10 @@ pub fn check_for(group: &TargetGroup, in_use: bool) -> Check {
     let probe = match (hc.protocol, hc.protocol_version) {
         (HealthCheckProtocol::Tcp, _) => Probe::TcpConnect,
         (HealthCheckProtocol::Https, _) => return Check::Unsupported(Unsupported::Https),
-        (HealthCheckProtocol::Http, HealthCheckProtocolVersion::Http2) => {
-            return Check::Unsupported(Unsupported::Http2)
-        }
+        (HealthCheckProtocol::Http, HealthCheckProtocolVersion::Http2) => Probe::Http2 {
+            path: hc.path.clone(),
+            matcher: hc.matcher.clone(),
+        },
         (HealthCheckProtocol::Http, HealthCheckProtocolVersion::Http1) => Probe::Http1 {
             path: hc.path.clone(),
             matcher: hc.matcher.clone(),

@@ -26,6 +26,8 @@ pub enum ProbeError {
     Http(#[from] Http1Error),
     #[error("status {status} does not match the health check's matcher")]
     Status { status: u16 },
+    #[error("HTTP/2: {0}")]
+    Http2(#[source] hyper::Error),
 }
 
 impl ProbeError {
@@ -38,8 +40,8 @@ impl ProbeError {
             Self::Connect(ConnectError::Connect { .. }) => ReasonCode::FailedHealthChecks,
             // The check itself could not be made: no socket in the vpc's namespace.
             Self::Connect(_) => ReasonCode::InternalError,
-            // Reset, closed early, or not HTTP/1.
-            Self::Http(_) => ReasonCode::FailedHealthChecks,
+            // Reset, closed early, or not HTTP/1 (HTTP/2).
+            Self::Http(_) | Self::Http2(_) => ReasonCode::FailedHealthChecks,
             Self::Status { .. } => ReasonCode::ResponseCodeMismatch,
         }
     }
@@ -91,13 +93,47 @@ impl Prober for SocketProber {
                         tokio::time::timeout_at(deadline, http1::status(stream, &host, path))
                             .await
                             .map_err(|_| ProbeError::Timeout { timeout })??;
-                    if matcher.matches(status) {
-                        Ok(())
-                    } else {
-                        Err(ProbeError::Status { status })
-                    }
+                    matched(matcher, status)
+                }
+                Probe::Http2 { path, matcher } => {
+                    let status =
+                        tokio::time::timeout_at(deadline, http2_status(stream, addr, path))
+                            .await
+                            .map_err(|_| ProbeError::Timeout { timeout })??;
+                    matched(matcher, status)
                 }
             }
         })
     }
+}
+
+fn matched(matcher: &crate::config::StatusMatcher, status: u16) -> Result<(), ProbeError> {
+    if matcher.matches(status) {
+        Ok(())
+    } else {
+        Err(ProbeError::Status { status })
+    }
+}
+
+/// `GET path` over HTTP/2 with prior knowledge on `stream`; the response's status.
+async fn http2_status(
+    stream: tokio::net::TcpStream,
+    addr: SocketAddrV4,
+    path: &str,
+) -> Result<u16, ProbeError> {
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .map_err(ProbeError::Http2)?;
+    let driver = tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{addr}{path}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|_| ProbeError::Status { status: 0 })?;
+    let result = sender
+        .send_request(request)
+        .await
+        .map_err(ProbeError::Http2);
+    driver.abort();
+    Ok(result?.status().as_u16())
 }

@@ -630,7 +630,14 @@ fn checks_per_group() {
     };
     let table: Vec<(&str, bool, Check)> = vec![
         ("used-http1", true, active(http1)),
-        ("used-http2", true, Check::Unsupported(Unsupported::Http2)),
+        (
+            "used-http2",
+            true,
+            active(defaults(Probe::Http2 {
+                path: "/".to_owned(),
+                matcher: StatusMatcher(vec![200..=200]),
+            })),
+        ),
         (
             "used-https-check",
             true,
