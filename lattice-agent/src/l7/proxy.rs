@@ -172,6 +172,11 @@ impl Proxy {
                     continue;
                 }
             };
+            // Requests and responses are small writes that must leave at once: Nagle
+            // with the peer's delayed ACK would hold them ~40 ms.
+            if let Err(e) = stream.set_nodelay(true) {
+                debug!(%peer, error = %e, "TCP_NODELAY");
+            }
             let proxy = Arc::clone(&self);
             let site = Arc::clone(&site);
             tokio::spawn(async move {
