@@ -8,6 +8,7 @@
 //! | `lint` | rustfmt and clippy, as CI runs them |
 //! | `demo` | setup, then the demo topology with the agent and real traffic |
 //! | `bench l4` | setup, then lattice's TCP path vs direct, HAProxy and nginx (ratios, JSON) |
+//! | `bench l7` | setup, then lattice's HTTP listeners vs direct, nginx and HAProxy (ratios, JSON) |
 
 mod bench;
 mod demo;
@@ -60,6 +61,10 @@ enum BenchKind {
     /// TCP: direct routing, HAProxy and nginx (stream) vs lattice's kernel path:
     /// throughput, latency, connection rate, CPU, memory; JSON under target/bench/.
     L4,
+    /// HTTP: the backend directly, nginx and HAProxy as reverse proxies vs lattice's
+    /// HTTP/HTTPS listeners: requests/s, p50/p99, CPU per request (wrk, h2load); JSON
+    /// under target/bench/.
+    L7,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -103,6 +108,10 @@ fn main() -> anyhow::Result<()> {
             setup::bench_tools()?;
             match which {
                 BenchKind::L4 => bench::l4(&root),
+                BenchKind::L7 => {
+                    setup::bench_http_tools()?;
+                    bench::l7(&root)
+                }
             }
         }
     }

@@ -104,6 +104,18 @@ pub fn bench_tools() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The HTTP load tools of `cargo xtask bench l7` (after [`bench_tools`]): wrk
+/// (HTTP/1.1 keep-alive, with and without TLS), h2load from nghttp2-client (h2c and h2
+/// over TLS), and openssl (the benchmark's certificate). None of them starts a service.
+const BENCH_HTTP_PACKAGES: &[&str] = &["wrk", "nghttp2-client", "openssl"];
+
+/// Installs the HTTP load tools that are missing.
+pub fn bench_http_tools() -> anyhow::Result<()> {
+    step("bench l7: checking the HTTP load tools (wrk, h2load)");
+    let wanted: Vec<String> = BENCH_HTTP_PACKAGES.iter().map(|s| s.to_string()).collect();
+    install_packages(&wanted, is_root()?)
+}
+
 fn is_root() -> anyhow::Result<bool> {
     let uid = shell::output(Command::new("id").arg("-u"))?;
     Ok(uid.trim() == "0")

@@ -27,7 +27,7 @@ use crate::shell;
 /// How long the agent may take to log `lattice-agent ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the first connection through the VIP may take to work after `ready`.
-const PATH_TIMEOUT: Duration = Duration::from_secs(10);
+pub const PATH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Builds the release agent (its build script builds the eBPF object first).
 pub fn build(root: &Path) -> anyhow::Result<PathBuf> {
@@ -130,52 +130,13 @@ impl Lattice {
         bpffs_root: &Path,
         work: &Path,
     ) -> anyhow::Result<Lattice> {
-        let config_path = work.join("lattice-bench.yaml");
-        fs::write(&config_path, config(net))?;
-        let state_dir = work.join("agent-state");
-        fs::create_dir_all(&state_dir)?;
-        shell::output(Command::new(bin).arg("validate").arg(&config_path))
-            .context("lattice-agent validate refused the benchmark's config")?;
-
-        let mut cmd = Command::new(bin);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .arg("--bpffs-root")
-            .arg(bpffs_root);
-        let agent = Proc::spawn("lattice-agent", cmd, &work.join("agent.log"))?
-            .with_grace(Duration::from_secs(10));
+        let (agent, shown) = launch(bin, bpffs_root, work, "lattice-bench.yaml", &config(net))?;
         let mut lattice = Lattice {
             agent,
-            vip: Ipv4Addr::UNSPECIFIED,
-            connect_vip: Ipv4Addr::UNSPECIFIED,
+            vip: vip_of(&shown, "bench")?,
+            connect_vip: vip_of(&shown, "bench-connect")?,
             bpffs_root: bpffs_root.to_owned(),
         };
-        lattice.wait_ready()?;
-
-        let json = shell::output(
-            Command::new(bin)
-                .args(["show", "--json", "--state-dir"])
-                .arg(&state_dir)
-                .arg(&config_path),
-        )?;
-        let shown: serde_json::Value =
-            serde_json::from_str(&json).context("parsing lattice-agent show --json")?;
-        let vip = |service: &str| {
-            shown["services"]
-                .as_array()
-                .and_then(|s| s.iter().find(|s| s["name"] == service))
-                .and_then(|s| s["vip"].as_str())
-                .and_then(|v| v.parse::<Ipv4Addr>().ok())
-                .with_context(|| {
-                    format!("show --json has no .services[] | select(.name==\"{service}\") | .vip")
-                })
-        };
-        lattice.vip = vip("bench")?;
-        lattice.connect_vip = vip("bench-connect")?;
-
         for probe in [
             SocketAddrV4::new(lattice.vip, SOCKPERF_PORT),
             SocketAddrV4::new(lattice.connect_vip, CONNECT_PORT),
@@ -185,25 +146,6 @@ impl Lattice {
         }
         lattice.agent.check_running()?;
         Ok(lattice)
-    }
-
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let log = fs::read_to_string(self.agent.log()).unwrap_or_default();
-            if log.contains("lattice-agent ready") {
-                return Ok(());
-            }
-            self.agent.check_running()?;
-            if Instant::now() >= deadline {
-                bail!(
-                    "lattice-agent did not log `lattice-agent ready` within {READY_TIMEOUT:?}; \
-                     its log ends with:\n{}",
-                    log_tail(self.agent.log(), 8)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 
     /// The pinned conntrack map as bpftool shows it.
@@ -226,6 +168,75 @@ impl Lattice {
             flows: max_entries / 2,
             kernel_bytes: map["bytes_memlock"].as_u64(),
         })
+    }
+}
+
+/// Writes `config` as `file_name` under `work`, validates it, starts `lattice-agent run`
+/// on it, waits for `lattice-agent ready` and returns the agent with `show --json`.
+pub fn launch(
+    bin: &Path,
+    bpffs_root: &Path,
+    work: &Path,
+    file_name: &str,
+    config: &str,
+) -> anyhow::Result<(Proc, serde_json::Value)> {
+    let config_path = work.join(file_name);
+    fs::write(&config_path, config)?;
+    let state_dir = work.join("agent-state");
+    fs::create_dir_all(&state_dir)?;
+    shell::output(Command::new(bin).arg("validate").arg(&config_path))
+        .context("lattice-agent validate refused the benchmark's config")?;
+
+    let mut cmd = Command::new(bin);
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&config_path)
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .arg("--bpffs-root")
+        .arg(bpffs_root);
+    let mut agent = Proc::spawn("lattice-agent", cmd, &work.join("agent.log"))?
+        .with_grace(Duration::from_secs(10));
+    wait_ready(&mut agent)?;
+
+    let json = shell::output(
+        Command::new(bin)
+            .args(["show", "--json", "--state-dir"])
+            .arg(&state_dir)
+            .arg(&config_path),
+    )?;
+    let shown = serde_json::from_str(&json).context("parsing lattice-agent show --json")?;
+    Ok((agent, shown))
+}
+
+/// The VIP of `service` in `show --json`.
+pub fn vip_of(shown: &serde_json::Value, service: &str) -> anyhow::Result<Ipv4Addr> {
+    shown["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == service))
+        .and_then(|s| s["vip"].as_str())
+        .and_then(|v| v.parse::<Ipv4Addr>().ok())
+        .with_context(|| {
+            format!("show --json has no .services[] | select(.name==\"{service}\") | .vip")
+        })
+}
+
+fn wait_ready(agent: &mut Proc) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let log = fs::read_to_string(agent.log()).unwrap_or_default();
+        if log.contains("lattice-agent ready") {
+            return Ok(());
+        }
+        agent.check_running()?;
+        if Instant::now() >= deadline {
+            bail!(
+                "lattice-agent did not log `lattice-agent ready` within {READY_TIMEOUT:?}; \
+                 its log ends with:\n{}",
+                log_tail(agent.log(), 8)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

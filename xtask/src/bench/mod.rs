@@ -38,6 +38,7 @@
 //!
 //! The whole run takes about three minutes (plus the agent's release build).
 
+mod l7;
 mod lattice;
 mod load;
 mod net;
@@ -53,6 +54,8 @@ use std::{
 
 use anyhow::bail;
 use lattice_tests::Topology;
+
+pub use l7::l7;
 
 use crate::step;
 use load::{

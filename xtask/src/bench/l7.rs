@@ -1,0 +1,1281 @@
+//! `cargo xtask bench l7`: lattice's HTTP listeners (the agent's userspace proxy) side by
+//! side with the backend reached directly and with nginx and HAProxy as HTTP reverse
+//! proxies for the same route, in one run on the namespaces of `bench l4` (see
+//! [`super::net`]).
+//!
+//! | variant | client connects to | forwarding process |
+//! | --- | --- | --- |
+//! | direct | the backend, 10.82.0.10: 8080 (HTTP/1.1), 8081 (h2c), 8443 (TLS, ALPN h2 + http/1.1) | none |
+//! | nginx | 10.83.0.11: 80, 81 (h2c), 443 (TLS) in the proxy ns, 1 worker | master + worker |
+//! | haproxy | 10.83.0.10: 80, 81 (`proto h2`), 443 (TLS), 1 thread | haproxy |
+//! | lattice | the service's VIP: 80 (HTTP/1.1 and h2c), 443 (HTTPS) | agent |
+//!
+//! The backend is nginx (1 worker) in the server namespace answering `GET /` with a fixed
+//! 14-byte body. Every proxy reaches it over pooled HTTP/1.1 keep-alive connections to
+//! 10.82.0.10:8080 (nginx 1.22 speaks h2c only on a listener of its own, and neither
+//! nginx nor HAProxy pools h2c upstream the same way; lattice's target group is `HTTP1`).
+//! nginx 1.22's `http2` on a plain listener speaks h2c only (no HTTP/1.1), so h2c has
+//! ports of its own on the backend and the peers; lattice's HTTP listener takes both.
+//!
+//! Protocols (the same command against each variant's address):
+//! - `http1`: `wrk` (HTTP/1.1 keep-alive);
+//! - `h2c`: `h2load` (HTTP/2 prior knowledge);
+//! - `https-h1`: `wrk` over TLS (wrk sends the address as SNI, or none: the agent serves
+//!   the service's certificate to a client that names no service);
+//! - `https-h2`: `h2load` over TLS, ALPN h2, SNI the service's custom domain name
+//!   (`--connect-to` the variant's address).
+//!
+//! Each protocol runs twice per round: a load of [`LOAD_CONNECTIONS`] connections
+//! (requests/s, p50/p99, CPU per request) and one connection with one request at a time
+//! (the latency a request pays, for "added p50"). CPU is the whole machine's busy time
+//! from `/proc/stat` (the load tool and the backend are in it, the same for every column)
+//! and the forwarding processes' own. Rounds interleave the variants; medians are shown.
+//!
+//! Never fails because a target is missed; fails only when the baseline or a peer cannot
+//! be measured.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    fs,
+    net::{Ipv4Addr, SocketAddrV4},
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+use lattice_tests::{Netns, Topology};
+use serde::Serialize;
+
+use super::{
+    bench_dir, idle_check, lattice,
+    net::{
+        self, Baseline, BenchNet, CLIENT_CIDR, HAPROXY_ADDR, NGINX_ADDR, SERVER_ADDR, SERVER_CIDR,
+    },
+    procs::{self, run_bounded, CpuMeter, Memory, Proc},
+    record, report, start_peer, WorkDir,
+};
+use crate::{shell, step};
+
+const ROUNDS: usize = 3;
+/// Seconds of each load.
+const LOAD_SECONDS: u32 = 3;
+/// Connections of the throughput load (one client thread).
+const LOAD_CONNECTIONS: u32 = 16;
+/// The backend's ports: HTTP/1.1, h2c, TLS (ALPN h2, http/1.1).
+const BACKEND_H1: u16 = 8080;
+const BACKEND_H2C: u16 = 8081;
+const BACKEND_TLS: u16 = 8443;
+/// The peers' ports.
+const PEER_H1: u16 = 80;
+const PEER_H2C: u16 = 81;
+const PEER_TLS: u16 = 443;
+/// The service's custom domain name (and the certificate's name).
+const DOMAIN: &str = "bench.lattice.internal";
+const BODY: &str = "lattice bench\n";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Proto {
+    Http1,
+    H2c,
+    HttpsH1,
+    HttpsH2,
+}
+
+const PROTOS: [Proto; 4] = [Proto::Http1, Proto::H2c, Proto::HttpsH1, Proto::HttpsH2];
+
+impl Proto {
+    fn key(self) -> &'static str {
+        match self {
+            Proto::Http1 => "http1",
+            Proto::H2c => "h2c",
+            Proto::HttpsH1 => "https-h1",
+            Proto::HttpsH2 => "https-h2",
+        }
+    }
+
+    fn tls(self) -> bool {
+        matches!(self, Proto::HttpsH1 | Proto::HttpsH2)
+    }
+
+    fn tool(self) -> &'static str {
+        match self {
+            Proto::Http1 | Proto::HttpsH1 => "wrk",
+            Proto::H2c | Proto::HttpsH2 => "h2load",
+        }
+    }
+}
+
+/// Where a variant listens: address and the port per protocol.
+#[derive(Clone, Copy, Debug)]
+struct Dest {
+    addr: Ipv4Addr,
+    h1: u16,
+    h2c: u16,
+    tls: u16,
+}
+
+impl Dest {
+    fn port(&self, p: Proto) -> u16 {
+        match p {
+            Proto::Http1 => self.h1,
+            Proto::H2c => self.h2c,
+            Proto::HttpsH1 | Proto::HttpsH2 => self.tls,
+        }
+    }
+}
+
+/// One load against one destination.
+#[derive(Clone, Debug, Serialize)]
+pub struct HttpLoad {
+    pub tool: &'static str,
+    pub connections: u32,
+    pub requests: u64,
+    /// Responses other than 2xx/3xx and socket errors.
+    pub errors: u64,
+    pub requests_per_s: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub cpu: procs::Cpu,
+    /// Requests/s divided by the machine's busy cores.
+    pub requests_per_s_per_busy_core: f64,
+    /// Busy CPU time of the machine per request, microseconds.
+    pub cpu_us_per_request: f64,
+    /// The forwarding process's CPU per request, microseconds.
+    pub process_cpu_us_per_request: Option<f64>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Round {
+    pub round: usize,
+    /// `<proto>/load` and `<proto>/single`.
+    pub loads: BTreeMap<String, HttpLoad>,
+    pub memory: Option<Memory>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Variant {
+    pub name: &'static str,
+    pub role: &'static str,
+    pub destination: Option<String>,
+    pub not_available: Option<String>,
+    pub summary: BTreeMap<String, report::Summary>,
+    pub rounds: Vec<Round>,
+    pub errors: Vec<String>,
+}
+
+impl Variant {
+    fn new(name: &'static str, role: &'static str) -> Variant {
+        Variant {
+            name,
+            role,
+            destination: None,
+            not_available: None,
+            summary: BTreeMap::new(),
+            rounds: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn summarise(&mut self) {
+        for proto in PROTOS {
+            for m in METRICS {
+                let key = metric_key(proto, m);
+                let mut values: Vec<f64> = self
+                    .rounds
+                    .iter()
+                    .filter_map(|r| (m.get)(r.loads.get(&load_key(proto, m.single))?))
+                    .collect();
+                if values.is_empty() {
+                    continue;
+                }
+                values.sort_by(f64::total_cmp);
+                let n = values.len();
+                let median = if n % 2 == 1 {
+                    values[n / 2]
+                } else {
+                    (values[n / 2 - 1] + values[n / 2]) / 2.0
+                };
+                self.summary.insert(
+                    key,
+                    report::Summary {
+                        median,
+                        min: values[0],
+                        max: values[n - 1],
+                        rounds: n,
+                    },
+                );
+            }
+        }
+    }
+
+    fn value(&self, key: &str) -> Option<f64> {
+        self.summary.get(key).map(|s| s.median)
+    }
+}
+
+fn load_key(proto: Proto, single: bool) -> String {
+    format!("{}/{}", proto.key(), if single { "single" } else { "load" })
+}
+
+struct Metric {
+    name: &'static str,
+    label: &'static str,
+    single: bool,
+    decimals: usize,
+    ratios: bool,
+    get: fn(&HttpLoad) -> Option<f64>,
+}
+
+fn metric_key(proto: Proto, m: &Metric) -> String {
+    format!("{}.{}", proto.key(), m.name)
+}
+
+const METRICS: &[Metric] = &[
+    Metric {
+        name: "requests_per_s",
+        label: "requests/s",
+        single: false,
+        decimals: 0,
+        ratios: true,
+        get: |l| Some(l.requests_per_s),
+    },
+    Metric {
+        name: "p50_us",
+        label: "  p50, us",
+        single: false,
+        decimals: 0,
+        ratios: true,
+        get: |l| Some(l.p50_us),
+    },
+    Metric {
+        name: "p99_us",
+        label: "  p99, us",
+        single: false,
+        decimals: 0,
+        ratios: true,
+        get: |l| Some(l.p99_us),
+    },
+    Metric {
+        name: "system_busy_cores",
+        label: "  system CPU busy, cores",
+        single: false,
+        decimals: 2,
+        ratios: false,
+        get: |l| Some(l.cpu.system_busy_cores),
+    },
+    Metric {
+        name: "process_cores",
+        label: "  proxy/agent process CPU, cores",
+        single: false,
+        decimals: 2,
+        ratios: false,
+        get: |l| l.cpu.process_cores,
+    },
+    Metric {
+        name: "cpu_us_per_request",
+        label: "  system CPU per request, us",
+        single: false,
+        decimals: 1,
+        ratios: true,
+        get: |l| Some(l.cpu_us_per_request),
+    },
+    Metric {
+        name: "process_cpu_us_per_request",
+        label: "  proxy/agent CPU per request, us",
+        single: false,
+        decimals: 1,
+        ratios: false,
+        get: |l| l.process_cpu_us_per_request,
+    },
+    Metric {
+        name: "requests_per_s_per_busy_core",
+        label: "  requests/s per busy core",
+        single: false,
+        decimals: 0,
+        ratios: true,
+        get: |l| Some(l.requests_per_s_per_busy_core),
+    },
+    Metric {
+        name: "single_p50_us",
+        label: "1 connection, 1 request at a time: p50, us",
+        single: true,
+        decimals: 1,
+        ratios: true,
+        get: |l| Some(l.p50_us),
+    },
+    Metric {
+        name: "single_p99_us",
+        label: "  p99, us",
+        single: true,
+        decimals: 1,
+        ratios: true,
+        get: |l| Some(l.p99_us),
+    },
+    Metric {
+        name: "single_requests_per_s",
+        label: "  requests/s",
+        single: true,
+        decimals: 0,
+        ratios: false,
+        get: |l| Some(l.requests_per_s),
+    },
+];
+
+const REFERENCES: [&str; 3] = ["direct", "nginx", "haproxy"];
+
+#[derive(Debug, Serialize)]
+pub struct Settings {
+    pub rounds: usize,
+    pub load_seconds: u32,
+    pub load_connections: u32,
+    pub load_threads: u32,
+    pub peer_workers: u32,
+    pub backend: String,
+    pub upstream_protocol: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ratio {
+    pub metric: String,
+    pub variant: &'static str,
+    pub reference: &'static str,
+    pub ratio: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub benchmark: &'static str,
+    pub timestamp: String,
+    pub machine: report::Machine,
+    pub settings: Settings,
+    pub variants: Vec<Variant>,
+    pub ratios: Vec<Ratio>,
+    pub targets: Vec<report::TargetResult>,
+    pub duration_s: f64,
+}
+
+pub fn l7(root: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    step("bench l7: building the release agent (cargo build --release -p lattice-agent)");
+    let agent_bin = lattice::build(root);
+    if let Err(e) = &agent_bin {
+        println!("    lattice: not available: {e:#}");
+    }
+
+    step("bench l7: namespaces (client, server, proxy), certificate, backend");
+    let mut topo = Topology::new()?;
+    let net = BenchNet::build(&mut topo)?;
+    let bpffs_root = topo.bpffs_root("bench")?;
+    let work = WorkDir::new(topo.tag().as_str())?;
+    let certs = Certs::make(&work.path)?;
+    let mut backend = backend(&net, &work.path, &certs).context("starting the backend")?;
+    println!(
+        "    client {}, server {} (backend nginx at {SERVER_ADDR}:{BACKEND_H1}/{BACKEND_H2C}/{BACKEND_TLS}), proxy {}",
+        net.client.name(),
+        net.server.name(),
+        net.proxy.name()
+    );
+    let mut haproxy = start_peer("haproxy", haproxy(&net, &work.path, &certs));
+    let mut nginx = start_peer("nginx", nginx(&net, &work.path, &certs));
+    let mut agent_bin = agent_bin.map_err(|e| format!("{e:#}"));
+
+    let mut variants = vec![
+        Variant::new("direct", "baseline"),
+        Variant::new("nginx", "peer"),
+        Variant::new("haproxy", "peer"),
+        Variant::new("lattice", "lattice"),
+    ];
+    for (name, peer) in [("haproxy", &haproxy), ("nginx", &nginx)] {
+        if let Err(e) = peer {
+            variant_mut(&mut variants, name).errors.push(e.clone());
+        }
+    }
+    let mut background = Vec::new();
+    for round in 1..=ROUNDS {
+        let order: Vec<&'static str> = (0..variants.len())
+            .map(|i| variants[(i + round - 1) % variants.len()].name)
+            .collect();
+        step(&format!(
+            "bench l7: round {round}/{ROUNDS} ({})",
+            order.join(", ")
+        ));
+        background.push(idle_check()?);
+        if let Err(e) = backend.check_running() {
+            bail!("the backend stopped: {e:#}");
+        }
+        for name in order {
+            let v = variant_mut(&mut variants, name);
+            match name {
+                "direct" => {
+                    net.add_baseline_routes(Baseline::Direct)?;
+                    let dest = Dest {
+                        addr: SERVER_ADDR,
+                        h1: BACKEND_H1,
+                        h2c: BACKEND_H2C,
+                        tls: BACKEND_TLS,
+                    };
+                    run_round(&net, &work.path, v, round, dest, None);
+                    net.remove_baseline_routes()?;
+                }
+                "haproxy" | "nginx" => {
+                    let (peer, addr) = if name == "haproxy" {
+                        (&mut haproxy, HAPROXY_ADDR)
+                    } else {
+                        (&mut nginx, NGINX_ADDR)
+                    };
+                    let Ok(proc) = peer else { continue };
+                    match proc.check_running() {
+                        Ok(()) => {
+                            let dest = Dest {
+                                addr,
+                                h1: PEER_H1,
+                                h2c: PEER_H2C,
+                                tls: PEER_TLS,
+                            };
+                            run_round(&net, &work.path, v, round, dest, Some(proc));
+                        }
+                        Err(e) => {
+                            v.errors.push(format!("round {round}: {e:#}"));
+                            *peer = Err(format!("{e:#}"));
+                        }
+                    }
+                }
+                _ => {
+                    let Ok(bin) = &agent_bin else { continue };
+                    match start_lattice(bin, &net, &bpffs_root, &work.path, &certs) {
+                        Ok((mut agent, vip)) => {
+                            println!("    lattice: agent ready; service bench-http at {vip}");
+                            let dest = Dest {
+                                addr: vip,
+                                h1: 80,
+                                h2c: 80,
+                                tls: 443,
+                            };
+                            run_round(&net, &work.path, v, round, dest, Some(&agent));
+                            if let Err(e) = agent.check_running() {
+                                v.errors.push(format!("round {round}: {e:#}"));
+                            }
+                            println!("    lattice: agent {}", agent.stop());
+                        }
+                        Err(e) if round == 1 => {
+                            println!("    lattice: not available: {e:#}");
+                            agent_bin = Err(format!("{e:#}"));
+                        }
+                        Err(e) => {
+                            println!("    lattice: agent did not start: {e:#}");
+                            v.errors.push(format!("round {round}: {e:#}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (name, peer) in [("haproxy", &mut haproxy), ("nginx", &mut nginx)] {
+        if let Ok(proc) = peer {
+            println!("    {name}: {}", proc.stop());
+        }
+    }
+    println!("    backend: {}", backend.stop());
+    for v in &mut variants {
+        if v.name == "lattice" {
+            v.not_available = agent_bin.as_ref().err().cloned();
+        }
+        v.summarise();
+    }
+
+    let (file_stamp, stamp) = report::timestamps();
+    let report = Report {
+        benchmark: "l7",
+        timestamp: stamp,
+        machine: report::Machine {
+            kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            cpus: procs::cpus(),
+            background_busy_cores: background,
+        },
+        settings: Settings {
+            rounds: ROUNDS,
+            load_seconds: LOAD_SECONDS,
+            load_connections: LOAD_CONNECTIONS,
+            load_threads: 1,
+            peer_workers: 1,
+            backend: format!(
+                "nginx, 1 worker, GET / -> 200 with a {}-byte body",
+                BODY.len()
+            ),
+            upstream_protocol: "HTTP/1.1 keep-alive to 10.82.0.10:8080 for every proxy",
+        },
+        ratios: ratios(&variants),
+        targets: targets(&variants),
+        variants,
+        duration_s: started.elapsed().as_secs_f64(),
+    };
+    step("bench l7: results");
+    print!("{}", report.render());
+    let json = bench_dir(root).join(format!("l7-{file_stamp}.json"));
+    report.write_json(&json)?;
+    println!("    written to {}", json.display());
+
+    drop(work);
+    drop(topo);
+    let failed: Vec<String> = report
+        .variants
+        .iter()
+        .filter(|v| v.role != "lattice" && !v.errors.is_empty())
+        .map(|v| v.name.to_owned())
+        .collect();
+    if !failed.is_empty() {
+        bail!("measurements of {} failed (see above)", failed.join(", "));
+    }
+    Ok(())
+}
+
+fn variant_mut<'a>(variants: &'a mut [Variant], name: &str) -> &'a mut Variant {
+    variants
+        .iter_mut()
+        .find(|v| v.name == name)
+        .expect("every variant is in the list")
+}
+
+/// Every protocol once under load and once with a single connection.
+fn run_round(
+    net: &BenchNet,
+    work: &Path,
+    v: &mut Variant,
+    round: usize,
+    dest: Dest,
+    forwarder: Option<&Proc>,
+) {
+    let name = v.name;
+    v.destination.get_or_insert_with(|| {
+        format!(
+            "{}: {} (HTTP/1.1), {} (h2c), {} (TLS)",
+            dest.addr, dest.h1, dest.h2c, dest.tls
+        )
+    });
+    let cost: Vec<u32> = forwarder.map(Proc::pid).into_iter().collect();
+    let mut r = Round {
+        round,
+        ..Round::default()
+    };
+    for proto in PROTOS {
+        for single in [false, true] {
+            let conns = if single { 1 } else { LOAD_CONNECTIONS };
+            let label = format!("{name}-{round}-{}-{conns}", proto.key());
+            let what = format!("{} {} x{conns}", proto.key(), proto.tool());
+            let result = http_load(&net.client, proto, dest, conns, &cost, work, &label);
+            if let Some(l) = record(&mut v.errors, name, &what, result) {
+                println!(
+                    "    {name:8} {what:22} {:>8.0} req/s, p50 {:>7.1} us, p99 {:>7.1} us, {:.2} busy cores, {:.1} us CPU/req{}",
+                    l.requests_per_s,
+                    l.p50_us,
+                    l.p99_us,
+                    l.cpu.system_busy_cores,
+                    l.cpu_us_per_request,
+                    if l.errors > 0 { format!(", {} errors", l.errors) } else { String::new() }
+                );
+                r.loads.insert(load_key(proto, single), l);
+            }
+        }
+    }
+    r.memory = forwarder.and_then(|f| Memory::of_tree(f.pid()));
+    v.rounds.push(r);
+}
+
+/// One bounded load from the client namespace.
+fn http_load(
+    client: &Netns,
+    proto: Proto,
+    dest: Dest,
+    conns: u32,
+    cost: &[u32],
+    work: &Path,
+    label: &str,
+) -> anyhow::Result<HttpLoad> {
+    let port = dest.port(proto);
+    let addr = dest.addr;
+    let log = work.join(format!("h2load-{label}.log"));
+    let mut cmd = client.command(proto.tool());
+    match proto {
+        Proto::Http1 | Proto::HttpsH1 => {
+            let scheme = if proto.tls() { "https" } else { "http" };
+            cmd.args(["-t", "1", "-c", &conns.to_string()])
+                .args(["-d", &format!("{LOAD_SECONDS}s"), "--timeout", "5s"])
+                .arg("--latency")
+                .arg(format!("{scheme}://{addr}:{port}/"));
+        }
+        Proto::H2c => {
+            cmd.args(["-t", "1", "-c", &conns.to_string(), "-m", "1"])
+                .args(["-D", &LOAD_SECONDS.to_string(), "--warm-up-time", "200ms"])
+                .arg(format!("--log-file={}", log.display()))
+                .arg(format!("http://{addr}:{port}/"));
+        }
+        Proto::HttpsH2 => {
+            cmd.args(["-t", "1", "-c", &conns.to_string(), "-m", "1"])
+                .args(["-D", &LOAD_SECONDS.to_string(), "--warm-up-time", "200ms"])
+                .args(["--npn-list", "h2"])
+                .arg(format!("--connect-to={addr}:{port}"))
+                .arg(format!("--log-file={}", log.display()))
+                .arg(format!("https://{DOMAIN}:{port}/"));
+        }
+    }
+    let meter = CpuMeter::start(cost)?;
+    let ran = run_bounded(
+        cmd,
+        Duration::from_secs(u64::from(LOAD_SECONDS) + 20),
+        work,
+        &format!("{}-{label}", proto.tool()),
+    )?;
+    let cpu = meter.finish()?;
+    let text = ran.all_output();
+    let tail = || text.lines().rev().take(14).collect::<Vec<_>>().join("\n");
+    let parsed = match proto.tool() {
+        "wrk" => parse_wrk(&text),
+        _ => parse_h2load(&text, &log),
+    }
+    .with_context(|| {
+        format!(
+            "{} to {addr}:{port} ({}): unexpected output:\n{}",
+            proto.tool(),
+            ran.status,
+            tail()
+        )
+    })?;
+    if parsed.requests == 0 {
+        bail!(
+            "{} to {addr}:{port}: no request completed:\n{}",
+            proto.tool(),
+            tail()
+        );
+    }
+    if parsed.errors * 100 > parsed.requests {
+        bail!(
+            "{} to {addr}:{port}: {} of {} requests failed:\n{}",
+            proto.tool(),
+            parsed.errors,
+            parsed.requests,
+            tail()
+        );
+    }
+    let rps = parsed.requests_per_s;
+    Ok(HttpLoad {
+        tool: proto.tool(),
+        connections: conns,
+        requests: parsed.requests,
+        errors: parsed.errors,
+        requests_per_s: rps,
+        p50_us: parsed.p50_us,
+        p99_us: parsed.p99_us,
+        requests_per_s_per_busy_core: rps / cpu.system_busy_cores.max(1e-9),
+        cpu_us_per_request: cpu.system_busy_cores / rps.max(1e-9) * 1e6,
+        process_cpu_us_per_request: cpu.process_cores.map(|c| c / rps.max(1e-9) * 1e6),
+        cpu,
+    })
+}
+
+struct Parsed {
+    requests: u64,
+    errors: u64,
+    requests_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// wrk's `--latency` summary.
+fn parse_wrk(text: &str) -> anyhow::Result<Parsed> {
+    let percentile = |p: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(p))
+            .and_then(|rest| duration_us(rest.trim()))
+            .with_context(|| format!("no latency percentile {p}"))
+    };
+    let requests = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .context("no `N requests in` line")?;
+    let rps = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|r| r.trim().parse().ok())
+        .context("no Requests/sec")?;
+    let mut errors = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
+        .and_then(|r| r.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    // Socket errors: connect 0, read 0, write 0, timeout 0
+    if let Some(line) = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
+    {
+        errors += line
+            .split(',')
+            .filter_map(|f| f.split_whitespace().last()?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Ok(Parsed {
+        requests,
+        errors,
+        requests_per_s: rps,
+        p50_us: percentile("50%")?,
+        p99_us: percentile("99%")?,
+    })
+}
+
+/// `50.00us`, `1.32ms`, `2.00s` in microseconds.
+fn duration_us(text: &str) -> Option<f64> {
+    let (num, scale) = if let Some(n) = text.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1e3)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1e6)
+    } else {
+        return None;
+    };
+    Some(num.trim().parse::<f64>().ok()? * scale)
+}
+
+/// h2load's summary, with percentiles from its per-request log (start time, status,
+/// duration in microseconds).
+fn parse_h2load(text: &str, log: &Path) -> anyhow::Result<Parsed> {
+    // finished in 3.00s, 20434.33 req/s, 1.20MB/s
+    let rps = text
+        .lines()
+        .find(|l| l.starts_with("finished in"))
+        .and_then(|l| l.split(", ").nth(1)?.strip_suffix(" req/s")?.parse().ok())
+        .context("no `finished in .., N req/s` line")?;
+    // requests: 100 total, 100 started, 100 done, 100 succeeded, 0 failed, 0 errored, 0 timeout
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .context("no requests: line")?;
+    let count = |what: &str| {
+        line.split(',')
+            .find(|f| f.trim().ends_with(what))
+            .and_then(|f| f.split_whitespace().rev().nth(1)?.parse::<u64>().ok())
+            .with_context(|| format!("no `N {what}` in {line}"))
+    };
+    let done = count("done")?;
+    let succeeded = count("succeeded")?;
+    let errors = done.saturating_sub(succeeded) + count("errored")? + count("timeout")?;
+    let log_text = fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
+    let mut times: Vec<f64> = log_text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let status: u32 = f.get(1)?.parse().ok()?;
+            (200..400)
+                .contains(&status)
+                .then(|| f.get(2)?.trim().parse().ok())?
+        })
+        .collect();
+    if times.is_empty() {
+        bail!(
+            "the per-request log {} has no successful request",
+            log.display()
+        );
+    }
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
+    Ok(Parsed {
+        requests: succeeded,
+        errors,
+        requests_per_s: rps,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    })
+}
+
+/// The certificate of the service's custom domain name, for every TLS endpoint.
+struct Certs {
+    cert: PathBuf,
+    key: PathBuf,
+    /// Certificate and key in one file (HAProxy's `crt`).
+    combined: PathBuf,
+}
+
+impl Certs {
+    fn make(work: &Path) -> anyhow::Result<Certs> {
+        let certs = Certs {
+            cert: work.join("bench.pem"),
+            key: work.join("bench.key"),
+            combined: work.join("bench-combined.pem"),
+        };
+        shell::output(
+            Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "ec"])
+                .args(["-pkeyopt", "ec_paramgen_curve:prime256v1"])
+                .args(["-nodes", "-days", "2", "-subj", &format!("/CN={DOMAIN}")])
+                .args(["-addext", &format!("subjectAltName=DNS:{DOMAIN}")])
+                .arg("-keyout")
+                .arg(&certs.key)
+                .arg("-out")
+                .arg(&certs.cert),
+        )
+        .context("making the benchmark's certificate with openssl")?;
+        let combined = fs::read_to_string(&certs.cert)? + &fs::read_to_string(&certs.key)?;
+        fs::write(&certs.combined, combined)?;
+        Ok(certs)
+    }
+}
+
+/// Runs nginx in `ns` with `http` as its http block, 1 worker; waits for `probe`.
+fn run_nginx(
+    ns: &Netns,
+    work: &Path,
+    name: &str,
+    http: &str,
+    probe: SocketAddrV4,
+) -> anyhow::Result<Proc> {
+    let cfg = format!(
+        "daemon off;\n\
+         master_process on;\n\
+         worker_processes 1;\n\
+         worker_rlimit_nofile 16000;\n\
+         pid {pid};\n\
+         error_log {log} warn;\n\
+         events {{ worker_connections 4000; }}\n\
+         http {{\n    access_log off;\n{http}}}\n",
+        pid = work.join(format!("{name}.pid")).display(),
+        log = work.join(format!("{name}-error.log")).display(),
+    );
+    let path = work.join(format!("{name}.conf"));
+    fs::write(&path, cfg)?;
+    let path_s = path.to_string_lossy().into_owned();
+    let errors = work
+        .join(format!("{name}-error.log"))
+        .to_string_lossy()
+        .into_owned();
+    let prefix = work.to_string_lossy().into_owned();
+    let args = ["-c", &path_s, "-e", &errors, "-p", &prefix];
+    ns.exec("nginx", &[&["-t", "-q"], &args[..]].concat())
+        .with_context(|| format!("nginx refused the configuration {path_s}"))?;
+    let mut cmd = ns.command("nginx");
+    cmd.args(args);
+    let mut proc = Proc::spawn(name, cmd, &work.join(format!("{name}.log")))?;
+    let up = net::wait_tcp(ns, probe, Duration::from_secs(10));
+    proc.check_running()?;
+    up?;
+    Ok(proc)
+}
+
+/// The backend: nginx in the server namespace, 1 worker, a fixed answer on HTTP/1.1,
+/// h2c and TLS ports. Keep-alive without a request limit: it is the fixture, not a peer.
+fn backend(net: &BenchNet, work: &Path, certs: &Certs) -> anyhow::Result<Proc> {
+    let http = format!(
+        "    keepalive_requests 10000000;\n\
+         \x20   server {{\n\
+         \x20       listen {SERVER_ADDR}:{BACKEND_H1};\n\
+         \x20       listen {SERVER_ADDR}:{BACKEND_H2C} http2;\n\
+         \x20       listen {SERVER_ADDR}:{BACKEND_TLS} ssl http2;\n\
+         \x20       ssl_certificate {cert};\n\
+         \x20       ssl_certificate_key {key};\n\
+         \x20       location / {{ default_type text/plain; return 200 \"{body}\"; }}\n\
+         \x20   }}\n",
+        cert = certs.cert.display(),
+        key = certs.key.display(),
+        body = BODY.escape_default(),
+    );
+    run_nginx(
+        &net.server,
+        work,
+        "backend",
+        &http,
+        SocketAddrV4::new(SERVER_ADDR, BACKEND_H1),
+    )
+}
+
+/// nginx as the HTTP peer: the packages' defaults plus an upstream with keep-alive, and
+/// no limit on requests per client connection: its default (1000) ends HTTP/2
+/// connections with GOAWAY, and h2load does not reconnect (nginx then measures a few
+/// thousand requests/s and none at all with one connection).
+fn nginx(net: &BenchNet, work: &Path, certs: &Certs) -> anyhow::Result<Proc> {
+    let http = format!(
+        "    keepalive_requests 10000000;\n\
+         \x20   upstream backend {{ server {SERVER_ADDR}:{BACKEND_H1}; keepalive 32; }}\n\
+         \x20   server {{\n\
+         \x20       listen {NGINX_ADDR}:{PEER_H1};\n\
+         \x20       listen {NGINX_ADDR}:{PEER_H2C} http2;\n\
+         \x20       listen {NGINX_ADDR}:{PEER_TLS} ssl http2;\n\
+         \x20       ssl_certificate {cert};\n\
+         \x20       ssl_certificate_key {key};\n\
+         \x20       location / {{\n\
+         \x20           proxy_pass http://backend;\n\
+         \x20           proxy_http_version 1.1;\n\
+         \x20           proxy_set_header Connection \"\";\n\
+         \x20       }}\n\
+         \x20   }}\n",
+        cert = certs.cert.display(),
+        key = certs.key.display(),
+    );
+    run_nginx(
+        &net.proxy,
+        work,
+        "nginx",
+        &http,
+        SocketAddrV4::new(NGINX_ADDR, PEER_H1),
+    )
+}
+
+/// HAProxy as the HTTP peer: `mode http`, 1 thread, keep-alive both sides (its default).
+fn haproxy(net: &BenchNet, work: &Path, certs: &Certs) -> anyhow::Result<Proc> {
+    let cfg = format!(
+        "global\n\
+         \x20   nbthread 1\n\
+         \x20   maxconn 4000\n\
+         defaults\n\
+         \x20   mode http\n\
+         \x20   timeout connect 5s\n\
+         \x20   timeout client 60s\n\
+         \x20   timeout server 60s\n\
+         frontend web\n\
+         \x20   bind {HAPROXY_ADDR}:{PEER_H1}\n\
+         \x20   bind {HAPROXY_ADDR}:{PEER_H2C} proto h2\n\
+         \x20   bind {HAPROXY_ADDR}:{PEER_TLS} ssl crt {crt} alpn h2,http/1.1\n\
+         \x20   default_backend backend\n\
+         backend backend\n\
+         \x20   server s1 {SERVER_ADDR}:{BACKEND_H1}\n",
+        crt = certs.combined.display(),
+    );
+    let path = work.join("haproxy-l7.cfg");
+    fs::write(&path, cfg)?;
+    let path_s = path.to_string_lossy().into_owned();
+    net.proxy
+        .exec("haproxy", &["-c", "-q", "-f", &path_s])
+        .context("haproxy refused the benchmark's configuration")?;
+    let mut cmd = net.proxy.command("haproxy");
+    cmd.args(["-db", "-f", &path_s]);
+    let mut proc = Proc::spawn("haproxy", cmd, &work.join("haproxy.log"))?;
+    let up = net::wait_tcp(
+        &net.client,
+        SocketAddrV4::new(HAPROXY_ADDR, PEER_H1),
+        Duration::from_secs(10),
+    );
+    proc.check_running()?;
+    up?;
+    Ok(proc)
+}
+
+/// The desired state: the client's and the server's VPCs, a network (auth NONE)
+/// associating the client's VPC with service `bench-http`, whose HTTP (80) and HTTPS
+/// (443) listeners forward to the backend over HTTP/1.1, health checks off.
+fn lattice_config(net: &BenchNet, certs: &Certs) -> String {
+    let forward = "defaultAction:\n          forward:\n            targetGroups:\n              \
+                   - { targetGroupIdentifier: bench-backend, weight: 100 }";
+    format!(
+        r#"accounts:
+  - id: "111111111111"
+vpcs:
+  - name: vpc-client
+    account: "111111111111"
+    cidr: {CLIENT_CIDR}
+    attachments:
+      - netns: {client}
+  - name: vpc-server
+    account: "111111111111"
+    cidr: {SERVER_CIDR}
+    attachments:
+      - netns: {server}
+serviceNetworks:
+  - name: bench-net
+    account: "111111111111"
+    authType: NONE
+    vpcAssociations:
+      - vpc: vpc-client
+    serviceAssociations: [bench-http]
+services:
+  - name: bench-http
+    account: "111111111111"
+    authType: NONE
+    customDomainName: {DOMAIN}
+    certificate:
+      certFile: {cert}
+      keyFile: {key}
+    listeners:
+      - name: http
+        protocol: HTTP
+        port: 80
+        {forward}
+      - name: https
+        protocol: HTTPS
+        port: 443
+        {forward}
+targetGroups:
+  - name: bench-backend
+    type: IP
+    config:
+      vpcIdentifier: vpc-server
+      protocol: HTTP
+      protocolVersion: HTTP1
+      port: {BACKEND_H1}
+      healthCheck:
+        enabled: false
+    targets:
+      - {{ id: {SERVER_ADDR}, port: {BACKEND_H1} }}
+"#,
+        client = net.client.name(),
+        server = net.server.name(),
+        cert = certs.cert.display(),
+        key = certs.key.display(),
+    )
+}
+
+fn start_lattice(
+    bin: &Path,
+    net: &BenchNet,
+    bpffs_root: &Path,
+    work: &Path,
+    certs: &Certs,
+) -> anyhow::Result<(Proc, Ipv4Addr)> {
+    let (mut agent, shown) = lattice::launch(
+        bin,
+        bpffs_root,
+        work,
+        "lattice-bench-l7.yaml",
+        &lattice_config(net, certs),
+    )?;
+    let vip = lattice::vip_of(&shown, "bench-http")?;
+    for port in [80, 443] {
+        let probe = SocketAddrV4::new(vip, port);
+        net::wait_tcp(&net.client, probe, lattice::PATH_TIMEOUT)
+            .with_context(|| format!("the agent is ready but its listener is not: {probe}"))?;
+    }
+    agent.check_running()?;
+    Ok((agent, vip))
+}
+
+fn ratio(variants: &[Variant], key: &str, variant: &str, reference: &str) -> Option<f64> {
+    let a = variants.iter().find(|v| v.name == variant)?.value(key)?;
+    let b = variants.iter().find(|v| v.name == reference)?.value(key)?;
+    (b != 0.0 && a.is_finite() && b.is_finite()).then(|| a / b)
+}
+
+fn ratios(variants: &[Variant]) -> Vec<Ratio> {
+    let mut out = Vec::new();
+    for proto in PROTOS {
+        for m in METRICS {
+            let key = metric_key(proto, m);
+            for v in variants {
+                for reference in REFERENCES {
+                    if v.name == reference {
+                        continue;
+                    }
+                    if let Some(r) = ratio(variants, &key, v.name, reference) {
+                        out.push(Ratio {
+                            metric: key.clone(),
+                            variant: v.name,
+                            reference,
+                            ratio: r,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The issue's targets, per protocol.
+fn targets(variants: &[Variant]) -> Vec<report::TargetResult> {
+    let find = |name: &str| variants.iter().find(|v| v.name == name);
+    let why_not = || match find("lattice").and_then(|l| l.not_available.as_ref()) {
+        Some(_) => "lattice not available (the reason is above)".to_owned(),
+        None => "not measured (see the errors above)".to_owned(),
+    };
+    let spread = |name: &str, key: &str, d: usize| {
+        let s = find(name)?.summary.get(key)?;
+        Some(format!(
+            "{name} {:.d$} ({:.d$}-{:.d$})",
+            s.median, s.min, s.max
+        ))
+    };
+    let mut out = Vec::new();
+    // Target names must be 'static: leak the few strings made per run.
+    let name = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    for proto in PROTOS {
+        let p = proto.key();
+        for peer in ["nginx", "haproxy"] {
+            let key = format!("{p}.requests_per_s_per_busy_core");
+            let value = ratio(variants, &key, "lattice", peer);
+            out.push(report::TargetResult {
+                target: name(format!(
+                    "{p}: lattice requests/s per busy core >= 1.2x {peer}'s"
+                )),
+                value,
+                limit: 1.2,
+                met: value.map(|v| v >= 1.2),
+                detail: match (value, spread("lattice", &key, 0), spread(peer, &key, 0)) {
+                    (Some(v), Some(a), Some(b)) => format!("{v:.2}x: {a} vs {b}"),
+                    _ => why_not(),
+                },
+            });
+        }
+        for peer in ["nginx", "haproxy"] {
+            let key = format!("{p}.p99_us");
+            let value = ratio(variants, &key, "lattice", peer);
+            out.push(report::TargetResult {
+                target: name(format!(
+                    "{p}: lattice p99 <= {peer}'s ({LOAD_CONNECTIONS} connections)"
+                )),
+                value,
+                limit: 1.0,
+                met: value.map(|v| v <= 1.0),
+                detail: match (value, spread("lattice", &key, 0), spread(peer, &key, 0)) {
+                    (Some(v), Some(a), Some(b)) => format!("{v:.2}x: {a} us vs {b} us"),
+                    _ => why_not(),
+                },
+            });
+        }
+        let key = format!("{p}.single_p50_us");
+        let added = find("lattice")
+            .and_then(|l| l.value(&key))
+            .zip(find("direct").and_then(|d| d.value(&key)))
+            .map(|(l, d)| l - d);
+        out.push(report::TargetResult {
+            target: name(format!(
+                "{p}: lattice adds < 100 us to p50 (1 connection, vs direct)"
+            )),
+            value: added,
+            limit: 100.0,
+            met: added.map(|a| a < 100.0),
+            detail: match (added, spread("lattice", &key, 1), spread("direct", &key, 1)) {
+                (Some(a), Some(l), Some(d)) => format!("+{a:.1} us: {l} us vs {d} us"),
+                _ => why_not(),
+            },
+        });
+    }
+    out
+}
+
+fn cell(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
+impl Report {
+    fn render(&self) -> String {
+        const LABEL: usize = 46;
+        const COL: usize = 12;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "medians of {} rounds; load: {LOAD_CONNECTIONS} connections, 1 client thread, \
+             {LOAD_SECONDS} s; ratios are column / reference; lower is better for latency \
+             and CPU",
+            self.settings.rounds
+        );
+        let _ = writeln!(
+            out,
+            "every proxy reaches the backend (nginx, 1 worker) over HTTP/1.1 keep-alive; \
+             system CPU includes the load tool and the backend"
+        );
+        for proto in PROTOS {
+            let _ = write!(
+                out,
+                "\n{:LABEL$}",
+                format!("{} ({})", proto.key(), proto.tool())
+            );
+            for v in &self.variants {
+                let _ = write!(out, "{:>COL$}", v.name);
+            }
+            out.push('\n');
+            for m in METRICS {
+                let key = metric_key(proto, m);
+                let values: Vec<Option<f64>> =
+                    self.variants.iter().map(|v| v.value(&key)).collect();
+                if values.iter().all(Option::is_none) {
+                    continue;
+                }
+                let _ = write!(out, "{:LABEL$}", m.label);
+                for v in &values {
+                    let _ = write!(out, "{:>COL$}", cell(*v, m.decimals));
+                }
+                out.push('\n');
+                if !m.ratios {
+                    continue;
+                }
+                for reference in REFERENCES {
+                    let ratios: Vec<Option<f64>> = self
+                        .variants
+                        .iter()
+                        .map(|v| ratio(&self.variants, &key, v.name, reference))
+                        .collect();
+                    if ratios.iter().all(Option::is_none) {
+                        continue;
+                    }
+                    let _ = write!(out, "{:LABEL$}", format!("      x {reference}"));
+                    for (v, r) in self.variants.iter().zip(&ratios) {
+                        let text = if v.name == reference {
+                            "-".to_owned()
+                        } else {
+                            r.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2}x"))
+                        };
+                        let _ = write!(out, "{text:>COL$}");
+                    }
+                    out.push('\n');
+                }
+            }
+        }
+        out.push('\n');
+        for v in &self.variants {
+            if let Some(why) = &v.not_available {
+                let _ = writeln!(out, "{}: not available: {why}", v.name);
+            }
+            for e in &v.errors {
+                let _ = writeln!(out, "{}: measurement failed: {e}", v.name);
+            }
+        }
+        let _ = writeln!(out, "targets:");
+        for t in &self.targets {
+            let state = match t.met {
+                Some(true) => "met",
+                Some(false) => "NOT MET",
+                None => "not measured",
+            };
+            let _ = writeln!(out, "  {state:<13} {}: {}", t.target, t.detail);
+        }
+        out
+    }
+
+    fn write_json(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(path, serde_json::to_string_pretty(self)? + "\n")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_wrk_latency_summary() {
+        let text = "\
+Running 1s test @ http://127.0.0.1:8080/
+  1 threads and 4 connections
+  Latency Distribution
+     50%   50.00us
+     75%   57.00us
+     90%   66.00us
+     99%    1.32ms
+  56633 requests in 1.00s, 8.10MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:  56544.51
+";
+        let p = parse_wrk(text).unwrap();
+        assert_eq!(p.requests, 56633);
+        assert_eq!(p.errors, 7);
+        assert_eq!(p.p50_us, 50.0);
+        assert_eq!(p.p99_us, 1320.0);
+        assert_eq!(p.requests_per_s, 56544.51);
+    }
+}
