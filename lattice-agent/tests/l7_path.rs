@@ -187,6 +187,31 @@ fn http_listeners_route_forward_add_headers_and_refuse() {
         "the caller's authority: {h2}"
     );
 
+    // h2load: 1000 requests over 10 h2c connections, 10 streams each, all answered.
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            lab.web.name(),
+            "h2load",
+            "-n",
+            "1000",
+            "-c",
+            "10",
+            "-m",
+            "10",
+        ])
+        .arg(format!("http://{vip}/load"))
+        .output()
+        .expect("run h2load (cargo xtask setup installs nghttp2-client)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("requests: 1000 total, 1000 started, 1000 done, 1000 succeeded"),
+        "{report}"
+    );
+    assert!(report.contains("status codes: 1000 2xx"), "{report}");
+
     // The VIP's TCP listener still goes through the kernel.
     client::echo_roundtrip(
         &lab.web,

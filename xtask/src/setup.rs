@@ -9,8 +9,15 @@ use lattice_ebpf_build::{detect_toolchain, find_linker, llvm_major, Toolchain};
 use crate::{shell, step};
 
 /// Tools the tests, the demo and operators use: `ip`/`tc` (namespaces, veths), `bpftool`
-/// (inspecting pinned maps), curl (a real HTTP client), openssl (demo certificates).
-const RUNTIME_PACKAGES: &[&str] = &["iproute2", "bpftool", "curl", "openssl", "ca-certificates"];
+/// (inspecting pinned maps), curl and h2load (real HTTP clients), openssl (certificates).
+const RUNTIME_PACKAGES: &[&str] = &[
+    "iproute2",
+    "bpftool",
+    "curl",
+    "nghttp2-client",
+    "openssl",
+    "ca-certificates",
+];
 /// The load tools and peers of `cargo xtask bench`: iperf3 (bulk throughput), sockperf
 /// (small-message latency), HAProxy and nginx-full (its stream module) as userspace L4
 /// peers, util-linux's taskset (pinning) and setpriv (servers stop with the benchmark),
