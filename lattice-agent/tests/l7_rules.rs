@@ -335,3 +335,45 @@ fn a_stopped_target_gets_no_requests_once_marked_and_returns_after_the_healthy_t
         .count();
     assert!(back > 0, "alpha gets traffic again");
 }
+
+#[test]
+fn least_outstanding_requests_avoids_a_target_that_does_not_answer() {
+    let mut topo = Topology::new().expect("topology (needs root)");
+    let web = topo.add_netns("web").unwrap();
+    let orders = topo.add_netns("orders").unwrap();
+    web.add_addr("lo", "10.91.0.5/32").unwrap();
+    orders.add_addr("lo", "10.92.0.11/32").unwrap();
+    orders.add_addr("lo", "10.92.0.12/32").unwrap();
+    // 10.92.0.11 accepts and never answers; 10.92.0.12 answers.
+    let hanging = orders
+        .run(|| std::net::TcpListener::bind("10.92.0.11:8080"))
+        .unwrap()
+        .unwrap();
+    std::thread::spawn(move || {
+        let held: Vec<_> = hanging.incoming().take(16).collect();
+        std::thread::sleep(Duration::from_secs(60));
+        drop(held);
+    });
+    let _fast = HttpServer::start(&orders, "10.92.0.12:8080".parse().unwrap(), "fast").unwrap();
+    let yaml = document(&web, &orders, " []", "{ forward: { targetGroups: [{ targetGroupIdentifier: pool }] } }", &[])
+        + "  - name: pool\n    type: IP\n    config: { vpcIdentifier: vpc-orders, protocol: HTTP, port: 8080, loadBalancingAlgorithmType: LEAST_OUTSTANDING_REQUESTS, healthCheck: { enabled: false } }\n    targets: [{ id: 10.92.0.11 }, { id: 10.92.0.12 }]\n";
+    let root = topo.bpffs_root("agent").unwrap();
+    let agent = Agent::start(&yaml, &root);
+    let vip = SocketAddr::from((agent.vip("api"), 80));
+
+    // Two requests in flight: taking turns on a tie, one of them waits on the silent
+    // target (and keeps waiting while the rest of the test runs).
+    for _ in 0..2 {
+        let web = web.clone();
+        std::thread::spawn(move || {
+            let _ = client::http_get(&web, vip, "/slow", Duration::from_secs(30));
+        });
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // From now on every request goes to the target with nothing outstanding.
+    for i in 0..20 {
+        let resp = client::http_get(&web, vip, "/", Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("request {i} went to the silent target: {e:#}"));
+        assert_eq!(resp.header(SERVER_HEADER), Some("fast"));
+    }
+}

@@ -441,7 +441,18 @@ pub struct TargetGroup {
     pub protocol_version: Option<ProtocolVersion>,
     pub port: Port,
     pub health_check: HealthCheck,
+    /// How the L7 proxy picks among a group's healthy targets.
+    pub load_balancing: LoadBalancing,
     pub targets: Vec<Target>,
+}
+
+/// `config.loadBalancingAlgorithmType` (a lattice extension; VPC Lattice has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LoadBalancing {
+    #[default]
+    RoundRobin,
+    LeastOutstandingRequests,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -285,6 +285,9 @@ pub(crate) struct TargetGroupConfig {
     pub protocol_version: Option<String>,
     pub port: Option<i64>,
     pub health_check: Option<HealthCheck>,
+    /// lattice's extension (VPC Lattice has none): how the proxy picks among healthy
+    /// targets, `ROUND_ROBIN` (default) or `LEAST_OUTSTANDING_REQUESTS`.
+    pub load_balancing_algorithm_type: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

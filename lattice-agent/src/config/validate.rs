@@ -847,6 +847,25 @@ fn target_groups(ix: &mut Index<'_>, errors: &mut Errors<'_>) -> Vec<Option<Targ
             _ => None,
         };
 
+        let load_balancing = match config.load_balancing_algorithm_type.as_deref() {
+            None | Some("ROUND_ROBIN") => Some(LoadBalancing::RoundRobin),
+            Some("LEAST_OUTSTANDING_REQUESTS") if protocol == Some(TargetGroupProtocol::Tcp) => {
+                s.err(
+                    "config.loadBalancingAlgorithmType",
+                    "LEAST_OUTSTANDING_REQUESTS counts requests: it applies to HTTP and HTTPS target groups",
+                );
+                None
+            }
+            Some("LEAST_OUTSTANDING_REQUESTS") => Some(LoadBalancing::LeastOutstandingRequests),
+            Some(other) => {
+                s.err(
+                    "config.loadBalancingAlgorithmType",
+                    format!("{other:?} is not ROUND_ROBIN or LEAST_OUTSTANDING_REQUESTS"),
+                );
+                None
+            }
+        };
+
         let cidr = vpc.and_then(|v| ix.vpc_cidr[v]);
         let vpc_name = vpc.and_then(|v| name_of(&doc.vpcs[v].name)).unwrap_or("?");
         let mut seen = HashSet::new();
@@ -912,6 +931,7 @@ fn target_groups(ix: &mut Index<'_>, errors: &mut Errors<'_>) -> Vec<Option<Targ
                 protocol_version: protocol_version?,
                 port: port?,
                 health_check: health_check?,
+                load_balancing: load_balancing?,
                 targets: targets.into_iter().collect::<Option<_>>()?,
             })
         })());

@@ -16,8 +16,10 @@
 //! | [`route`] | rule, target pick | which rule of a listener takes a request, and which target group of a forward gets it |
 //! | [`proxy`] | the pipeline | serving connections, picking targets, forwarding, answering errors |
 //! | [`serve`] | accept | starting and stopping sites as namespaces come and go |
+//! | [`balance`] | target pick | round robin or least outstanding requests within a group |
 //! | [`upstream`] | forward | pooled clients that connect from the target's namespace |
 pub mod authz;
+pub mod balance;
 pub mod listen;
 pub mod passthrough;
 pub mod proxy;

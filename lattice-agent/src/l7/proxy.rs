@@ -11,10 +11,7 @@
 use std::{
     convert::Infallible,
     net::{IpAddr, SocketAddr},
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
+    sync::{atomic::AtomicUsize, Arc},
     time::Duration,
 };
 
@@ -34,6 +31,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     authz::authorize,
+    balance::{pick, Outstanding, Tracked},
     passthrough::{self, PassthroughError},
     route::{pick_target_group, route, RequestHead},
     sites::Site,
@@ -114,8 +112,10 @@ struct Upstream {
     client: UpstreamClient,
     /// For TCP target groups (TLS passthrough), connections without HTTP.
     connector: Arc<dyn Connector>,
-    /// Round robin among the group's usable targets.
+    /// Turns among the group's usable targets.
     next: AtomicUsize,
+    /// Requests in flight per target (least outstanding requests).
+    outstanding: Arc<Outstanding>,
 }
 
 impl Proxy {
@@ -140,6 +140,7 @@ impl Proxy {
                     client,
                     connector,
                     next: AtomicUsize::new(0),
+                    outstanding: Arc::default(),
                 })
             })
             .collect::<Result<_, ProxyError>>()?;
@@ -343,7 +344,12 @@ impl Proxy {
             return Err(NoTarget::NoHealthyTarget);
         }
         let upstream = &self.upstreams[group_ref.index()];
-        let target = targets[upstream.next.fetch_add(1, Ordering::Relaxed) % targets.len()];
+        let target = pick(
+            &targets,
+            group.load_balancing,
+            &upstream.next,
+            &upstream.outstanding,
+        );
         Ok((group_ref, target))
     }
 
@@ -399,8 +405,9 @@ impl Proxy {
         };
         self.lattice_headers(&mut parts.headers, site, peer, proto, group_ref.index());
         let forwarded = Request::from_parts(parts, body);
+        let in_flight = upstream.outstanding.start(target);
         match tokio::time::timeout(REQUEST_TIMEOUT, upstream.client.request(forwarded)).await {
-            Ok(Ok(response)) => response.map(|b| b.boxed()),
+            Ok(Ok(response)) => response.map(|b| Tracked::new(b.boxed(), in_flight).boxed()),
             Ok(Err(e)) => {
                 debug!(%target, error = %e, "forwarding failed");
                 plain(502, "the target refused or broke the exchange\n")
