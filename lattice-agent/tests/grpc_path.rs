@@ -203,14 +203,7 @@ targetGroups:
     let agent = Agent::start(&yaml, &root);
     let vip = agent.vip("rpc");
     // The HTTP/2 health check passes against the gRPC target.
-    let healthy = || {
-        let out = std::process::Command::new(common::AGENT)
-            .args(["targets", "--json", "--state-dir"])
-            .arg(&agent.state_dir)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).contains("\"HEALTHY\"")
-    };
+    let healthy = || agent.target_status("10.92.0.40") == "HEALTHY";
     assert!(
         common::eventually(Duration::from_secs(12), healthy),
         "HTTP/2 health check:\n{}",

@@ -4,39 +4,14 @@
 
 mod common;
 
-use std::{
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use common::{eventually, Agent, AGENT};
+use common::{eventually, Agent};
 use lattice_tests::{client, server::SERVER_HEADER, HttpServer, Topology};
 
 const INTERVAL: u64 = 5;
 const UNHEALTHY_THRESHOLD: u64 = 2;
 const CHECK_TIMEOUT: u64 = 1;
-
-fn targets(agent: &Agent) -> serde_json::Value {
-    let out = Command::new(AGENT)
-        .args(["targets", "--json", "--state-dir"])
-        .arg(&agent.state_dir)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return serde_json::Value::Null;
-    }
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn status_of(agent: &Agent, id: &str) -> String {
-    targets(agent)
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|t| t["id"] == id)
-        .and_then(|t| t["status"].as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
 
 #[test]
 fn a_stopped_target_leaves_within_interval_times_threshold_plus_timeout() {
@@ -89,11 +64,11 @@ targetGroups:
 
     assert!(
         eventually(Duration::from_secs(3 * INTERVAL), || {
-            status_of(&agent, "10.92.0.10") == "HEALTHY"
-                && status_of(&agent, "10.92.0.11") == "HEALTHY"
+            agent.target_status("10.92.0.10") == "HEALTHY"
+                && agent.target_status("10.92.0.11") == "HEALTHY"
         }),
         "both targets pass their first check: {:#}\n{}",
-        targets(&agent),
+        agent.targets(),
         agent.log()
     );
     let who = |n: usize| -> Vec<String> {
@@ -112,12 +87,11 @@ targetGroups:
     let stopped = Instant::now();
     let bound = Duration::from_secs(INTERVAL * UNHEALTHY_THRESHOLD + CHECK_TIMEOUT);
     assert!(
-        eventually(bound + Duration::from_secs(3), || status_of(
-            &agent,
-            "10.92.0.10"
-        ) == "UNHEALTHY"),
+        eventually(bound + Duration::from_secs(3), || agent
+            .target_status("10.92.0.10")
+            == "UNHEALTHY"),
         "{:#}",
-        targets(&agent)
+        agent.targets()
     );
     let took = stopped.elapsed();
     assert!(

@@ -255,23 +255,6 @@ fn a_weighted_forward_splits_90_10_over_1000_requests() {
     );
 }
 
-fn target_status(agent: &Agent, id: &str) -> String {
-    let out = std::process::Command::new(common::AGENT)
-        .args(["targets", "--json", "--state-dir"])
-        .arg(&agent.state_dir)
-        .output()
-        .unwrap();
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .ok()
-        .and_then(|v| {
-            v.as_array()?
-                .iter()
-                .find(|t| t["id"] == id)
-                .and_then(|t| t["status"].as_str().map(str::to_owned))
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn a_stopped_target_gets_no_requests_once_marked_and_returns_after_the_healthy_threshold() {
     let mut topo = Topology::new().expect("topology (needs root)");
@@ -292,7 +275,7 @@ fn a_stopped_target_gets_no_requests_once_marked_and_returns_after_the_healthy_t
     let root = topo.bpffs_root("agent").unwrap();
     let agent = Agent::start(&yaml, &root);
     let vip = SocketAddr::from((agent.vip("api"), 80));
-    let healthy = |id: &str| target_status(&agent, id) == "HEALTHY";
+    let healthy = |id: &str| agent.target_status(id) == "HEALTHY";
     assert!(
         common::eventually(Duration::from_secs(15), || healthy("10.92.0.11")
             && healthy("10.92.0.12")),
@@ -303,7 +286,7 @@ fn a_stopped_target_gets_no_requests_once_marked_and_returns_after_the_healthy_t
     // Stop alpha under load: once the check marks it, no request fails.
     alpha.take();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while target_status(&agent, "10.92.0.11") != "UNHEALTHY" {
+    while agent.target_status("10.92.0.11") != "UNHEALTHY" {
         assert!(
             std::time::Instant::now() < deadline,
             "alpha never marked unhealthy"

@@ -171,13 +171,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(args.sync_interval);
                     let health = health_rx.borrow().clone();
-                    let rows = target_rows(&config, &health);
-                    if written.as_ref() != Some(&rows) {
-                        match state_dir.write_json(TARGETS_FILE, &rows) {
-                            Ok(()) => written = Some(rows),
-                            Err(e) => warn!(error = %e, "recording target health failed"),
-                        }
-                    }
+                    // The kernel first, the record second: whoever reads a target's
+                    // state from `targets` finds the tables already following it.
                     let usable = usable_targets(&config, &health);
                     let result = reconciler.sync(&snapshot, &usable);
                     match result {
@@ -186,6 +181,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                         }
                         Ok(_) => {}
                         Err(e) => warn!(error = %e, "syncing the kernel failed; retrying"),
+                    }
+                    let rows = target_rows(&config, &health);
+                    if written.as_ref() != Some(&rows) {
+                        match state_dir.write_json(TARGETS_FILE, &rows) {
+                            Ok(()) => written = Some(rows),
+                            Err(e) => warn!(error = %e, "recording target health failed"),
+                        }
                     }
                     sites.sync(&attached_netns(&reconciler));
                 }

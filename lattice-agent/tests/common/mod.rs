@@ -152,6 +152,30 @@ impl Agent {
         serde_json::from_slice(&out.stdout).expect("maps --json")
     }
 
+    /// `lattice-agent targets --json` of this agent (Null until it has recorded health).
+    pub fn targets(&self) -> serde_json::Value {
+        let out = Command::new(AGENT)
+            .args(["targets", "--json", "--state-dir"])
+            .arg(&self.state_dir)
+            .output()
+            .expect("run targets");
+        if !out.status.success() {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The recorded status of target `id` (`HEALTHY`, ...), empty when unknown.
+    pub fn target_status(&self, id: &str) -> String {
+        self.targets()
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["id"] == id)
+            .and_then(|t| t["status"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
