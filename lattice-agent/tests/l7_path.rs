@@ -118,7 +118,7 @@ fn http_listeners_route_forward_add_headers_and_refuse() {
         HttpServer::start(&lab.orders, "10.92.0.11:8080".parse().unwrap(), "green").unwrap();
     let _db = EchoServer::start(&lab.orders, "10.92.0.30:5432".parse().unwrap()).unwrap();
     let root = lab.topo.bpffs_root("agent").unwrap();
-    let agent = Agent::start(&config(&lab), &root);
+    let mut agent = Agent::start(&config(&lab), &root);
     let shown = agent.show();
     let vip = agent.vip("api");
     let http = std::net::SocketAddr::from((vip, 80));
@@ -261,6 +261,27 @@ fn http_listeners_route_forward_add_headers_and_refuse() {
     };
     assert!(refused("vpc-other", "not-associated"), "{maps:#}");
     assert!(refused("vpc-web", "outside-allowed-cidrs"), "{maps:#}");
+
+    // cleanup takes the site rules out of the VPC namespace along with the link.
+    assert!(lab.web.ip(&["rule"]).unwrap().contains("lookup 4242"));
+    agent.kill();
+    let out = Command::new(common::AGENT)
+        .args(["cleanup", "--bpffs-root"])
+        .arg(&agent.bpffs_root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rules = lab.web.ip(&["rule"]).unwrap();
+    assert!(!rules.contains("4242"), "{rules}");
+    assert!(lab
+        .web
+        .ip(&["route", "show", "table", "4242"])
+        .unwrap_or_default()
+        .is_empty());
 }
 
 #[test]

@@ -306,12 +306,19 @@ pub fn targets(state_dir: &Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes the VPC veths the agent made, then the bpffs root and everything under it
-/// (programs detach when their pinned links go).
+/// Removes the L7 site rules and the VPC veths the agent made, then the bpffs root and
+/// everything under it (programs detach when their pinned links go).
 pub fn cleanup(bpffs_root: &Path) -> anyhow::Result<()> {
     for ifindex in dataplane::pinned_interfaces(bpffs_root)? {
         if let Ok(name) = nix::net::if_::if_indextoname(ifindex) {
             let name = name.to_string_lossy().into_owned();
+            // The L7 site rules the agent added inside the VPC namespace go too.
+            if let Some(netns) = dataplane::peer_netns_of(&name) {
+                let rules = l7::listen::unroute_all(&netns);
+                if rules > 0 {
+                    info!(netns = %netns, rules, "removed L7 site rules");
+                }
+            }
             // Deleting the host end deletes the pair.
             match std::process::Command::new("ip")
                 .args(["link", "del", "dev", &name])

@@ -75,6 +75,20 @@ pub fn addresses_in(netns: &str) -> Result<Vec<Ipv4Addr>, DataplaneError> {
     Ok(parse_addresses(&out))
 }
 
+/// The name of the namespace a host veth's peer lives in (from the link's netnsid and
+/// `ip netns list-id`), if it is a named namespace.
+pub fn peer_netns_of(link: &str) -> Option<String> {
+    let shown: serde_json::Value =
+        serde_json::from_str(&ip(&["-j", "link", "show", "dev", link]).ok()?).ok()?;
+    let nsid = shown.get(0)?.get("link_netnsid")?.as_i64()?;
+    let ids: serde_json::Value =
+        serde_json::from_str(&ip(&["-j", "netns", "list-id"]).ok()?).ok()?;
+    ids.as_array()?
+        .iter()
+        .find(|e| e.get("nsid").and_then(|n| n.as_i64()) == Some(nsid))
+        .and_then(|e| e.get("name")?.as_str().map(str::to_owned))
+}
+
 /// The first address of `addrs` inside `cidr`: the namespace's own VPC address.
 pub fn vpc_address(addrs: &[Ipv4Addr], cidr: Ipv4Net) -> Option<Ipv4Addr> {
     addrs.iter().copied().find(|a| cidr.contains(a))

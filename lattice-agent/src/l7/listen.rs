@@ -96,6 +96,20 @@ pub fn route_site(site: &Site, src: std::net::Ipv4Addr) -> Result<(), ListenErro
     Ok(())
 }
 
+/// Removes every site rule and route the agent added in `netns` (for `cleanup`).
+/// Returns how many rules went.
+pub fn unroute_all(netns: &str) -> usize {
+    let mut removed = 0;
+    // One rule per call; bounded in case `ip` keeps succeeding for another reason.
+    while removed < 10_000
+        && ip_command(&["-n", netns, "rule", "del", "lookup", SITE_TABLE]).is_ok()
+    {
+        removed += 1;
+    }
+    let _ = ip_command(&["-n", netns, "route", "flush", "table", SITE_TABLE]);
+    removed
+}
+
 /// A listening socket bound to `VIP:port` inside the site's namespace. The VIP is local
 /// only through the site table, which neither `bind` nor the route of a SYN-ACK from the
 /// VIP consults: IP_TRANSPARENT lets the socket use it all the same.
