@@ -49,12 +49,10 @@ use lattice_tests::{Netns, Topology};
 use serde::Serialize;
 
 use super::{
-    bench_dir, idle_check, lattice,
-    net::{
-        self, Baseline, BenchNet, CLIENT_CIDR, HAPROXY_ADDR, NGINX_ADDR, SERVER_ADDR, SERVER_CIDR,
-    },
+    fail_unless_measured, idle_check, lattice,
+    net::{self, Baseline, BenchNet, HAPROXY_ADDR, NGINX_ADDR, SERVER_ADDR},
     procs::{self, run_bounded, CpuMeter, Memory, Proc},
-    record, report, start_peer, WorkDir,
+    publish, record, report, start_peer, WorkDir,
 };
 use crate::{shell, step};
 
@@ -514,24 +512,19 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
         variants,
         duration_s: started.elapsed().as_secs_f64(),
     };
-    step("bench l7: results");
-    print!("{}", report.render());
-    let json = bench_dir(root).join(format!("l7-{file_stamp}.json"));
-    report.write_json(&json)?;
-    println!("    written to {}", json.display());
+    publish(root, "l7", &file_stamp, &report.render(), |path| {
+        report.write_json(path)
+    })?;
 
     drop(work);
     drop(topo);
-    let failed: Vec<String> = report
-        .variants
-        .iter()
-        .filter(|v| v.role != "lattice" && !v.errors.is_empty())
-        .map(|v| v.name.to_owned())
-        .collect();
-    if !failed.is_empty() {
-        bail!("measurements of {} failed (see above)", failed.join(", "));
-    }
-    Ok(())
+    fail_unless_measured(
+        report
+            .variants
+            .iter()
+            .filter(|v| v.role != "lattice" && !v.errors.is_empty())
+            .map(|v| v.name.to_owned()),
+    )
 }
 
 fn variant_mut<'a>(variants: &'a mut [Variant], name: &str) -> &'a mut Variant {
@@ -969,29 +962,9 @@ fn haproxy(net: &BenchNet, work: &Path, certs: &Certs) -> anyhow::Result<Proc> {
 fn lattice_config(net: &BenchNet, certs: &Certs) -> String {
     let forward = "defaultAction:\n          forward:\n            targetGroups:\n              \
                    - { targetGroupIdentifier: bench-backend, weight: 100 }";
-    format!(
-        r#"accounts:
-  - id: "111111111111"
-vpcs:
-  - name: vpc-client
-    account: "111111111111"
-    cidr: {CLIENT_CIDR}
-    attachments:
-      - netns: {client}
-  - name: vpc-server
-    account: "111111111111"
-    cidr: {SERVER_CIDR}
-    attachments:
-      - netns: {server}
-serviceNetworks:
-  - name: bench-net
-    account: "111111111111"
-    authType: NONE
-    vpcAssociations:
-      - vpc: vpc-client
-    serviceAssociations: [bench-http]
-services:
-  - name: bench-http
+    lattice::preamble(net, &["bench-http"])
+        + &format!(
+            r#"  - name: bench-http
     account: "111111111111"
     authType: NONE
     customDomainName: {DOMAIN}
@@ -1020,11 +993,9 @@ targetGroups:
     targets:
       - {{ id: {SERVER_ADDR}, port: {BACKEND_H1} }}
 "#,
-        client = net.client.name(),
-        server = net.server.name(),
-        cert = certs.cert.display(),
-        key = certs.key.display(),
-    )
+            cert = certs.cert.display(),
+            key = certs.key.display(),
+        )
 }
 
 fn start_lattice(

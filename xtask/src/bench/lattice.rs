@@ -68,7 +68,37 @@ const SERVICES: [(&str, &[(&str, u16)]); 2] = [
 /// benchmark port.
 fn config(net: &BenchNet) -> String {
     let service_names: Vec<&str> = SERVICES.iter().map(|(name, _)| *name).collect();
-    let mut doc = format!(
+    let mut doc = preamble(net, &service_names);
+    for (service, listeners) in SERVICES {
+        let _ = write!(
+            doc,
+            "  - name: {service}\n    account: \"111111111111\"\n    authType: NONE\n    listeners:\n"
+        );
+        for (name, port) in listeners {
+            let _ = write!(
+                doc,
+                "      - name: {name}\n        protocol: TCP\n        port: {port}\n        \
+                 defaultAction:\n          forward:\n            targetGroups:\n              \
+                 - {{ targetGroupIdentifier: bench-{name}, weight: 100 }}\n"
+            );
+        }
+    }
+    doc.push_str("targetGroups:\n");
+    for (name, port) in PORTS {
+        let _ = write!(
+            doc,
+            "  - name: bench-{name}\n    type: IP\n    config:\n      vpcIdentifier: vpc-server\n      \
+             protocol: TCP\n      port: {port}\n    targets:\n      - {{ id: {SERVER_ADDR}, port: {port} }}\n"
+        );
+    }
+    doc
+}
+
+/// The part of every benchmark document that is the same: the account, the client's and
+/// the server's VPCs, a network (auth NONE) associating the client's VPC with
+/// `services`, and the `services:` key the caller's services follow.
+pub fn preamble(net: &BenchNet, services: &[&str]) -> String {
+    format!(
         r#"accounts:
   - id: "111111111111"
 vpcs:
@@ -93,31 +123,8 @@ services:
 "#,
         client = net.client.name(),
         server = net.server.name(),
-        services = service_names.join(", "),
-    );
-    for (service, listeners) in SERVICES {
-        let _ = write!(
-            doc,
-            "  - name: {service}\n    account: \"111111111111\"\n    authType: NONE\n    listeners:\n"
-        );
-        for (name, port) in listeners {
-            let _ = write!(
-                doc,
-                "      - name: {name}\n        protocol: TCP\n        port: {port}\n        \
-                 defaultAction:\n          forward:\n            targetGroups:\n              \
-                 - {{ targetGroupIdentifier: bench-{name}, weight: 100 }}\n"
-            );
-        }
-    }
-    doc.push_str("targetGroups:\n");
-    for (name, port) in PORTS {
-        let _ = write!(
-            doc,
-            "  - name: bench-{name}\n    type: IP\n    config:\n      vpcIdentifier: vpc-server\n      \
-             protocol: TCP\n      port: {port}\n    targets:\n      - {{ id: {SERVER_ADDR}, port: {port} }}\n"
-        );
-    }
-    doc
+        services = services.join(", "),
+    )
 }
 
 impl Lattice {
