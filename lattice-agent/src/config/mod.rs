@@ -5,7 +5,7 @@
 //! | `raw.rs` | serde structs mirroring the document (YAML or JSON) |
 //! | `validate.rs` | the pass raw -> [`Config`], collecting every error |
 //! | `names.rs` | shape rules of names and strings (Lattice, IAM, DNS, HTTP) |
-//! | `policy.rs` | the IAM shape of auth policies |
+//! | `policy.rs` | auth policies: Lattice's size quota and declared principals (the grammar is `lattice_policy`'s) |
 //! | `model.rs` | the validated domain types |
 //! | `error.rs` | [`ConfigError`], [`FieldError`] |
 //!
@@ -237,6 +237,16 @@ impl Config {
             });
         };
         for account in &self.accounts {
+            if let Some(path) = &account.mtls_ca_file {
+                if let Err(message) = readable_file(path) {
+                    push(
+                        ResourceKind::Account,
+                        ResourceName::Named(account.id.to_string()),
+                        "mtlsCaFile".to_owned(),
+                        message,
+                    );
+                }
+            }
             for (p, principal) in account.principals.iter().enumerate() {
                 for (k, key) in principal.access_keys.iter().enumerate() {
                     if let Err(message) = readable_file(&key.secret_file) {

@@ -4,7 +4,8 @@
 //! Nothing downstream parses strings again.
 
 use std::{
-    fmt, net::Ipv4Addr, num::NonZeroU16, ops::RangeInclusive, path::PathBuf, time::Duration,
+    collections::BTreeMap, fmt, net::Ipv4Addr, num::NonZeroU16, ops::RangeInclusive, path::PathBuf,
+    time::Duration,
 };
 
 use ipnet::Ipv4Net;
@@ -114,6 +115,9 @@ typed_ref!(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     pub id: AccountId,
+    /// The CA certificates (PEM) that issue the account's mTLS client certificates;
+    /// absolute, existence checked by [`Config::check_files`](super::Config::check_files).
+    pub mtls_ca_file: Option<PathBuf>,
     pub principals: Vec<Principal>,
 }
 
@@ -142,6 +146,8 @@ pub struct Principal {
     /// URI SANs of client certificates that identify this principal.
     pub mtls_subjects: Vec<String>,
     pub access_keys: Vec<AccessKey>,
+    /// Tag key -> value, as IAM principal tags (`aws:PrincipalTag/<key>`).
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,19 +181,44 @@ pub enum AuthType {
     AwsIam,
 }
 
-/// An auth policy whose IAM shape has been checked (see `policy.rs`); the evaluator
-/// is built elsewhere.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct AuthPolicy(serde_json::Value);
+/// An auth policy: the document as written (what `show` prints and what serializes) and
+/// its parsed form, checked once at validation, that requests are evaluated against.
+#[derive(Debug, Clone)]
+pub struct AuthPolicy {
+    document: serde_json::Value,
+    policy: lattice_policy::Policy,
+}
 
 impl AuthPolicy {
-    pub(crate) fn new_unchecked(document: serde_json::Value) -> Self {
-        Self(document)
+    /// `policy` must be `document` parsed.
+    pub(crate) fn new(document: serde_json::Value, policy: lattice_policy::Policy) -> Self {
+        Self { document, policy }
     }
 
     pub fn document(&self) -> &serde_json::Value {
-        &self.0
+        &self.document
+    }
+
+    /// The parsed policy, for `lattice_policy::evaluate`.
+    pub fn parsed(&self) -> &lattice_policy::Policy {
+        &self.policy
+    }
+}
+
+/// Two auth policies are equal when their documents are: the parsed form is a function
+/// of the document.
+impl PartialEq for AuthPolicy {
+    fn eq(&self, other: &Self) -> bool {
+        self.document == other.document
+    }
+}
+
+impl Eq for AuthPolicy {}
+
+/// Serializes as the document.
+impl Serialize for AuthPolicy {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.document.serialize(serializer)
     }
 }
 

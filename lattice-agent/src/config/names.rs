@@ -155,6 +155,27 @@ pub(crate) fn check_uri(uri: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An IAM tag: key 1-128 and value 0-256 characters, of letters, digits, spaces and
+/// `_ . : / = + - @`; keys starting with `aws:` are reserved.
+pub(crate) fn check_tag(key: &str, value: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c);
+    let key_len = key.chars().count();
+    if !(1..=128).contains(&key_len) || !key.chars().all(allowed) {
+        return Err(format!(
+            "tag key {key:?} must be 1-128 letters, digits, spaces or _.:/=+-@"
+        ));
+    }
+    if key.to_ascii_lowercase().starts_with("aws:") {
+        return Err(format!("tag key {key:?}: the prefix aws: is reserved"));
+    }
+    if value.chars().count() > 256 || !value.chars().all(allowed) {
+        return Err(format!(
+            "tag value {value:?} must be 0-256 letters, digits, spaces or _.:/=+-@"
+        ));
+    }
+    Ok(())
+}
+
 /// A DNS host name: 3-255 characters (Lattice's customDomainName), dot-separated labels
 /// of 1-63 letters, digits and inner hyphens, at least two labels, no wildcard.
 pub(crate) fn check_domain_name(name: &str) -> Result<(), String> {

@@ -5,7 +5,7 @@
 //! `i64`, enum values are strings. The validation pass turns them into domain types and,
 //! unlike a parser, reports every problem with its resource and field at once.
 
-use std::fmt;
+use std::{collections::BTreeMap, fmt};
 
 use serde::{de, Deserialize, Deserializer};
 
@@ -75,6 +75,8 @@ pub(crate) struct Document {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Account {
     pub id: Option<Scalar>,
+    /// PEM CA certificates that issue this account's mTLS client certificates.
+    pub mtls_ca_file: Option<String>,
     #[serde(default)]
     pub principals: Vec<Principal>,
 }
@@ -89,6 +91,9 @@ pub(crate) struct Principal {
     pub mtls_subjects: Vec<String>,
     #[serde(default)]
     pub access_keys: Vec<AccessKey>,
+    /// The principal's tags (`aws:PrincipalTag/<key>` in policies).
+    #[serde(default)]
+    pub tags: BTreeMap<String, Scalar>,
 }
 
 #[derive(Debug, Deserialize)]

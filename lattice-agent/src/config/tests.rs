@@ -11,6 +11,7 @@ use super::*;
 const BASE: &str = r#"
 accounts:
   - id: "111111111111"
+    mtlsCaFile: certs/ca.pem
     principals:
       - name: web
         type: role
@@ -227,6 +228,12 @@ fn cases() -> Vec<Case> {
             kind: A, resource: "111111111111", field: "principals[1].accessKeys[0].accessKeyId", message: "already belongs to role \"web\"" },
         Case { what: "mTLS subject not a URI", mutate: |d| set(d, "accounts[0].principals[0].mtlsSubjects[0]", json!("not a uri")),
             kind: A, resource: "111111111111", field: "principals[0].mtlsSubjects[0]", message: "is not a URI" },
+        Case { what: "mTLS subjects without the account's CA", mutate: |d| remove(d, "accounts[0].mtlsCaFile"),
+            kind: A, resource: "111111111111", field: "principals[0].mtlsSubjects", message: "needs the account's mtlsCaFile" },
+        Case { what: "principal tag key with a reserved prefix", mutate: |d| set(d, "accounts[0].principals[0].tags", json!({"aws:team": "a"})),
+            kind: A, resource: "111111111111", field: "principals[0].tags.aws:team", message: "the prefix aws: is reserved" },
+        Case { what: "principal tag value with a forbidden character", mutate: |d| set(d, "accounts[0].principals[0].tags", json!({"team": "a;b"})),
+            kind: A, resource: "111111111111", field: "principals[0].tags.team", message: "must be 0-256 letters" },
         // vpcs
         Case { what: "vpc name with capitals", mutate: |d| set(d, "vpcs[2].name", json!("Vpc-B")),
             kind: V, resource: "Vpc-B", field: "name", message: "the valid characters are a-z, 0-9 and hyphens (-)" },
@@ -793,6 +800,7 @@ fn check_files_names_missing_files() {
     assert_eq!(
         fields,
         [
+            ("\"111111111111\"".to_owned(), "mtlsCaFile"),
             (
                 "\"111111111111\"".to_owned(),
                 "principals[0].accessKeys[0].secretFile"
@@ -808,7 +816,12 @@ fn check_files_names_missing_files() {
     for dir in ["secrets", "certs"] {
         std::fs::create_dir(tmp.path().join(dir)).unwrap();
     }
-    for file in ["secrets/web.key", "certs/orders.pem", "certs/orders.key"] {
+    for file in [
+        "secrets/web.key",
+        "certs/ca-111111111111.pem",
+        "certs/orders.pem",
+        "certs/orders.key",
+    ] {
         std::fs::write(tmp.path().join(file), "x").unwrap();
     }
     // The log folder need not exist (the agent creates it) ...

@@ -7,7 +7,7 @@
 //! one error, not a cascade.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     net::Ipv4Addr,
     num::NonZeroU16,
     ops::RangeInclusive,
@@ -315,12 +315,11 @@ impl<'d> Index<'d> {
             }
             (AuthType::AwsIam, Some(document)) => {
                 let mut problems = Vec::new();
-                policy::check(document, "authPolicy", &self.directory, &mut problems);
-                let ok = problems.is_empty();
+                let parsed = policy::check(document, "authPolicy", &self.directory, &mut problems);
                 for (field, message) in problems {
                     s.err(field, message);
                 }
-                ok.then(|| Auth::AwsIam(AuthPolicy::new_unchecked(document.clone())))
+                parsed.map(|parsed| Auth::AwsIam(AuthPolicy::new(document.clone(), parsed)))
             }
         }
     }
@@ -485,19 +484,48 @@ fn accounts(ix: &Index<'_>, errors: &mut Errors<'_>) -> Vec<Option<Account>> {
                     _ => ok = false,
                 }
             }
+            if !principal.mtls_subjects.is_empty() && account.mtls_ca_file.is_none() {
+                s.err(
+                    format!("{f}.mtlsSubjects"),
+                    "needs the account's mtlsCaFile: the CA that issues its client certificates",
+                );
+                ok = false;
+            }
+            let mut tags = BTreeMap::new();
+            for (key, value) in &principal.tags {
+                let field = format!("{f}.tags.{key}");
+                match names::check_tag(key, value.as_str()) {
+                    Ok(()) => {
+                        tags.insert(key.clone(), value.as_str().to_owned());
+                    }
+                    Err(message) => {
+                        s.err(field, message);
+                        ok = false;
+                    }
+                }
+            }
             principals.push(match (name, kind, ok) {
                 (Some(name), Some(kind), true) => Some(Principal {
                     name,
                     kind,
                     mtls_subjects: principal.mtls_subjects.clone(),
                     access_keys,
+                    tags,
                 }),
                 _ => None,
             });
         }
+        // Outer None: a bad value (reported); inner None: no CA.
+        let mtls_ca_file = match &account.mtls_ca_file {
+            Some(_) => s
+                .file(ix.base_dir, &account.mtls_ca_file, "mtlsCaFile")
+                .map(Some),
+            None => Some(None),
+        };
         out.push((|| {
             Some(Account {
                 id: id?,
+                mtls_ca_file: mtls_ca_file?,
                 principals: principals.into_iter().collect::<Option<_>>()?,
             })
         })());

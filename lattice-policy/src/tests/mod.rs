@@ -1,0 +1,4 @@
+//! Decision tables and parse-error tables.
+
+mod decisions;
+mod parse_errors;
