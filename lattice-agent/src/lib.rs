@@ -2,15 +2,19 @@
 //!
 //! | module | concern |
 //! | --- | --- |
+//! | [`accesslog`] | access log destinations: bounded queues and writers that never hold traffic up |
+//! | [`auth`] | who calls (SigV4 signatures, mTLS certificates) and the request context of auth policies |
 //! | [`config`] | the desired-state document (config-contract.yaml): parse once, validate whole |
 //! | [`resolve`] | the resolved model: ids, ARNs, DNS names, virtual IPs |
 //! | [`state`] | the agent's state directory: durable, atomically replaced files |
 //! | [`dataplane`] | the kernel side: bpffs, loading and pinning the embedded object, counters |
 //! | [`health`] | active health checks of target groups: target states, selection, probes |
-//! | [`l7`] | the L7 proxy as named phases; so far the rule phase: routing and weighted target-group choice |
+//! | [`l7`] | the L7 proxy as named phases; from the listener to the forward, auth included |
 //! | [`cli`] | the `lattice-agent` and `lattice` command lines |
 #![forbid(unsafe_code)]
 
+pub mod accesslog;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dataplane;

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use super::SettingsArgs;
 use crate::{
-    config,
+    accesslog, auth, config,
     dataplane::{
         self,
         compile::{BackendId, GroupPlan},
@@ -79,7 +79,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     vips.save(&state_dir)?;
     // Certificates are read before anything in the kernel changes: a bad one refuses
     // the start whole.
-    let tls = l7::tls::acceptors(&config, &resolved).context("loading service certificates")?;
+    let authenticator = Arc::new(
+        auth::Authenticator::load(&config, &resolved.region)
+            .context("loading access keys and client CAs")?,
+    );
+    let tls = l7::tls::acceptors(&config, &resolved, authenticator.mtls())
+        .context("loading service certificates")?;
 
     anyhow::ensure!(
         !args.snat_pool.contains(&settings.vip_pool.network())
@@ -121,6 +126,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let access_logs = Arc::new(
+        accesslog::AccessLogs::start(&config, runtime.handle())
+            .context("opening the access log destinations")?,
+    );
     let checker = runtime.block_on(async {
         let checker = health::HealthChecker::start(health::CheckerOptions::default());
         checker
@@ -140,6 +149,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         resolved.clone(),
         health_rx.clone(),
         tls,
+        authenticator,
+        access_logs,
     )?);
     let mut sites = l7::serve::SiteServer::new(
         proxy,

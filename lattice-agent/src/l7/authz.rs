@@ -1,50 +1,305 @@
-//! The authn/authz phase, as far as it goes before the policy engine exists: `NONE`
-//! admits everyone; `AWS_IAM` on the service network or the service denies every
-//! request, since nothing can prove a policy allows it yet. Denying is Lattice's own
-//! default for AWS_IAM without an allowing statement, so this never lets through a
-//! request that Lattice would refuse; the policy engine (issue 5) replaces the denial
-//! with the real evaluation.
+//! The authn/authz phase: who is calling, then whether the service network's and the
+//! service's auth policies let it invoke the service, as Lattice evaluates them.
+//!
+//! | step | rule |
+//! | --- | --- |
+//! | auth type NONE on both the network and the service | nothing to check: the request goes on, anonymous, and a signature it carries is not even read |
+//! | caller | a SigV4 `Authorization` header must verify (else 403, whatever the policies say); otherwise the connection's client certificate's principal; otherwise anonymous |
+//! | network | when its auth type is AWS_IAM, its policy must allow |
+//! | service | when its auth type is AWS_IAM, its policy must allow |
+//! | a policy | an explicit Deny wins; no Allow is a deny (the policy engine, `lattice-policy`) |
+//!
+//! A signed request whose payload hash is signed (not `UNSIGNED-PAYLOAD`) has its body
+//! read in full, up to [`MAX_SIGNED_BODY`], to check the hash before anything reaches
+//! the target; bodies that must stream (gRPC streams, uploads) are signed with
+//! `UNSIGNED-PAYLOAD`, as AWS's SDKs do for streaming.
 
+use std::{net::SocketAddr, sync::Arc, time::SystemTime};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http_body_util::{BodyExt as _, Either, Full, Limited};
+use hyper::body::{Body as _, Incoming};
+use lattice_policy::{Caller as PolicyCaller, Decision, Request as PolicyRequest};
+
+use super::sites::Site;
 use crate::{
+    auth::{
+        context::request_context,
+        identity::{Caller, Proof},
+        sigv4::{self, Payload, PayloadCheck, SigV4Error},
+        Authenticator,
+    },
     config::{AuthType, Config},
     resolve::Resolved,
 };
 
-use super::sites::Site;
+/// The largest body the proxy reads to check a signed payload hash.
+pub const MAX_SIGNED_BODY: usize = 8 * 1024 * 1024;
 
-/// Why a request was denied, in the words Lattice's 403 body uses.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "AccessDeniedException: User: anonymous is not authorized to perform: \
-     vpc-lattice-svcs:Invoke on resource: {resource} because no {level}-based policy \
-     allows the vpc-lattice-svcs:Invoke action"
-)]
-pub struct Denied {
-    /// The invoked resource: `<service ARN>/<request path>`.
-    pub resource: String,
-    /// `network` or `service`: the level that denied.
-    pub level: &'static str,
+/// The action every request invokes.
+pub const INVOKE: &str = "vpc-lattice-svcs:Invoke";
+
+/// A request body as it goes to the target: still streaming, or read in full by this
+/// phase.
+pub type ForwardBody = Either<Incoming, Full<Bytes>>;
+
+/// What the phase knows of the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS (`aws:SecureTransport`, `x-forwarded-for-proto`).
+    pub tls: bool,
+    /// The principal the client certificate proved, if any.
+    pub certified: Caller,
+    /// HTTPS: the ClientHello's SNI and the TLS version agreed (for access logs).
+    pub sni: Option<String>,
+    pub tls_version: Option<&'static str>,
 }
 
-/// Whether a request for `path` through `site` may go on.
-pub fn authorize(
+/// Why the phase refused a request; each is a 403 except where noted.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error(transparent)]
+    Signature(#[from] SigV4Error),
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// 413: a signed body too large to check.
+    #[error("the signed payload is larger than {MAX_SIGNED_BODY} bytes; sign large or streaming bodies with UNSIGNED-PAYLOAD")]
+    BodyTooLarge,
+    /// 400: the body broke while being read.
+    #[error("the request body could not be read: {0}")]
+    Body(String),
+}
+
+impl Refusal {
+    /// The caller the phase had proven before it refused, if any.
+    pub fn caller(&self) -> Option<&Caller> {
+        match self {
+            Refusal::Denied(d) => Some(&d.caller_identity),
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::Signature(_) | Refusal::Denied(_) => 403,
+            Refusal::BodyTooLarge => 413,
+            Refusal::Body(_) => 400,
+        }
+    }
+}
+
+/// Which level's policy refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Network,
+    Service,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Network => "network",
+            Level::Service => "service",
+        }
+    }
+}
+
+/// A denial, in the words of Lattice's AccessDeniedException.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "AccessDeniedException: User: {caller} is not authorized to perform: \
+     vpc-lattice-svcs:Invoke on resource: {resource} {}",
+    self.because()
+)]
+pub struct Denied {
+    /// The caller's principal ARN, or `anonymous`.
+    pub caller: String,
+    /// The invoked resource: `<service ARN>/<request path>`.
+    pub resource: String,
+    pub level: Level,
+    /// The statement that denied explicitly; `None`: no statement allowed.
+    pub statement: Option<String>,
+    /// Who was denied.
+    pub caller_identity: Caller,
+}
+
+impl Denied {
+    fn because(&self) -> String {
+        match &self.statement {
+            Some(_) => format!(
+                "with an explicit deny in a {}-based policy",
+                self.level.as_str()
+            ),
+            None => format!(
+                "because no {}-based policy allows the vpc-lattice-svcs:Invoke action",
+                self.level.as_str()
+            ),
+        }
+    }
+}
+
+/// The outcome of the phase for an admitted request.
+#[derive(Debug)]
+pub struct Admitted {
+    pub caller: Caller,
+    pub body: ForwardBody,
+    /// The statements that allowed it (network, service), for the access log.
+    pub allowed_by: Vec<(Level, String)>,
+}
+
+/// Runs the phase for one request.
+pub async fn check(
     config: &Config,
     resolved: &Resolved,
+    auth: &Authenticator,
     site: &Site,
-    path: &str,
-) -> Result<(), Denied> {
-    let resource = || format!("{}{}", resolved.services[site.service].arn, path);
-    if config.service_networks()[site.network].auth.auth_type() == AuthType::AwsIam {
-        return Err(Denied {
-            resource: resource(),
-            level: "network",
+    conn: &Connection,
+    parts: &Parts,
+    body: Incoming,
+) -> Result<Admitted, Refusal> {
+    let network_iam = config.service_networks()[site.network].auth.auth_type() == AuthType::AwsIam;
+    let service_iam = config.services()[site.service].auth.auth_type() == AuthType::AwsIam;
+    if !network_iam && !service_iam {
+        return Ok(Admitted {
+            caller: Caller::Anonymous,
+            body: Either::Left(body),
+            allowed_by: Vec::new(),
         });
     }
-    if config.services()[site.service].auth.auth_type() == AuthType::AwsIam {
-        return Err(Denied {
-            resource: resource(),
-            level: "service",
-        });
+    let (caller, body) = authenticate(auth, conn, parts, body).await?;
+    let service = &resolved.services[site.service];
+    let resource = format!("{}{}", service.arn, parts.uri.path());
+    let context = request_context(resolved, site, conn, parts, &caller, SystemTime::now());
+    let policy_caller = match &caller {
+        Caller::Anonymous => PolicyCaller::Anonymous,
+        Caller::Authenticated { principal, .. } => PolicyCaller::Principal {
+            arn: &principal.arn,
+            account: &principal.account,
+        },
+    };
+    let request = PolicyRequest {
+        caller: policy_caller,
+        action: INVOKE,
+        resource: &resource,
+        context: &context,
+    };
+    let mut allowed_by = Vec::with_capacity(2);
+    let levels = [
+        (
+            Level::Network,
+            network_iam,
+            config.service_networks()[site.network].auth.policy(),
+        ),
+        (
+            Level::Service,
+            service_iam,
+            config.services()[site.service].auth.policy(),
+        ),
+    ];
+    for (level, iam, policy) in levels {
+        if !iam {
+            continue;
+        }
+        let decision = match policy {
+            Some(policy) => lattice_policy::evaluate(policy.parsed(), &request),
+            // AWS_IAM without a policy: nothing allows.
+            None => Decision::ImplicitDeny,
+        };
+        match decision {
+            Decision::Allow { statement } => allowed_by.push((level, statement.to_string())),
+            Decision::Deny { statement } => {
+                return Err(Refusal::Denied(Denied {
+                    caller: caller.name().to_owned(),
+                    resource,
+                    level,
+                    statement: Some(statement.to_string()),
+                    caller_identity: caller,
+                }))
+            }
+            Decision::ImplicitDeny => {
+                return Err(Refusal::Denied(Denied {
+                    caller: caller.name().to_owned(),
+                    resource,
+                    level,
+                    statement: None,
+                    caller_identity: caller,
+                }))
+            }
+        }
     }
-    Ok(())
+    Ok(Admitted {
+        caller,
+        body,
+        allowed_by,
+    })
+}
+
+/// The caller of a request: its signature's principal when it is signed (and the
+/// signature must then verify), else the connection's certificate's, else anonymous.
+async fn authenticate(
+    auth: &Authenticator,
+    conn: &Connection,
+    parts: &Parts,
+    body: Incoming,
+) -> Result<(Caller, ForwardBody), Refusal> {
+    if !sigv4::is_signed(&parts.headers) {
+        return Ok((conn.certified.clone(), Either::Left(body)));
+    }
+    let now = SystemTime::now();
+    let (principal, body) = match Payload::claimed(&parts.headers) {
+        Some(claimed) => {
+            let (principal, check) = sigv4::verify(auth.keyring(), parts, claimed, now)?;
+            match check {
+                PayloadCheck::Done => (principal, Either::Left(body)),
+                PayloadCheck::MustHash(expected) => {
+                    let bytes = read_body(body).await?;
+                    if sigv4::sha256_hex(&bytes) != expected {
+                        return Err(SigV4Error::PayloadMismatch.into());
+                    }
+                    (principal, Either::Right(Full::new(bytes)))
+                }
+            }
+        }
+        None if body.is_end_stream() => {
+            let (principal, _) = sigv4::verify(
+                auth.keyring(),
+                parts,
+                Payload::Hashed(sigv4::EMPTY_SHA256),
+                now,
+            )?;
+            (principal, Either::Left(body))
+        }
+        None => {
+            let bytes = read_body(body).await?;
+            let hash = sigv4::sha256_hex(&bytes);
+            let (principal, _) = sigv4::verify(auth.keyring(), parts, Payload::Hashed(&hash), now)?;
+            (principal, Either::Right(Full::new(bytes)))
+        }
+    };
+    let access_key_id = sigv4::parse_authorization(
+        parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+    )
+    .map(|a| a.access_key_id.to_owned())
+    .unwrap_or_default();
+    Ok((
+        Caller::Authenticated {
+            principal: Arc::clone(principal),
+            proof: Proof::Signature { access_key_id },
+        },
+        body,
+    ))
+}
+
+async fn read_body(body: Incoming) -> Result<Bytes, Refusal> {
+    match Limited::new(body, MAX_SIGNED_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::BodyTooLarge),
+        Err(e) => Err(Refusal::Body(e.to_string())),
+    }
 }

@@ -12,15 +12,17 @@
 //! | [`tls`] | TLS/SNI | HTTPS termination: each service's certificate by SNI, ALPN |
 //! | [`passthrough`] | TLS/SNI, forward | TLS passthrough: the ClientHello's SNI, and splicing to a TCP target |
 //! | [`listen`] | accept | the namespace routing and sockets of the sites |
-//! | [`authz`] | authn/authz | NONE admits everyone; AWS_IAM denies until the policy engine evaluates it |
+//! | [`authz`] | authn/authz | the caller (signature, certificate, anonymous), then the network's and the service's auth policies |
 //! | [`route`] | rule, target pick | which rule of a listener takes a request, and which target group of a forward gets it |
 //! | [`proxy`] | the pipeline | serving connections, picking targets, forwarding, answering errors |
 //! | [`serve`] | accept | starting and stopping sites as namespaces come and go |
 //! | [`balance`] | target pick | round robin or least outstanding requests within a group |
 //! | [`upstream`] | forward | pooled clients that connect from the target's namespace |
+//! | [`log`] | log | one access log record per request, with Lattice's fields and the auth decision |
 pub mod authz;
 pub mod balance;
 pub mod listen;
+pub mod log;
 pub mod passthrough;
 pub mod proxy;
 pub mod route;

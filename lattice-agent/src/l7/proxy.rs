@@ -12,7 +12,7 @@ use std::{
     convert::Infallible,
     net::{IpAddr, SocketAddr},
     sync::{atomic::AtomicUsize, Arc},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -30,8 +30,9 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::{
-    authz::authorize,
+    authz::{self, Connection, Refusal},
     balance::{pick, Outstanding, Tracked},
+    log::{AuthOutcome, Facts, RequestLog},
     passthrough::{self, PassthroughError},
     route::{pick_target_group, route, RequestHead},
     sites::Site,
@@ -39,6 +40,11 @@ use super::{
     upstream::{client_for, connector_for, UpstreamClient},
 };
 use crate::{
+    accesslog::AccessLogs,
+    auth::{
+        identity::{Caller, Proof},
+        Authenticator,
+    },
     config::{
         Action, Config, ListenerProtocol, ProtocolVersion, TargetGroupRef, TargetId,
         WeightedTargetGroup,
@@ -68,8 +74,9 @@ pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 /// Headers a caller may not set: Lattice removes them from incoming requests so they
 /// cannot be spoofed, and sets its own.
-const CALLER_HEADERS: [&str; 3] = [
+const CALLER_HEADERS: [&str; 4] = [
     "x-amzn-lattice-identity",
+    "x-amzn-lattice-identity-tags",
     "x-amzn-lattice-network",
     "x-amzn-lattice-target",
 ];
@@ -106,6 +113,10 @@ pub struct Proxy {
     upstreams: Vec<Upstream>,
     /// Per service (config order): the TLS acceptor of its HTTPS listeners.
     tls: Vec<Option<TlsAcceptor>>,
+    /// The access keys and account CAs that prove callers.
+    auth: Arc<Authenticator>,
+    /// Where requests are logged.
+    logs: Arc<AccessLogs>,
 }
 
 struct Upstream {
@@ -124,6 +135,8 @@ impl Proxy {
         resolved: Resolved,
         health: watch::Receiver<HealthSnapshot>,
         tls: Vec<Option<TlsAcceptor>>,
+        auth: Arc<Authenticator>,
+        logs: Arc<AccessLogs>,
     ) -> Result<Self, ProxyError> {
         let upstreams = config
             .target_groups()
@@ -150,6 +163,8 @@ impl Proxy {
             health,
             upstreams,
             tls,
+            auth,
+            logs,
         })
     }
 
@@ -185,7 +200,14 @@ impl Proxy {
                     proxy.config.services()[site.service].listeners[site.listener].protocol;
                 match protocol {
                     ListenerProtocol::Http => {
-                        proxy.serve_http(stream, peer, site, false, None).await
+                        let conn = Connection {
+                            peer,
+                            tls: false,
+                            certified: Caller::Anonymous,
+                            sni: None,
+                            tls_version: None,
+                        };
+                        proxy.serve_http(stream, Arc::new(conn), site, None).await
                     }
                     ListenerProtocol::Https => proxy.serve_https(stream, peer, site).await,
                     ListenerProtocol::TlsPassthrough => {
@@ -203,18 +225,18 @@ impl Proxy {
     async fn serve_http<IO>(
         self: Arc<Self>,
         io: IO,
-        peer: SocketAddr,
+        conn: Arc<Connection>,
         site: Arc<Site>,
-        tls: bool,
         alpn_h2: Option<bool>,
     ) where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let proto = if tls { "https" } else { "http" };
+        let peer = conn.peer;
         let service = service_fn(move |req| {
             let proxy = Arc::clone(&self);
             let site = Arc::clone(&site);
-            async move { Ok::<_, Infallible>(proxy.handle(&site, peer, proto, req).await) }
+            let conn = Arc::clone(&conn);
+            async move { Ok::<_, Infallible>(proxy.handle(&site, &conn, req).await) }
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // Bounded request heads, and a client that never finishes sending one is let go.
@@ -257,7 +279,33 @@ impl Proxy {
             }
         };
         let h2 = tls::negotiated_h2(&stream);
-        self.serve_http(stream, peer, site, true, Some(h2)).await
+        let certified = match (self.auth.mtls(), stream.get_ref().1.peer_certificates()) {
+            (Some(mtls), Some(chain)) => match mtls.identify(chain) {
+                Some((principal, fields)) => Caller::Authenticated {
+                    principal,
+                    proof: Proof::Certificate(Arc::new(fields)),
+                },
+                None => {
+                    debug!(%peer, "the client certificate names no principal of its CA's account; anonymous");
+                    Caller::Anonymous
+                }
+            },
+            _ => Caller::Anonymous,
+        };
+        let session = stream.get_ref().1;
+        let conn = Connection {
+            peer,
+            tls: true,
+            certified,
+            sni: session.server_name().map(str::to_owned),
+            tls_version: session.protocol_version().map(|v| match v {
+                rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+                rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+                _ => "TLS",
+            }),
+        };
+        self.serve_http(stream, Arc::new(conn), site, Some(h2))
+            .await
     }
 
     /// Routes a TLS connection by its SNI, without decrypting, and splices it to a TCP
@@ -353,19 +401,69 @@ impl Proxy {
         Ok((group_ref, target))
     }
 
-    /// One request through the pipeline.
+    /// One request through the pipeline, and its access log record when the site's
+    /// service or network is logged.
     async fn handle(
         &self,
         site: &Site,
-        peer: SocketAddr,
-        proto: &'static str,
+        conn: &Connection,
         req: Request<Incoming>,
     ) -> Response<ProxyBody> {
+        if !self.logs.wants(site.service, site.network) {
+            return self.pipeline(site, conn, req, &mut Facts::default()).await;
+        }
+        let log = RequestLog::begin(&req, site, conn, &self.resolved);
+        let mut facts = Facts::default();
+        let response = self.pipeline(site, conn, req, &mut facts).await;
+        log.finish(
+            response,
+            facts,
+            &self.resolved,
+            Arc::clone(&self.logs),
+            site,
+        )
+    }
+
+    /// The phases of one request: rule, authn/authz, target pick, forward.
+    async fn pipeline(
+        &self,
+        site: &Site,
+        conn: &Connection,
+        req: Request<Incoming>,
+        facts: &mut Facts,
+    ) -> Response<ProxyBody> {
+        let peer = conn.peer;
         let listener = &self.config.services()[site.service].listeners[site.listener];
-        let decision = route(listener, &RequestHead::from(&req));
-        if let Err(denied) = authorize(&self.config, &self.resolved, site, req.uri().path()) {
-            debug!(%peer, %denied, "request denied");
-            return plain(403, format!("{denied}\n"));
+        let (mut parts, body) = req.into_parts();
+        let decision = route(listener, &RequestHead::from(&parts));
+        let mut admitted = match authz::check(
+            &self.config,
+            &self.resolved,
+            &self.auth,
+            site,
+            conn,
+            &parts,
+            body,
+        )
+        .await
+        {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                info!(%peer, method = %parts.method, path = parts.uri.path(), %refusal, "request refused by the auth phase");
+                facts.auth = AuthOutcome::Denied {
+                    reason: refusal.to_string(),
+                    by: match &refusal {
+                        Refusal::Denied(d) => d.statement.clone().map(|s| (d.level, s)),
+                        _ => None,
+                    },
+                };
+                facts.caller = refusal.caller().cloned();
+                return refusal_response(&refusal);
+            }
+        };
+        facts.caller = Some(admitted.caller.clone());
+        if !admitted.allowed_by.is_empty() {
+            facts.auth = AuthOutcome::Allowed(std::mem::take(&mut admitted.allowed_by));
         }
         let groups = match decision.action {
             Action::FixedResponse(status) => return plain(status.code(), ""),
@@ -378,8 +476,9 @@ impl Proxy {
         };
         let group = self.config.target_group(group_ref);
         let upstream = &self.upstreams[group_ref.index()];
+        facts.target_group = Some(group_ref.index());
+        facts.target = Some(target);
 
-        let (mut parts, body) = req.into_parts();
         // HTTP/2 callers name the authority in the URI, not in Host: the target still
         // gets the name the caller asked for.
         if !parts.headers.contains_key(header::HOST) {
@@ -403,10 +502,22 @@ impl Proxy {
             Some(ProtocolVersion::Http2 | ProtocolVersion::Grpc) => Version::HTTP_2,
             _ => Version::HTTP_11,
         };
-        self.lattice_headers(&mut parts.headers, site, peer, proto, group_ref.index());
-        let forwarded = Request::from_parts(parts, body);
+        let proto = if conn.tls { "https" } else { "http" };
+        self.lattice_headers(
+            &mut parts.headers,
+            site,
+            peer,
+            proto,
+            group_ref.index(),
+            &admitted.caller,
+        );
+        let forwarded = Request::from_parts(parts, admitted.body);
         let in_flight = upstream.outstanding.start(target);
-        match tokio::time::timeout(REQUEST_TIMEOUT, upstream.client.request(forwarded)).await {
+        facts.forwarded_at = Some(Instant::now());
+        let answered =
+            tokio::time::timeout(REQUEST_TIMEOUT, upstream.client.request(forwarded)).await;
+        facts.response_head_at = Some(Instant::now());
+        match answered {
             Ok(Ok(response)) => response.map(|b| Tracked::new(b.boxed(), in_flight).boxed()),
             Ok(Err(e)) => {
                 debug!(%target, error = %e, "forwarding failed");
@@ -425,6 +536,7 @@ impl Proxy {
         peer: SocketAddr,
         proto: &'static str,
         group: usize,
+        caller: &Caller,
     ) {
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -462,7 +574,14 @@ impl Proxy {
                 ),
             ),
         ];
-        for (name, value) in values {
+        let identity = [
+            ("x-amzn-lattice-identity", caller.identity_header()),
+            ("x-amzn-lattice-identity-tags", caller.tags_header()),
+        ];
+        let identity = identity
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, value?)));
+        for (name, value) in values.into_iter().chain(identity) {
             if let Ok(value) = HeaderValue::from_str(&value) {
                 headers.insert(name, value);
             }
@@ -486,6 +605,11 @@ impl NoTarget {
             NoTarget::NoHealthyTarget => "no healthy target",
         }
     }
+}
+
+/// The answer to a request the auth phase refused: Lattice's exception text.
+fn refusal_response(refusal: &Refusal) -> Response<ProxyBody> {
+    plain(refusal.status(), format!("{refusal}\n"))
 }
 
 /// A short plain-text response of the proxy's own.

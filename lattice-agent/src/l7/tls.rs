@@ -32,6 +32,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
 use crate::{
+    auth::mtls::MtlsAuthority,
     config::{Config, ListenerProtocol},
     resolve::Resolved,
 };
@@ -159,9 +160,12 @@ pub fn load_certified_key(
 
 /// The TLS acceptor of every service that has an HTTPS listener (`None` for the
 /// others), indexed like the config's services.
+/// With `mtls`, HTTPS listeners ask for a client certificate of any account's CA
+/// (none is fine too: the caller is then anonymous).
 pub fn acceptors(
     config: &Config,
     resolved: &Resolved,
+    mtls: Option<&MtlsAuthority>,
 ) -> Result<Vec<Option<TlsAcceptor>>, TlsError> {
     let provider = provider();
     config
@@ -184,14 +188,17 @@ pub fn acceptors(
                 .chain(rs.custom_domain_name.clone())
                 .collect();
             let resolver = ServiceCertResolver::new(names, Arc::new(key));
-            let mut server = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
                 .with_safe_default_protocol_versions()
                 .map_err(|source| TlsError::Config {
                     service: name.clone(),
                     source: Box::new(source),
-                })?
-                .with_no_client_auth()
-                .with_cert_resolver(Arc::new(resolver));
+                })?;
+            let builder = match mtls {
+                Some(mtls) => builder.with_client_cert_verifier(mtls.handshake_verifier()),
+                None => builder.with_no_client_auth(),
+            };
+            let mut server = builder.with_cert_resolver(Arc::new(resolver));
             server.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
             Ok(Some(TlsAcceptor::from(Arc::new(server))))
         })

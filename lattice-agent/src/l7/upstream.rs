@@ -12,7 +12,6 @@ use std::{
 };
 
 use http::Uri;
-use hyper::body::Incoming;
 use hyper_util::{
     client::legacy::{
         connect::{Connected, Connection},
@@ -169,7 +168,7 @@ impl tower_service::Service<Uri> for NamespaceConnector {
 }
 
 /// A pooled client for one target group.
-pub type UpstreamClient = Client<NamespaceConnector, Incoming>;
+pub type UpstreamClient = Client<NamespaceConnector, super::authz::ForwardBody>;
 
 /// Where connections to a target group's targets are made from: the namespace of the
 /// group's VPC, or the host's for VPCs made only of host cgroups.

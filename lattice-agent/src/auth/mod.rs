@@ -1,0 +1,113 @@
+//! Authentication and the request context of auth policies.
+//!
+//! | module | concern |
+//! | --- | --- |
+//! | [`identity`] | the caller (a principal or anonymous) and Lattice's identity headers |
+//! | [`sigv4`] | verifying AWS Signature Version 4 requests against the config's access keys |
+//! | [`mtls`] | client certificates of HTTPS listeners: the account CAs and the principal of a certificate |
+//! | [`context`] | the condition keys of a request, as Lattice defines them |
+//!
+//! The decision itself is the policy engine's (`lattice-policy`); the proxy's authz
+//! phase ([`crate::l7::authz`]) puts the pieces together.
+
+pub mod context;
+pub mod identity;
+pub mod mtls;
+pub mod sigv4;
+
+use std::{collections::HashMap, path::PathBuf, sync::Arc};
+
+use crate::{config::Config, resolve::arn};
+
+use identity::Principal;
+use mtls::{MtlsAuthority, MtlsSetupError};
+use sigv4::Keyring;
+
+/// The credentials of the config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    #[error("account {account}: principals[{principal}].accessKeys[{key}].secretFile {}: {source}", path.display())]
+    Secret {
+        account: String,
+        principal: usize,
+        key: usize,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("account {account}: principals[{principal}].accessKeys[{key}].secretFile {} is empty", path.display())]
+    EmptySecret {
+        account: String,
+        principal: usize,
+        key: usize,
+        path: PathBuf,
+    },
+    #[error(transparent)]
+    Mtls(#[from] MtlsSetupError),
+}
+
+/// What proves callers: the access keys and the account CAs of the config.
+pub struct Authenticator {
+    keyring: Keyring<Arc<Principal>>,
+    mtls: Option<MtlsAuthority>,
+}
+
+impl Authenticator {
+    /// Reads every secret and CA file the config names; fails, naming the field and
+    /// the file, before anything is served.
+    pub fn load(config: &Config, region: &str) -> Result<Self, AuthSetupError> {
+        let mut keyring = Keyring::new(region);
+        let mut subjects = HashMap::new();
+        let mut cas = Vec::new();
+        for account in config.accounts() {
+            let id = account.id.to_string();
+            if let Some(path) = &account.mtls_ca_file {
+                cas.push((id.clone(), path.clone()));
+            }
+            for (p, principal) in account.principals.iter().enumerate() {
+                let info = Arc::new(Principal {
+                    arn: arn::principal(&id, principal.kind.as_str(), principal.name.as_str()),
+                    account: id.clone(),
+                    kind: principal.kind,
+                    tags: principal.tags.clone(),
+                });
+                for subject in &principal.mtls_subjects {
+                    subjects.insert(subject.clone(), Arc::clone(&info));
+                }
+                for (k, key) in principal.access_keys.iter().enumerate() {
+                    let secret = std::fs::read_to_string(&key.secret_file).map_err(|source| {
+                        AuthSetupError::Secret {
+                            account: id.clone(),
+                            principal: p,
+                            key: k,
+                            path: key.secret_file.clone(),
+                            source,
+                        }
+                    })?;
+                    if secret.trim().is_empty() {
+                        return Err(AuthSetupError::EmptySecret {
+                            account: id.clone(),
+                            principal: p,
+                            key: k,
+                            path: key.secret_file.clone(),
+                        });
+                    }
+                    keyring.insert(key.access_key_id.clone(), &secret, Arc::clone(&info));
+                }
+            }
+        }
+        Ok(Authenticator {
+            keyring,
+            mtls: MtlsAuthority::load(&cas, subjects)?,
+        })
+    }
+
+    pub fn keyring(&self) -> &Keyring<Arc<Principal>> {
+        &self.keyring
+    }
+
+    /// The account CAs, when any account has one.
+    pub fn mtls(&self) -> Option<&MtlsAuthority> {
+        self.mtls.as_ref()
+    }
+}

@@ -1,0 +1,918 @@
+//! AWS Signature Version 4, the verifying side: requests signed for the service
+//! `vpc-lattice-svcs` with one of the access keys of the config's principals.
+//!
+//! The canonical request is rebuilt from what arrived, exactly as the signer built it
+//! (AWS's "Create a signed AWS API request" steps, and what botocore's `SigV4Auth` and
+//! Rust's `aws-sigv4` do for a non-S3 service):
+//!
+//! | part | rule |
+//! | --- | --- |
+//! | method | as sent |
+//! | URI | dot segments and empty segments removed, then percent-encoded once more (so `%20` becomes `%2520`): non-S3 services encode twice |
+//! | query | pairs sorted by key then value; each key and value decoded and re-encoded with only unreserved characters left (botocore signs the pairs as they are written in the URL: when that differs, that form is tried too) |
+//! | headers | the names listed in SignedHeaders, each `name:value` with the values of all its fields joined by `,`, trimmed and with inner runs of spaces made one; HTTP/2's `:authority` stands for `host` |
+//! | payload | the `x-amz-content-sha256` header when present (`UNSIGNED-PAYLOAD` or a hex SHA-256), otherwise the SHA-256 of the body |
+//!
+//! Replay limit: the request's `x-amz-date` (or `Date`) must be within five minutes of
+//! the agent's clock, in either direction, and the credential scope's date must be that
+//! date; a captured request is useless after that. Session tokens
+//! (`x-amz-security-token`) are refused: lattice has no token service that could have
+//! issued one. Signatures are compared in constant time.
+
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    sync::Mutex,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use hmac::{Hmac, Mac};
+use http::{request::Parts, HeaderMap};
+use sha2::{Digest, Sha256};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The signing algorithm of SigV4 (SigV4a's ECDSA is not supported).
+pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+/// The service name requests to lattice services are signed for.
+pub const SERVICE: &str = "vpc-lattice-svcs";
+/// The payload hash of a request whose body is not signed.
+pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+/// How far the request's time may be from the agent's clock (AWS: five minutes).
+pub const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
+/// The SHA-256 of an empty body, in hex.
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// Why a signed request is refused. The messages are AWS's where AWS has one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SigV4Error {
+    #[error("IncompleteSignatureException: Authorization header requires {0}")]
+    Incomplete(&'static str),
+    #[error("IncompleteSignatureException: {0}")]
+    Malformed(String),
+    #[error("UnrecognizedClientException: The security token included in the request is invalid (unknown access key {0:?})")]
+    UnknownAccessKey(String),
+    #[error("InvalidSignatureException: Credential should be scoped to {what} {expected:?}, not {got:?}")]
+    Scope {
+        what: &'static str,
+        expected: String,
+        got: String,
+    },
+    #[error("IncompleteSignatureException: the request has no x-amz-date or Date header")]
+    MissingDate,
+    #[error("IncompleteSignatureException: Date {0:?} is not a valid date")]
+    BadDate(String),
+    #[error("InvalidSignatureException: Signature expired or not yet valid: {request_time} is more than 5 minutes from the agent's time {now}")]
+    Expired { request_time: String, now: String },
+    #[error("InvalidSignatureException: 'host' must be a signed header")]
+    HostNotSigned,
+    #[error("InvalidSignatureException: signed header {0:?} is not in the request")]
+    SignedHeaderMissing(String),
+    #[error(
+        "UnrecognizedClientException: session tokens (x-amz-security-token) are not supported"
+    )]
+    SessionToken,
+    #[error("InvalidSignatureException: The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.")]
+    Mismatch,
+    #[error("InvalidSignatureException: The provided 'x-amz-content-sha256' header does not match what was computed.")]
+    PayloadMismatch,
+}
+
+/// The secret of one access key and who owns it.
+struct Key<T> {
+    /// `"AWS4" + secret`, the HMAC key of the first derivation step.
+    k_secret: Vec<u8>,
+    owner: T,
+    /// The last derived signing key and its day (`YYYYMMDD`): deriving takes four
+    /// HMACs, and a day's requests all use the same one.
+    signing: Mutex<Option<([u8; 8], [u8; 32])>>,
+}
+
+impl<T> Key<T> {
+    fn signing_key(&self, date: &str, region: &str) -> [u8; 32] {
+        let day: Option<[u8; 8]> = date.as_bytes().try_into().ok();
+        if let (Some(day), Ok(cached)) = (day, self.signing.lock()) {
+            if let Some((cached_day, key)) = *cached {
+                if cached_day == day {
+                    return key;
+                }
+            }
+        }
+        let k_date = hmac(&self.k_secret, date.as_bytes());
+        let k_region = hmac(&k_date, region.as_bytes());
+        let k_service = hmac(&k_region, SERVICE.as_bytes());
+        let k_signing = hmac(&k_service, b"aws4_request");
+        if let (Some(day), Ok(mut cached)) = (day, self.signing.lock()) {
+            *cached = Some((day, k_signing));
+        }
+        k_signing
+    }
+}
+
+/// Every access key the agent accepts, with the principal (`T`) it belongs to.
+pub struct Keyring<T> {
+    region: String,
+    keys: HashMap<String, Key<T>>,
+}
+
+impl<T> Keyring<T> {
+    /// A keyring for requests scoped to `region`.
+    pub fn new(region: impl Into<String>) -> Self {
+        Keyring {
+            region: region.into(),
+            keys: HashMap::new(),
+        }
+    }
+
+    /// Adds an access key (the secret is the whole content of the key's secret file,
+    /// without surrounding whitespace).
+    pub fn insert(&mut self, access_key_id: impl Into<String>, secret: &str, owner: T) {
+        let mut k_secret = b"AWS4".to_vec();
+        k_secret.extend_from_slice(secret.trim().as_bytes());
+        let key = Key {
+            k_secret,
+            owner,
+            signing: Mutex::new(None),
+        };
+        self.keys.insert(access_key_id.into(), key);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// The parts of an `Authorization: AWS4-HMAC-SHA256 ...` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorization<'a> {
+    pub access_key_id: &'a str,
+    pub date: &'a str,
+    pub region: &'a str,
+    pub service: &'a str,
+    pub signed_headers: Vec<&'a str>,
+    pub signature: Vec<u8>,
+    /// The SignedHeaders value as sent (`a;b;c`).
+    signed_headers_raw: &'a str,
+}
+
+/// Whether a request claims to be SigV4-signed (an `Authorization` header of this
+/// algorithm). Other `Authorization` schemes are the application's business: such a
+/// request is anonymous to lattice and the header goes on to the target.
+pub fn is_signed(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with(ALGORITHM))
+}
+
+/// Parses `AWS4-HMAC-SHA256 Credential=AKID/20261124/local/vpc-lattice-svcs/aws4_request,
+/// SignedHeaders=host;x-amz-date, Signature=<64 hex>`.
+pub fn parse_authorization(value: &str) -> Result<Authorization<'_>, SigV4Error> {
+    let rest = value
+        .trim()
+        .strip_prefix(ALGORITHM)
+        .ok_or_else(|| SigV4Error::Malformed(format!("the algorithm must be {ALGORITHM}")))?;
+    let (mut credential, mut signed, mut signature) = (None, None, None);
+    for part in rest.split(',') {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let (name, v) = part
+            .split_once('=')
+            .ok_or_else(|| SigV4Error::Malformed(format!("{part:?} is not name=value")))?;
+        match name.trim() {
+            "Credential" => credential = Some(v.trim()),
+            "SignedHeaders" => signed = Some(v.trim()),
+            "Signature" => signature = Some(v.trim()),
+            other => {
+                return Err(SigV4Error::Malformed(format!(
+                    "unknown Authorization component {other:?}"
+                )))
+            }
+        }
+    }
+    let credential = credential.ok_or(SigV4Error::Incomplete("a Credential"))?;
+    let signed = signed.ok_or(SigV4Error::Incomplete("a SignedHeaders"))?;
+    let signature = signature.ok_or(SigV4Error::Incomplete("a Signature"))?;
+    let scope: Vec<&str> = credential.split('/').collect();
+    let [access_key_id, date, region, service, terminator] = scope[..] else {
+        return Err(SigV4Error::Malformed(format!(
+            "Credential {credential:?} must be <key id>/<yyyymmdd>/<region>/<service>/aws4_request"
+        )));
+    };
+    if terminator != "aws4_request" {
+        return Err(SigV4Error::Malformed(format!(
+            "Credential {credential:?} must end in aws4_request"
+        )));
+    }
+    let signature = hex::decode(signature)
+        .ok()
+        .filter(|s| s.len() == 32)
+        .ok_or_else(|| SigV4Error::Malformed("Signature must be 64 hex digits".into()))?;
+    let signed_headers: Vec<&str> = signed.split(';').collect();
+    if signed_headers
+        .iter()
+        .any(|h| h.is_empty() || h.bytes().any(|b| b.is_ascii_uppercase()))
+    {
+        return Err(SigV4Error::Malformed(format!(
+            "SignedHeaders {signed:?} must be lowercase names separated by ';'"
+        )));
+    }
+    Ok(Authorization {
+        access_key_id,
+        date,
+        region,
+        service,
+        signed_headers,
+        signature,
+        signed_headers_raw: signed,
+    })
+}
+
+/// What remains to check once the head verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayloadCheck {
+    /// Nothing: the payload is unsigned, or its hash was computed from the body.
+    Done,
+    /// The body must hash to this (lowercase hex), as `x-amz-content-sha256` claims.
+    MustHash(String),
+}
+
+/// Where the payload hash of the canonical request comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload<'a> {
+    /// The `x-amz-content-sha256` header is present: its value is what was signed.
+    Claimed(&'a str),
+    /// No such header: the signer hashed the body; this is that hash (hex).
+    Hashed(&'a str),
+}
+
+impl<'a> Payload<'a> {
+    /// The claimed payload hash of a request, if it names one.
+    pub fn claimed(headers: &'a HeaderMap) -> Option<Payload<'a>> {
+        headers
+            .get("x-amz-content-sha256")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| Payload::Claimed(v.trim()))
+    }
+}
+
+/// Verifies a signed request's head. `payload` says what the payload hash is; `now` is
+/// the agent's clock. On success, the owner of the access key and what is left to
+/// check of the body.
+pub fn verify<'k, T>(
+    keyring: &'k Keyring<T>,
+    parts: &Parts,
+    payload: Payload<'_>,
+    now: SystemTime,
+) -> Result<(&'k T, PayloadCheck), SigV4Error> {
+    let header = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(SigV4Error::Incomplete("an Authorization header"))?;
+    let auth = parse_authorization(header)?;
+    if parts.headers.contains_key("x-amz-security-token") {
+        return Err(SigV4Error::SessionToken);
+    }
+    let key = keyring
+        .keys
+        .get(auth.access_key_id)
+        .ok_or_else(|| SigV4Error::UnknownAccessKey(auth.access_key_id.to_owned()))?;
+    if auth.service != SERVICE {
+        return Err(SigV4Error::Scope {
+            what: "service",
+            expected: SERVICE.into(),
+            got: auth.service.into(),
+        });
+    }
+    if auth.region != keyring.region {
+        return Err(SigV4Error::Scope {
+            what: "region",
+            expected: keyring.region.clone(),
+            got: auth.region.into(),
+        });
+    }
+    let (amz_date, request_time) = request_time(&parts.headers)?;
+    let skew = match now.duration_since(request_time) {
+        Ok(behind) => behind,
+        Err(ahead) => ahead.duration(),
+    };
+    if skew > MAX_SKEW {
+        return Err(SigV4Error::Expired {
+            request_time: amz_date,
+            now: format_amz_date(now),
+        });
+    }
+    if auth.date != &amz_date[..8] {
+        return Err(SigV4Error::Scope {
+            what: "date",
+            expected: amz_date[..8].to_owned(),
+            got: auth.date.into(),
+        });
+    }
+    if !auth.signed_headers.contains(&"host") {
+        return Err(SigV4Error::HostNotSigned);
+    }
+    let payload_hash = match payload {
+        Payload::Claimed(v) | Payload::Hashed(v) => v,
+    };
+    let canonical_headers = canonical_headers(parts, &auth.signed_headers)?;
+    let uri = canonical_uri(parts.uri.path());
+    let signing_key = key.signing_key(auth.date, &keyring.region);
+    let query = parts.uri.query().unwrap_or("");
+    let canonical = canonical_query(query);
+    let as_written = query_as_written(query);
+    let mut queries = [Some(canonical.as_str()), None];
+    if as_written != canonical {
+        queries[1] = Some(as_written.as_str());
+    }
+    // The canonical request and the string to sign go straight into the hash and the
+    // MAC: nothing is assembled in memory.
+    let matched = queries.iter().flatten().any(|q| {
+        let mut hash = Sha256::new();
+        for part in [
+            parts.method.as_str(),
+            "\n",
+            &uri,
+            "\n",
+            q,
+            "\n",
+            &canonical_headers,
+            "\n",
+            auth.signed_headers_raw,
+            "\n",
+            payload_hash,
+        ] {
+            hash.update(part.as_bytes());
+        }
+        let mut hex_hash = [0u8; 64];
+        hex::encode_to_slice(hash.finalize(), &mut hex_hash).expect("64 hex digits");
+        let mut mac = HmacSha256::new_from_slice(&signing_key).expect("HMAC takes any key");
+        for part in [
+            ALGORITHM.as_bytes(),
+            b"\n",
+            amz_date.as_bytes(),
+            b"\n",
+            auth.date.as_bytes(),
+            b"/",
+            auth.region.as_bytes(),
+            b"/",
+            auth.service.as_bytes(),
+            b"/aws4_request\n",
+            &hex_hash,
+        ] {
+            mac.update(part);
+        }
+        mac.verify_slice(&auth.signature).is_ok()
+    });
+    if !matched {
+        return Err(SigV4Error::Mismatch);
+    }
+    let check = match payload {
+        Payload::Claimed(v) if v == UNSIGNED_PAYLOAD => PayloadCheck::Done,
+        Payload::Claimed(v) => {
+            if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(SigV4Error::PayloadMismatch);
+            }
+            PayloadCheck::MustHash(v.to_ascii_lowercase())
+        }
+        Payload::Hashed(_) => PayloadCheck::Done,
+    };
+    Ok((&key.owner, check))
+}
+
+/// The SHA-256 of a body, in lowercase hex.
+pub fn sha256_hex(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+/// The request's signing time: `x-amz-date` (`20261124T234007Z`), or else `Date`
+/// (RFC 9110 format). Returned as the x-amz-date string and as a time.
+fn request_time(headers: &HeaderMap) -> Result<(String, SystemTime), SigV4Error> {
+    if let Some(v) = headers.get("x-amz-date") {
+        let text = v
+            .to_str()
+            .map_err(|_| SigV4Error::BadDate(format!("{v:?}")))?
+            .trim();
+        let time = parse_amz_date(text).ok_or_else(|| SigV4Error::BadDate(text.to_owned()))?;
+        return Ok((text.to_owned(), time));
+    }
+    let v = headers
+        .get(http::header::DATE)
+        .ok_or(SigV4Error::MissingDate)?;
+    let text = v
+        .to_str()
+        .map_err(|_| SigV4Error::BadDate(format!("{v:?}")))?;
+    let time =
+        httpdate::parse_http_date(text.trim()).map_err(|_| SigV4Error::BadDate(text.to_owned()))?;
+    Ok((format_amz_date(time), time))
+}
+
+/// Parses `YYYYMMDDTHHMMSSZ`.
+fn parse_amz_date(text: &str) -> Option<SystemTime> {
+    let b = text.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<u32> {
+        let s = text.get(range)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    let (year, month, day) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hour, minute, second) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let days = days_from_civil(i64::from(year), month, day);
+    let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
+    u64::try_from(secs)
+        .ok()
+        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+}
+
+/// `YYYYMMDDTHHMMSSZ` of a time.
+pub fn format_amz_date(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The inverse of [`days_from_civil`].
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// `name:value\n` for each signed header, in the order SignedHeaders lists them.
+fn canonical_headers(parts: &Parts, signed: &[&str]) -> Result<String, SigV4Error> {
+    let mut out = String::with_capacity(256);
+    for name in signed {
+        out.push_str(name);
+        out.push(':');
+        let mut values = parts.headers.get_all(*name).iter().peekable();
+        if values.peek().is_none() {
+            // HTTP/2 carries the host in `:authority`, which hyper puts in the URI.
+            match (*name, parts.uri.authority()) {
+                ("host", Some(authority)) => out.push_str(authority.as_str()),
+                _ => return Err(SigV4Error::SignedHeaderMissing((*name).to_owned())),
+            }
+        }
+        let mut first = true;
+        for value in values {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            let text = String::from_utf8_lossy(value.as_bytes());
+            let mut words = text.split_ascii_whitespace();
+            if let Some(w) = words.next() {
+                out.push_str(w);
+                for w in words {
+                    out.push(' ');
+                    out.push_str(w);
+                }
+            }
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Whether a byte stays as it is in URI encoding (RFC 3986's unreserved characters).
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+}
+
+fn encode_into(out: &mut String, bytes: &[u8], keep_slash: bool) {
+    for &b in bytes {
+        if unreserved(b) || (keep_slash && b == b'/') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+/// The canonical URI of a path as it arrived (already percent-encoded once by the
+/// client): dot and empty segments removed, then encoded again.
+pub fn canonical_uri(path: &str) -> String {
+    if path.is_empty() {
+        return "/".to_owned();
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut normalized = String::with_capacity(path.len() + 2);
+    if path.starts_with('/') {
+        normalized.push('/');
+    }
+    normalized.push_str(&segments.join("/"));
+    if path.ends_with('/') && !segments.is_empty() {
+        normalized.push('/');
+    }
+    let mut out = String::with_capacity(normalized.len() + 8);
+    encode_into(&mut out, normalized.as_bytes(), true);
+    out
+}
+
+/// The canonical query string by the SigV4 rules: each key and value decoded, then
+/// encoded with only unreserved characters kept; pairs sorted.
+pub fn canonical_query(query: &str) -> String {
+    let mut pairs: Vec<(String, String)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let mut key = String::new();
+            let mut value = String::new();
+            encode_into(&mut key, &percent_decode(k), false);
+            encode_into(&mut value, &percent_decode(v), false);
+            (key, value)
+        })
+        .collect();
+    pairs.sort();
+    join_pairs(&pairs)
+}
+
+/// The query as botocore signs a URL's own query: pairs as written, sorted.
+fn query_as_written(query: &str) -> String {
+    let mut pairs: Vec<(String, String)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    pairs.sort();
+    join_pairs(&pairs)
+}
+
+fn join_pairs(pairs: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+    out
+}
+
+/// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it is.
+pub fn percent_decode(text: &str) -> Vec<u8> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex_val(b[i + 1]), hex_val(b[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(method: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut builder = http::Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    fn at(amz: &str) -> SystemTime {
+        parse_amz_date(amz).unwrap()
+    }
+
+    /// AWS's SigV4 test suite, "get-vanilla" (service `service`, region `us-east-1`),
+    /// re-scoped: the derivation and the string to sign are the same code.
+    #[test]
+    fn aws_test_suite_get_vanilla_derivation() {
+        let k_secret = b"AWS4wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".to_vec();
+        let k = hmac(&k_secret, b"20150830");
+        let k = hmac(&k, b"us-east-1");
+        let k = hmac(&k, b"service");
+        let k = hmac(&k, b"aws4_request");
+        let canonical = "GET\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let sts = format!(
+            "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\n{}",
+            hex::encode(Sha256::digest(canonical))
+        );
+        assert_eq!(
+            hex::encode(hmac(&k, sts.as_bytes())),
+            "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+        );
+    }
+
+    /// Signed by botocore 1.43 (`SigV4Auth(Credentials(AKID, SECRET), "vpc-lattice-svcs",
+    /// "local")`) with the clock at 2026-11-24T23:50:00Z: the request below, as sent.
+    const AKID: &str = "LKIAWEB0000000000001";
+    const SECRET: &str = "lattice-test-secret-key/0000000000000000";
+
+    fn keyring() -> Keyring<&'static str> {
+        let mut k = Keyring::new("local");
+        k.insert(AKID, SECRET, "web");
+        k
+    }
+
+    /// Signs like a client would (the same canonicalization; the independent check is
+    /// the botocore end-to-end test).
+    fn sign(parts: &mut Parts, payload: &str, amz_date: &str, secret: &str) {
+        let mut names: Vec<String> = parts
+            .headers
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .collect();
+        names.sort();
+        names.dedup();
+        let signed: Vec<&str> = names.iter().map(String::as_str).collect();
+        let ch = canonical_headers(parts, &signed).unwrap();
+        let cr = format!(
+            "{}\n{}\n{}\n{ch}\n{}\n{payload}",
+            parts.method,
+            canonical_uri(parts.uri.path()),
+            canonical_query(parts.uri.query().unwrap_or("")),
+            signed.join(";")
+        );
+        let date = &amz_date[..8];
+        let sts = format!(
+            "{ALGORITHM}\n{amz_date}\n{date}/local/{SERVICE}/aws4_request\n{}",
+            hex::encode(Sha256::digest(cr))
+        );
+        let mut k = b"AWS4".to_vec();
+        k.extend_from_slice(secret.as_bytes());
+        let k = hmac(
+            &hmac(
+                &hmac(&hmac(&k, date.as_bytes()), b"local"),
+                SERVICE.as_bytes(),
+            ),
+            b"aws4_request",
+        );
+        let sig = hex::encode(hmac(&k, sts.as_bytes()));
+        let value = format!(
+            "{ALGORITHM} Credential={AKID}/{date}/local/{SERVICE}/aws4_request, SignedHeaders={}, Signature={sig}",
+            signed.join(";")
+        );
+        parts
+            .headers
+            .insert(http::header::AUTHORIZATION, value.parse().unwrap());
+    }
+
+    const NOW: &str = "20261124T235000Z";
+
+    fn signed_get(extra: &[(&str, &str)]) -> Parts {
+        let mut headers = vec![("host", "orders.shop.internal"), ("x-amz-date", NOW)];
+        headers.extend_from_slice(extra);
+        let mut p = parts("GET", "/api/items?b=2&a=1", &headers);
+        sign(&mut p, EMPTY_SHA256, NOW, SECRET);
+        p
+    }
+
+    #[test]
+    fn a_correctly_signed_request_verifies() {
+        let p = signed_get(&[]);
+        let keyring = keyring();
+        let (owner, check) = verify(&keyring, &p, Payload::Hashed(EMPTY_SHA256), at(NOW)).unwrap();
+        assert_eq!(*owner, "web");
+        assert_eq!(check, PayloadCheck::Done);
+    }
+
+    /// Signatures botocore 1.43 made (`SigV4Auth(Credentials(AKID, SECRET),
+    /// "vpc-lattice-svcs", "local")`, clock at 2026-11-24T23:50:00Z): an independent
+    /// signer agrees with this verifier on paths, repeated query keys and bodies.
+    #[test]
+    fn botocore_signatures_verify() {
+        let k = keyring();
+        let get = parts(
+            "GET",
+            "/api/items%20x?tag=b&tag=a&q=a%20b",
+            &[
+                ("host", "orders.shop.internal"),
+                ("x-amz-date", NOW),
+                ("authorization", "AWS4-HMAC-SHA256 Credential=LKIAWEB0000000000001/20261124/local/vpc-lattice-svcs/aws4_request, SignedHeaders=host;x-amz-date, Signature=2925f64d6f52e01f471975e70f5439357ba94b1846295c4b3cd2367f4796a961"),
+            ],
+        );
+        assert!(verify(&k, &get, Payload::Hashed(EMPTY_SHA256), at(NOW)).is_ok());
+        let body = br#"{"qty":1}"#;
+        let post = parts(
+            "POST",
+            "/api/orders",
+            &[
+                ("host", "orders.shop.internal"),
+                ("content-type", "application/json"),
+                ("x-amz-date", NOW),
+                ("authorization", "AWS4-HMAC-SHA256 Credential=LKIAWEB0000000000001/20261124/local/vpc-lattice-svcs/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=f79b23f0cef4fb02e254bd5e814976f07b24e20a85204b9ca0aa437269a8a880"),
+            ],
+        );
+        let hash = sha256_hex(body);
+        assert!(verify(&k, &post, Payload::Hashed(&hash), at(NOW)).is_ok());
+        let other = sha256_hex(br#"{"qty":9}"#);
+        assert_eq!(
+            verify(&k, &post, Payload::Hashed(&other), at(NOW)).unwrap_err(),
+            SigV4Error::Mismatch
+        );
+    }
+
+    #[test]
+    fn refusals_name_their_reason() {
+        let k = keyring();
+        let now = at(NOW);
+        // A changed signed header.
+        let mut p = signed_get(&[("x-team", "a")]);
+        p.headers.insert("x-team", "b".parse().unwrap());
+        assert_eq!(
+            verify(&k, &p, Payload::Hashed(EMPTY_SHA256), now).unwrap_err(),
+            SigV4Error::Mismatch
+        );
+        // A wrong secret.
+        let mut p = parts("GET", "/", &[("host", "h"), ("x-amz-date", NOW)]);
+        sign(&mut p, EMPTY_SHA256, NOW, "not-the-secret");
+        assert_eq!(
+            verify(&k, &p, Payload::Hashed(EMPTY_SHA256), now).unwrap_err(),
+            SigV4Error::Mismatch
+        );
+        // Sixteen minutes old.
+        let old = "20261124T233400Z";
+        let mut p = parts("GET", "/", &[("host", "h"), ("x-amz-date", old)]);
+        sign(&mut p, EMPTY_SHA256, old, SECRET);
+        assert!(matches!(
+            verify(&k, &p, Payload::Hashed(EMPTY_SHA256), now).unwrap_err(),
+            SigV4Error::Expired { .. }
+        ));
+        // Four minutes in the future is within the window.
+        let soon = "20261124T235400Z";
+        let mut p = parts("GET", "/", &[("host", "h"), ("x-amz-date", soon)]);
+        sign(&mut p, EMPTY_SHA256, soon, SECRET);
+        assert!(verify(&k, &p, Payload::Hashed(EMPTY_SHA256), now).is_ok());
+        // A changed path, query or method.
+        for (method, uri) in [
+            ("GET", "/api/items?b=2&a=2"),
+            ("GET", "/api/other?b=2&a=1"),
+            ("POST", "/api/items?b=2&a=1"),
+        ] {
+            let mut p = signed_get(&[]);
+            p.method = method.parse().unwrap();
+            p.uri = uri.parse().unwrap();
+            assert_eq!(
+                verify(&k, &p, Payload::Hashed(EMPTY_SHA256), now).unwrap_err(),
+                SigV4Error::Mismatch,
+                "{method} {uri}"
+            );
+        }
+        // Unknown key, session token, host not signed.
+        let mut p = signed_get(&[]);
+        let auth = p.headers[http::header::AUTHORIZATION]
+            .to_str()
+            .unwrap()
+            .replace(AKID, "LKIAOTHER");
+        p.headers
+            .insert(http::header::AUTHORIZATION, auth.parse().unwrap());
+        assert!(
+            matches!(verify(&k, &p, Payload::Hashed(EMPTY_SHA256), now).unwrap_err(), SigV4Error::UnknownAccessKey(id) if id == "LKIAOTHER")
+        );
+        let mut p = signed_get(&[]);
+        p.headers
+            .insert("x-amz-security-token", "t".parse().unwrap());
+        assert_eq!(
+            verify(&k, &p, Payload::Hashed(EMPTY_SHA256), now).unwrap_err(),
+            SigV4Error::SessionToken
+        );
+    }
+
+    #[test]
+    fn a_claimed_payload_hash_is_signed_and_must_match_the_body() {
+        let k = keyring();
+        let body_hash = sha256_hex(b"{\"qty\":1}");
+        let mut p = parts(
+            "POST",
+            "/api/orders",
+            &[
+                ("host", "h"),
+                ("x-amz-date", NOW),
+                ("x-amz-content-sha256", &body_hash),
+            ],
+        );
+        sign(&mut p, &body_hash, NOW, SECRET);
+        let claimed = Payload::claimed(&p.headers).unwrap();
+        let (_, check) = verify(&k, &p, claimed, at(NOW)).unwrap();
+        assert_eq!(check, PayloadCheck::MustHash(body_hash));
+
+        let mut p = parts(
+            "POST",
+            "/api/orders",
+            &[
+                ("host", "h"),
+                ("x-amz-date", NOW),
+                ("x-amz-content-sha256", UNSIGNED_PAYLOAD),
+            ],
+        );
+        sign(&mut p, UNSIGNED_PAYLOAD, NOW, SECRET);
+        let claimed = Payload::claimed(&p.headers).unwrap();
+        assert_eq!(
+            verify(&k, &p, claimed, at(NOW)).unwrap().1,
+            PayloadCheck::Done
+        );
+    }
+
+    #[test]
+    fn canonical_forms() {
+        // Non-S3 services encode the path twice, and normalize it.
+        assert_eq!(canonical_uri("/a%20b/./c/../d"), "/a%2520b/d");
+        assert_eq!(canonical_uri("//x//y/"), "/x/y/");
+        assert_eq!(canonical_uri(""), "/");
+        assert_eq!(canonical_uri("/"), "/");
+        assert_eq!(canonical_uri("/~user/a-b_c.d"), "/~user/a-b_c.d");
+        // Query pairs sorted by key then value, strictly encoded.
+        assert_eq!(canonical_query("b=2&a=1&a=0"), "a=0&a=1&b=2");
+        assert_eq!(canonical_query("q=a b*&x"), "q=a%20b%2A&x=");
+        assert_eq!(canonical_query("q=%7e%2f"), "q=~%2F");
+        assert_eq!(query_as_written("q=a*&b=1"), "b=1&q=a*");
+    }
+
+    #[test]
+    fn dates_round_trip() {
+        for d in [
+            "19700101T000000Z",
+            "20000229T120000Z",
+            "20261124T235000Z",
+            "21000301T000001Z",
+        ] {
+            assert_eq!(format_amz_date(at(d)), d);
+        }
+        assert!(parse_amz_date("20261324T000000Z").is_none());
+        assert!(parse_amz_date("2026-11-24T00:00:00Z").is_none());
+        let p = parts("GET", "/", &[("date", "Tue, 24 Nov 2026 23:50:00 GMT")]);
+        assert_eq!(request_time(&p.headers).unwrap().0, NOW);
+    }
+}
