@@ -1,13 +1,21 @@
 //! Keeping the sites served: a site is started when its namespace is attached and
 //! stopped (its socket closed, so the namespace can go) when it is not any more.
+//!
+//! The first time the agent sees a namespace it removes every site rule and route it
+//! finds there before adding its own: they belong to an earlier agent, whose config
+//! may have had sites this one does not (its sockets died with it, so nothing is lost).
 
-use std::{collections::BTreeMap, net::Ipv4Addr, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+    sync::Arc,
+};
 
 use tokio::{runtime::Handle, task::JoinHandle};
 use tracing::{info, warn};
 
 use super::{
-    listen::{listen_in_netns, route_site},
+    listen::{listen_in_netns, route_site, unroute_all},
     proxy::Proxy,
     sites::Site,
 };
@@ -21,6 +29,8 @@ pub struct SiteServer {
     runtime: Handle,
     served: BTreeMap<SiteKey, JoinHandle<()>>,
     failing: BTreeMap<SiteKey, String>,
+    /// Namespaces whose earlier site rules this agent has removed.
+    swept: BTreeSet<String>,
 }
 
 impl SiteServer {
@@ -31,6 +41,7 @@ impl SiteServer {
             runtime,
             served: BTreeMap::new(),
             failing: BTreeMap::new(),
+            swept: BTreeSet::new(),
         }
     }
 
@@ -49,6 +60,15 @@ impl SiteServer {
             .filter(|(netns, _, _)| !attached.contains_key(netns))
             .cloned()
             .collect();
+        self.swept.retain(|netns| attached.contains_key(netns));
+        for netns in attached.keys() {
+            if self.swept.insert(netns.clone()) {
+                let removed = unroute_all(netns);
+                if removed > 0 {
+                    info!(%netns, rules = removed, "removed site rules of an earlier agent");
+                }
+            }
+        }
         for key in gone {
             if let Some(task) = self.served.remove(&key) {
                 task.abort();
