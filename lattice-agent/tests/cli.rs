@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use lattice_tests::Topology;
+use lattice_tests::{Pki, Topology};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_lattice-agent");
 
@@ -126,37 +126,18 @@ fn run_pins_logs_ready_and_stops_on_sigterm() {
     // The contract's key and certificate files, relative to the document.
     let config = dir.path().join("lattice.yaml");
     std::fs::copy(data("config-contract.yaml"), &config).unwrap();
-    for f in ["secrets/web.key", "certs/orders.pem", "certs/orders.key"] {
-        let p = dir.path().join(f);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, "test material\n").unwrap();
-    }
-    // The agent loads the HTTPS certificate at start: a real one (self-signed).
-    let made = Command::new("openssl")
-        .current_dir(dir.path())
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-noenc",
-            "-keyout",
-            "certs/orders.key",
-            "-out",
-            "certs/orders.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=orders",
-        ])
-        .output()
-        .expect("run openssl");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
+    let secret = dir.path().join("secrets/web.key");
+    std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
+    std::fs::write(&secret, "test material\n").unwrap();
+    // The agent loads the HTTPS certificate and the account's client CA at start: real
+    // ones.
+    let pki = Pki::new(&dir.path().join("certs"));
+    pki.ca("ca-111111111111", "/CN=account 111111111111 CA");
+    pki.issue(
+        "ca-111111111111",
+        "orders",
+        "/CN=orders",
+        &["DNS:orders.shop.internal"],
     );
     let state = dir.path().join("state");
 

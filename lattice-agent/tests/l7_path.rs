@@ -285,19 +285,23 @@ fn http_listeners_route_forward_add_headers_and_refuse() {
 }
 
 #[test]
-fn aws_iam_denies_with_lattice_403_until_a_policy_allows() {
+fn an_aws_iam_network_policy_decides_for_anonymous_callers() {
     let mut lab = lab();
     let _blue = HttpServer::start(&lab.orders, "10.92.0.10:8080".parse().unwrap(), "blue").unwrap();
-    // AWS_IAM on the service network (its TCP listener keeps the service itself NONE).
+    // AWS_IAM on the service network (its TCP listener keeps the service itself NONE):
+    // anyone may GET, nothing else is allowed.
     let yaml = config(&lab).replace(
         "    authType: NONE\n    vpcAssociations",
-        "    authType: AWS_IAM\n    authPolicy: { Version: \"2012-10-17\", Statement: [{ Effect: Allow, Principal: \"*\", Action: \"vpc-lattice-svcs:Invoke\", Resource: \"*\" }] }\n    vpcAssociations",
+        "    authType: AWS_IAM\n    authPolicy: { Version: \"2012-10-17\", Statement: [{ Effect: Allow, Principal: \"*\", Action: \"vpc-lattice-svcs:Invoke\", Resource: \"*\", Condition: { StringEquals: { \"vpc-lattice-svcs:RequestMethod\": GET } } }] }\n    vpcAssociations",
     );
     assert!(yaml.contains("AWS_IAM"));
     let root = lab.topo.bpffs_root("agent").unwrap();
     let agent = Agent::start(&yaml, &root);
     let http = std::net::SocketAddr::from((agent.vip("api"), 80));
     let resp = client::http_get(&lab.web, http, "/orders", TIMEOUT).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let post = client::HttpRequest::new("POST", "/orders").body("x");
+    let resp = client::http_request(&lab.web, http, &post, TIMEOUT).unwrap();
     assert_eq!(resp.status, 403);
     let body = resp.text();
     assert!(
@@ -305,11 +309,43 @@ fn aws_iam_denies_with_lattice_403_until_a_policy_allows() {
         "{body}"
     );
     assert!(
-        body.contains("/orders"),
-        "the invoked resource names the path: {body}"
+        body.contains("/orders") && body.contains("no network-based policy allows"),
+        "the invoked resource names the path, and the level that denied: {body}"
     );
     assert!(
         resp.header(lattice_tests::server::SERVER_HEADER).is_none(),
         "never reached the target"
     );
+}
+
+/// A restarted agent whose config no longer has a site removes the rule an earlier
+/// agent left for it in the VPC namespace (that agent's socket died with it).
+#[test]
+fn a_restarted_agent_removes_site_rules_its_config_dropped() {
+    let mut lab = lab();
+    let root = lab.topo.bpffs_root("agent").unwrap();
+    let yaml = config(&lab);
+    let mut agent = Agent::start(&yaml, &root);
+    let vip = agent.vip("api");
+    let site_rule = format!("to {vip} ipproto tcp dport 80 lookup 4242");
+    assert!(lab.web.ip(&["rule"]).unwrap().contains(&site_rule));
+
+    // The same document without the HTTP listener.
+    let start = yaml.find("      - name: http\n").unwrap();
+    let end = yaml.find("      - name: db\n").unwrap();
+    let without_http = format!("{}{}", &yaml[..start], &yaml[end..]);
+    agent.kill();
+    agent.rewrite_config(&without_http);
+    agent.spawn();
+    assert!(
+        common::eventually(Duration::from_secs(10), || !lab
+            .web
+            .ip(&["rule"])
+            .unwrap()
+            .contains(&site_rule)),
+        "{}\n{}",
+        lab.web.ip(&["rule"]).unwrap(),
+        agent.log()
+    );
+    assert_eq!(agent.vip("api"), vip, "the VIP is kept");
 }

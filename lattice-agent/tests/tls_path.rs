@@ -26,7 +26,7 @@ use rustls::{
 };
 
 use common::{eventually, Agent, AGENT};
-use lattice_tests::{HttpServer, Netns, Topology};
+use lattice_tests::{HttpServer, Netns, Pki, Topology};
 
 const API_DOMAIN: &str = "api.example.test";
 const SECURE_DOMAIN: &str = "secure.example.test";
@@ -134,93 +134,14 @@ fn dns_name(yaml: &str, dir: &Path, service: &str) -> String {
         .to_owned()
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A test CA (`ca.pem`) and a certificate for `names` signed by it (`<stem>.pem`,
 /// `<stem>.key`).
 fn issue(dir: &Path, stem: &str, names: &[&str]) {
-    if !dir.join("ca.pem").exists() {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-noenc",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=lattice test CA",
-            ],
-        );
-    }
-    let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
-    std::fs::write(
-        dir.join(format!("{stem}.ext")),
-        format!("subjectAltName={}\n", san.join(",")),
-    )
-    .unwrap();
-    let (key, csr, pem, ext) = (
-        format!("{stem}.key"),
-        format!("{stem}.csr"),
-        format!("{stem}.pem"),
-        format!("{stem}.ext"),
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-noenc",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={stem}"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "1",
-            "-extfile",
-            &ext,
-        ],
-    );
+    let pki = Pki::new(dir);
+    pki.ca("ca", "/CN=lattice test CA");
+    let sans: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+    let sans: Vec<&str> = sans.iter().map(String::as_str).collect();
+    pki.issue("ca", stem, &format!("/CN={stem}"), &sans);
 }
 
 /// `openssl s_server` in a namespace: a TLS target with its own certificate. Killed

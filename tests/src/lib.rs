@@ -34,13 +34,16 @@ mod http1;
 pub mod link;
 pub mod names;
 pub mod netns;
+pub mod pki;
 pub mod server;
+pub mod sigv4;
 pub mod sweep;
 pub mod topology;
 
 pub use cgroup::Cgroup;
 pub use link::HostLink;
 pub use netns::Netns;
+pub use pki::Pki;
 pub use server::{EchoServer, HttpServer};
 pub use sweep::sweep;
 pub use topology::{Topology, TopologyError};

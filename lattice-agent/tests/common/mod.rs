@@ -27,7 +27,12 @@ pub struct Agent {
 impl Agent {
     /// Writes `yaml` and starts the agent on it; waits for `lattice-agent ready`.
     pub fn start(yaml: &str, bpffs_root: &Path) -> Agent {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Agent::start_in(tempfile::tempdir().expect("temp dir"), yaml, bpffs_root)
+    }
+
+    /// Like [`Agent::start`], with the document written into `dir`, where the test has
+    /// put the files the document names by relative paths (keys, certificates).
+    pub fn start_in(dir: tempfile::TempDir, yaml: &str, bpffs_root: &Path) -> Agent {
         let config = dir.path().join("lattice.yaml");
         std::fs::write(&config, yaml).expect("write config");
         let mut agent = Agent {
