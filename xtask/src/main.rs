@@ -9,6 +9,7 @@
 //! | `demo` | setup, then the demo topology with the agent and real traffic |
 //! | `bench l4` | setup, then lattice's TCP path vs direct, HAProxy and nginx (ratios, JSON) |
 //! | `bench l7` | setup, then lattice's HTTP listeners vs direct, nginx and HAProxy (ratios, JSON) |
+//! | `bench auth` | setup, then policy decision time (criterion) and requests/s with SigV4 verification on vs off (ratio, JSON) |
 
 mod bench;
 mod demo;
@@ -65,16 +66,20 @@ enum BenchKind {
     /// HTTP/HTTPS listeners: requests/s, p50/p99, CPU per request (wrk, h2load); JSON
     /// under target/bench/.
     L7,
+    /// Auth: lattice-policy's decision time for a 20-statement policy (criterion), and
+    /// HTTP requests/s through the agent with SigV4 verification and auth policies on, as
+    /// a ratio to auth off in the same run (wrk); JSON under target/bench/.
+    Auth,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let root = workspace_root();
     match cli.task {
-        Task::Setup => setup::run(),
+        Task::Setup => setup::run(&root),
         Task::BuildEbpf { release } => build_ebpf(&root, release),
         Task::Test { cargo_test_args } => {
-            setup::run()?;
+            setup::run(&root)?;
             step("running every test of the workspace (cargo test --workspace)");
             let mut args = vec!["test", "--workspace", "--no-fail-fast"];
             if !cargo_test_args.is_empty() {
@@ -100,17 +105,21 @@ fn main() -> anyhow::Result<()> {
             )
         }
         Task::Demo => {
-            setup::run()?;
+            setup::run(&root)?;
             demo::run(&root)
         }
         Task::Bench { which } => {
-            setup::run()?;
+            setup::run(&root)?;
             setup::bench_tools()?;
             match which {
                 BenchKind::L4 => bench::l4(&root),
                 BenchKind::L7 => {
                     setup::bench_http_tools()?;
                     bench::l7(&root)
+                }
+                BenchKind::Auth => {
+                    setup::bench_http_tools()?;
+                    bench::auth(&root)
                 }
             }
         }

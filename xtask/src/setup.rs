@@ -1,7 +1,7 @@
 //! `cargo xtask setup`: makes a Debian machine ready to build, test and run lattice.
 //! Idempotent: it checks first and only does what is missing, and says what it did.
 
-use std::{fs, process::Command};
+use std::{fs, path::Path, process::Command};
 
 use anyhow::{bail, Context as _};
 use lattice_ebpf_build::{detect_toolchain, find_linker, llvm_major, Toolchain};
@@ -9,7 +9,8 @@ use lattice_ebpf_build::{detect_toolchain, find_linker, llvm_major, Toolchain};
 use crate::{shell, step};
 
 /// Tools the tests, the demo and operators use: `ip`/`tc` (namespaces, veths), `bpftool`
-/// (inspecting pinned maps), curl and h2load (real HTTP clients), openssl (certificates).
+/// (inspecting pinned maps), curl and h2load (real HTTP clients), openssl (certificates),
+/// python3 with venv (the auth tests sign requests with botocore from PyPI).
 const RUNTIME_PACKAGES: &[&str] = &[
     "iproute2",
     "bpftool",
@@ -17,7 +18,15 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "nghttp2-client",
     "openssl",
     "ca-certificates",
+    "python3",
+    "python3-venv",
 ];
+/// The Python environment of the tests and the demo, under the workspace's target
+/// folder, with botocore from PyPI: AWS's own SigV4 signer is the client the auth tests
+/// must satisfy.
+pub const PYTHON_ENV: &str = "target/lattice-py";
+/// botocore releases the tests are known to work with.
+const BOTOCORE: &str = "botocore>=1.31,<2";
 /// The load tools and peers of `cargo xtask bench`: iperf3 (bulk throughput), sockperf
 /// (small-message latency), HAProxy and nginx-full (its stream module) as userspace L4
 /// peers, util-linux's taskset (pinning) and setpriv (servers stop with the benchmark),
@@ -37,7 +46,7 @@ const DEBIAN_RUSTC_LLVM: u32 = 22;
 /// bpf-linker version range known to work with aya-ebpf 0.2.
 const BPF_LINKER_VERSION: &str = "^0.13";
 
-pub fn run() -> anyhow::Result<()> {
+pub fn run(workspace: &Path) -> anyhow::Result<()> {
     step("setup: checking this machine (Debian packages, eBPF toolchain, bpf-linker, bpffs)");
     if !cfg!(target_os = "linux") {
         bail!("lattice runs on Linux only (it loads eBPF programs)");
@@ -83,7 +92,44 @@ pub fn run() -> anyhow::Result<()> {
         Some(mount) => println!("    cgroup2: mounted at {mount}"),
         None => bail!("no cgroup2 filesystem is mounted (see /proc/mounts); lattice's cgroup programs need one"),
     }
+    ensure_botocore(workspace)?;
     println!("    setup complete");
+    Ok(())
+}
+
+/// Makes the tests' Python environment ([`PYTHON_ENV`]) with botocore from PyPI, unless
+/// it is there already.
+fn ensure_botocore(workspace: &Path) -> anyhow::Result<()> {
+    let env = workspace.join(PYTHON_ENV);
+    let python = env.join("bin/python3");
+    let has_botocore = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import botocore"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if has_botocore(&python) {
+        println!("    botocore: {} (present)", env.display());
+        return Ok(());
+    }
+    println!(
+        "    botocore: making {} and installing {BOTOCORE} from PyPI",
+        env.display()
+    );
+    shell::status(Command::new("python3").arg("-m").arg("venv").arg(&env))
+        .context("python3 -m venv (Debian package python3-venv)")?;
+    shell::status(Command::new(env.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        BOTOCORE,
+    ]))
+    .context("pip install botocore from PyPI")?;
+    anyhow::ensure!(
+        has_botocore(&python),
+        "botocore is still not importable by {}",
+        python.display()
+    );
     Ok(())
 }
 

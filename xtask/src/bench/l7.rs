@@ -58,11 +58,11 @@ use crate::{shell, step};
 
 const ROUNDS: usize = 3;
 /// Seconds of each load.
-const LOAD_SECONDS: u32 = 3;
+pub(super) const LOAD_SECONDS: u32 = 3;
 /// Connections of the throughput load (one client thread).
-const LOAD_CONNECTIONS: u32 = 16;
+pub(super) const LOAD_CONNECTIONS: u32 = 16;
 /// The backend's ports: HTTP/1.1, h2c, TLS (ALPN h2, http/1.1).
-const BACKEND_H1: u16 = 8080;
+pub(super) const BACKEND_H1: u16 = 8080;
 const BACKEND_H2C: u16 = 8081;
 const BACKEND_TLS: u16 = 8443;
 /// The peers' ports.
@@ -71,10 +71,10 @@ const PEER_H2C: u16 = 81;
 const PEER_TLS: u16 = 443;
 /// The service's custom domain name (and the certificate's name).
 const DOMAIN: &str = "bench.lattice.internal";
-const BODY: &str = "lattice bench\n";
+pub(super) const BODY: &str = "lattice bench\n";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Proto {
+pub(super) enum Proto {
     Http1,
     H2c,
     HttpsH1,
@@ -84,7 +84,7 @@ enum Proto {
 const PROTOS: [Proto; 4] = [Proto::Http1, Proto::H2c, Proto::HttpsH1, Proto::HttpsH2];
 
 impl Proto {
-    fn key(self) -> &'static str {
+    pub(super) fn key(self) -> &'static str {
         match self {
             Proto::Http1 => "http1",
             Proto::H2c => "h2c",
@@ -97,7 +97,7 @@ impl Proto {
         matches!(self, Proto::HttpsH1 | Proto::HttpsH2)
     }
 
-    fn tool(self) -> &'static str {
+    pub(super) fn tool(self) -> &'static str {
         match self {
             Proto::Http1 | Proto::HttpsH1 => "wrk",
             Proto::H2c | Proto::HttpsH2 => "h2load",
@@ -105,16 +105,18 @@ impl Proto {
     }
 }
 
-/// Where a variant listens: address and the port per protocol.
+/// Where a variant listens: address and the port per protocol; and the headers every
+/// request to it carries (`Name: value`, as wrk's and h2load's `-H` take them).
 #[derive(Clone, Copy, Debug)]
-struct Dest {
-    addr: Ipv4Addr,
-    h1: u16,
-    h2c: u16,
-    tls: u16,
+pub(super) struct Dest<'a> {
+    pub addr: Ipv4Addr,
+    pub h1: u16,
+    pub h2c: u16,
+    pub tls: u16,
+    pub headers: &'a [String],
 }
 
-impl Dest {
+impl Dest<'_> {
     fn port(&self, p: Proto) -> u16 {
         match p {
             Proto::Http1 => self.h1,
@@ -164,7 +166,7 @@ pub struct Variant {
 }
 
 impl Variant {
-    fn new(name: &'static str, role: &'static str) -> Variant {
+    pub(super) fn new(name: &'static str, role: &'static str) -> Variant {
         Variant {
             name,
             role,
@@ -176,7 +178,7 @@ impl Variant {
         }
     }
 
-    fn summarise(&mut self) {
+    pub(super) fn summarise(&mut self) {
         for proto in PROTOS {
             for m in METRICS {
                 let key = metric_key(proto, m);
@@ -208,7 +210,7 @@ impl Variant {
         }
     }
 
-    fn value(&self, key: &str) -> Option<f64> {
+    pub(super) fn value(&self, key: &str) -> Option<f64> {
         self.summary.get(key).map(|s| s.median)
     }
 }
@@ -413,8 +415,9 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
                         h1: BACKEND_H1,
                         h2c: BACKEND_H2C,
                         tls: BACKEND_TLS,
+                        headers: &[],
                     };
-                    run_round(&net, &work.path, v, round, dest, None);
+                    run_round(&net, &work.path, v, round, dest, None, &PROTOS);
                     net.remove_baseline_routes()?;
                 }
                 "haproxy" | "nginx" => {
@@ -431,8 +434,9 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
                                 h1: PEER_H1,
                                 h2c: PEER_H2C,
                                 tls: PEER_TLS,
+                                headers: &[],
                             };
-                            run_round(&net, &work.path, v, round, dest, Some(proc));
+                            run_round(&net, &work.path, v, round, dest, Some(proc), &PROTOS);
                         }
                         Err(e) => {
                             v.errors.push(format!("round {round}: {e:#}"));
@@ -450,8 +454,9 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
                                 h1: 80,
                                 h2c: 80,
                                 tls: 443,
+                                headers: &[],
                             };
-                            run_round(&net, &work.path, v, round, dest, Some(&agent));
+                            run_round(&net, &work.path, v, round, dest, Some(&agent), &PROTOS);
                             if let Err(e) = agent.check_running() {
                                 v.errors.push(format!("round {round}: {e:#}"));
                             }
@@ -487,14 +492,7 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
     let report = Report {
         benchmark: "l7",
         timestamp: stamp,
-        machine: report::Machine {
-            kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .to_owned(),
-            cpus: procs::cpus(),
-            background_busy_cores: background,
-        },
+        machine: report::Machine::here(background),
         settings: Settings {
             rounds: ROUNDS,
             load_seconds: LOAD_SECONDS,
@@ -507,13 +505,13 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
             ),
             upstream_protocol: "HTTP/1.1 keep-alive to 10.82.0.10:8080 for every proxy",
         },
-        ratios: ratios(&variants),
+        ratios: ratios(&variants, &PROTOS, &REFERENCES),
         targets: targets(&variants),
         variants,
         duration_s: started.elapsed().as_secs_f64(),
     };
     publish(root, "l7", &file_stamp, &report.render(), |path| {
-        report.write_json(path)
+        report::write_json(path, &report)
     })?;
 
     drop(work);
@@ -527,21 +525,22 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
     )
 }
 
-fn variant_mut<'a>(variants: &'a mut [Variant], name: &str) -> &'a mut Variant {
+pub(super) fn variant_mut<'a>(variants: &'a mut [Variant], name: &str) -> &'a mut Variant {
     variants
         .iter_mut()
         .find(|v| v.name == name)
         .expect("every variant is in the list")
 }
 
-/// Every protocol once under load and once with a single connection.
-fn run_round(
+/// Each of `protos` once under load and once with a single connection.
+pub(super) fn run_round(
     net: &BenchNet,
     work: &Path,
     v: &mut Variant,
     round: usize,
-    dest: Dest,
+    dest: Dest<'_>,
     forwarder: Option<&Proc>,
+    protos: &[Proto],
 ) {
     let name = v.name;
     v.destination.get_or_insert_with(|| {
@@ -555,7 +554,7 @@ fn run_round(
         round,
         ..Round::default()
     };
-    for proto in PROTOS {
+    for &proto in protos {
         for single in [false, true] {
             let conns = if single { 1 } else { LOAD_CONNECTIONS };
             let label = format!("{name}-{round}-{}-{conns}", proto.key());
@@ -583,7 +582,7 @@ fn run_round(
 fn http_load(
     client: &Netns,
     proto: Proto,
-    dest: Dest,
+    dest: Dest<'_>,
     conns: u32,
     cost: &[u32],
     work: &Path,
@@ -593,6 +592,9 @@ fn http_load(
     let addr = dest.addr;
     let log = work.join(format!("h2load-{label}.log"));
     let mut cmd = client.command(proto.tool());
+    for header in dest.headers {
+        cmd.args(["-H", header]);
+    }
     match proto {
         Proto::Http1 | Proto::HttpsH1 => {
             let scheme = if proto.tls() { "https" } else { "http" };
@@ -787,7 +789,7 @@ fn parse_h2load(text: &str, log: &Path) -> anyhow::Result<Parsed> {
 }
 
 /// The certificate of the service's custom domain name, for every TLS endpoint.
-struct Certs {
+pub(super) struct Certs {
     cert: PathBuf,
     key: PathBuf,
     /// Certificate and key in one file (HAProxy's `crt`).
@@ -795,7 +797,7 @@ struct Certs {
 }
 
 impl Certs {
-    fn make(work: &Path) -> anyhow::Result<Certs> {
+    pub(super) fn make(work: &Path) -> anyhow::Result<Certs> {
         let certs = Certs {
             cert: work.join("bench.pem"),
             key: work.join("bench.key"),
@@ -861,7 +863,7 @@ fn run_nginx(
 
 /// The backend: nginx in the server namespace, 1 worker, a fixed answer on HTTP/1.1,
 /// h2c and TLS ports. Keep-alive without a request limit: it is the fixture, not a peer.
-fn backend(net: &BenchNet, work: &Path, certs: &Certs) -> anyhow::Result<Proc> {
+pub(super) fn backend(net: &BenchNet, work: &Path, certs: &Certs) -> anyhow::Result<Proc> {
     let http = format!(
         "    keepalive_requests 10000000;\n\
          \x20   server {{\n\
@@ -957,16 +959,22 @@ fn haproxy(net: &BenchNet, work: &Path, certs: &Certs) -> anyhow::Result<Proc> {
 }
 
 /// The desired state: the client's and the server's VPCs, a network (auth NONE)
-/// associating the client's VPC with service `bench-http`, whose HTTP (80) and HTTPS
-/// (443) listeners forward to the backend over HTTP/1.1, health checks off.
+/// associating the client's VPC with service `bench-http` (see [`http_service`]).
 fn lattice_config(net: &BenchNet, certs: &Certs) -> String {
+    lattice::preamble(net, &["bench-http"]) + &http_service("bench-http", "authType: NONE", certs)
+}
+
+/// The `services:` entry of service `name` (account 111111111111, `auth` its auth lines,
+/// each indented by 4 after the first) with HTTP (80) and HTTPS (443) listeners
+/// forwarding to the backend over HTTP/1.1, then the `targetGroups:` section with the
+/// backend, health checks off.
+pub(super) fn http_service(name: &str, auth: &str, certs: &Certs) -> String {
     let forward = "defaultAction:\n          forward:\n            targetGroups:\n              \
                    - { targetGroupIdentifier: bench-backend, weight: 100 }";
-    lattice::preamble(net, &["bench-http"])
-        + &format!(
-            r#"  - name: bench-http
+    format!(
+        r#"  - name: {name}
     account: "111111111111"
-    authType: NONE
+    {auth}
     customDomainName: {DOMAIN}
     certificate:
       certFile: {cert}
@@ -993,9 +1001,9 @@ targetGroups:
     targets:
       - {{ id: {SERVER_ADDR}, port: {BACKEND_H1} }}
 "#,
-            cert = certs.cert.display(),
-            key = certs.key.display(),
-        )
+        cert = certs.cert.display(),
+        key = certs.key.display(),
+    )
 }
 
 fn start_lattice(
@@ -1012,29 +1020,33 @@ fn start_lattice(
         "lattice-bench-l7.yaml",
         &lattice_config(net, certs),
     )?;
-    let vip = lattice::vip_of(&shown, "bench-http")?;
-    for port in [80, 443] {
-        let probe = SocketAddrV4::new(vip, port);
-        net::wait_tcp(&net.client, probe, lattice::PATH_TIMEOUT)
-            .with_context(|| format!("the agent is ready but its listener is not: {probe}"))?;
-    }
-    agent.check_running()?;
+    let vip = lattice::wait_service(net, &mut agent, &shown, "bench-http", &[80, 443])?;
     Ok((agent, vip))
 }
 
-fn ratio(variants: &[Variant], key: &str, variant: &str, reference: &str) -> Option<f64> {
+pub(super) fn ratio(
+    variants: &[Variant],
+    key: &str,
+    variant: &str,
+    reference: &str,
+) -> Option<f64> {
     let a = variants.iter().find(|v| v.name == variant)?.value(key)?;
     let b = variants.iter().find(|v| v.name == reference)?.value(key)?;
     (b != 0.0 && a.is_finite() && b.is_finite()).then(|| a / b)
 }
 
-fn ratios(variants: &[Variant]) -> Vec<Ratio> {
+/// Every metric's ratio of each variant to each of `references`, for `protos`.
+pub(super) fn ratios(
+    variants: &[Variant],
+    protos: &[Proto],
+    references: &[&'static str],
+) -> Vec<Ratio> {
     let mut out = Vec::new();
-    for proto in PROTOS {
+    for &proto in protos {
         for m in METRICS {
             let key = metric_key(proto, m);
             for v in variants {
-                for reference in REFERENCES {
+                for &reference in references {
                     if v.name == reference {
                         continue;
                     }
@@ -1125,14 +1137,78 @@ fn targets(variants: &[Variant]) -> Vec<report::TargetResult> {
     out
 }
 
-fn cell(value: Option<f64>, decimals: usize) -> String {
-    value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.decimals$}"))
+/// Per protocol of `protos`: a table with a column per variant, a row per metric, and a
+/// row of ratios per reference of `references` under the metrics that have them.
+pub(super) fn render_tables(
+    out: &mut String,
+    variants: &[Variant],
+    protos: &[Proto],
+    references: &[&str],
+) {
+    const LABEL: usize = 46;
+    const COL: usize = 12;
+    for &proto in protos {
+        let _ = write!(
+            out,
+            "\n{:LABEL$}",
+            format!("{} ({})", proto.key(), proto.tool())
+        );
+        for v in variants {
+            let _ = write!(out, "{:>COL$}", v.name);
+        }
+        out.push('\n');
+        for m in METRICS {
+            let key = metric_key(proto, m);
+            let values: Vec<Option<f64>> = variants.iter().map(|v| v.value(&key)).collect();
+            if values.iter().all(Option::is_none) {
+                continue;
+            }
+            let _ = write!(out, "{:LABEL$}", m.label);
+            for v in &values {
+                let _ = write!(out, "{:>COL$}", report::cell(*v, m.decimals));
+            }
+            out.push('\n');
+            if !m.ratios {
+                continue;
+            }
+            for &reference in references {
+                let ratios: Vec<Option<f64>> = variants
+                    .iter()
+                    .map(|v| ratio(variants, &key, v.name, reference))
+                    .collect();
+                if ratios.iter().all(Option::is_none) {
+                    continue;
+                }
+                let _ = write!(out, "{:LABEL$}", format!("      x {reference}"));
+                for (v, r) in variants.iter().zip(&ratios) {
+                    let text = if v.name == reference {
+                        "-".to_owned()
+                    } else {
+                        r.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2}x"))
+                    };
+                    let _ = write!(out, "{text:>COL$}");
+                }
+                out.push('\n');
+            }
+        }
+    }
+}
+
+/// A line per variant that was not available and per measurement that failed.
+pub(super) fn render_problems(out: &mut String, variants: &[Variant]) {
+    out.push('\n');
+    for v in variants {
+        if let Some(why) = &v.not_available {
+            let _ = writeln!(out, "{}: not available: {why}", v.name);
+        }
+        for e in &v.errors {
+            let _ = writeln!(out, "{}: measurement failed: {e}", v.name);
+        }
+    }
 }
 
 impl Report {
     fn render(&self) -> String {
-        const LABEL: usize = 46;
-        const COL: usize = 12;
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -1146,80 +1222,10 @@ impl Report {
             "every proxy reaches the backend (nginx, 1 worker) over HTTP/1.1 keep-alive; \
              system CPU includes the load tool and the backend"
         );
-        for proto in PROTOS {
-            let _ = write!(
-                out,
-                "\n{:LABEL$}",
-                format!("{} ({})", proto.key(), proto.tool())
-            );
-            for v in &self.variants {
-                let _ = write!(out, "{:>COL$}", v.name);
-            }
-            out.push('\n');
-            for m in METRICS {
-                let key = metric_key(proto, m);
-                let values: Vec<Option<f64>> =
-                    self.variants.iter().map(|v| v.value(&key)).collect();
-                if values.iter().all(Option::is_none) {
-                    continue;
-                }
-                let _ = write!(out, "{:LABEL$}", m.label);
-                for v in &values {
-                    let _ = write!(out, "{:>COL$}", cell(*v, m.decimals));
-                }
-                out.push('\n');
-                if !m.ratios {
-                    continue;
-                }
-                for reference in REFERENCES {
-                    let ratios: Vec<Option<f64>> = self
-                        .variants
-                        .iter()
-                        .map(|v| ratio(&self.variants, &key, v.name, reference))
-                        .collect();
-                    if ratios.iter().all(Option::is_none) {
-                        continue;
-                    }
-                    let _ = write!(out, "{:LABEL$}", format!("      x {reference}"));
-                    for (v, r) in self.variants.iter().zip(&ratios) {
-                        let text = if v.name == reference {
-                            "-".to_owned()
-                        } else {
-                            r.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2}x"))
-                        };
-                        let _ = write!(out, "{text:>COL$}");
-                    }
-                    out.push('\n');
-                }
-            }
-        }
-        out.push('\n');
-        for v in &self.variants {
-            if let Some(why) = &v.not_available {
-                let _ = writeln!(out, "{}: not available: {why}", v.name);
-            }
-            for e in &v.errors {
-                let _ = writeln!(out, "{}: measurement failed: {e}", v.name);
-            }
-        }
-        let _ = writeln!(out, "targets:");
-        for t in &self.targets {
-            let state = match t.met {
-                Some(true) => "met",
-                Some(false) => "NOT MET",
-                None => "not measured",
-            };
-            let _ = writeln!(out, "  {state:<13} {}: {}", t.target, t.detail);
-        }
+        render_tables(&mut out, &self.variants, &PROTOS, &REFERENCES);
+        render_problems(&mut out, &self.variants);
+        report::render_targets(&mut out, &self.targets);
         out
-    }
-
-    fn write_json(&self, path: &Path) -> anyhow::Result<()> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        fs::write(path, serde_json::to_string_pretty(self)? + "\n")?;
-        Ok(())
     }
 }
 

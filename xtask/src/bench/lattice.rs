@@ -98,10 +98,22 @@ fn config(net: &BenchNet) -> String {
 /// the server's VPCs, a network (auth NONE) associating the client's VPC with
 /// `services`, and the `services:` key the caller's services follow.
 pub fn preamble(net: &BenchNet, services: &[&str]) -> String {
+    preamble_with_auth(net, services, "", "authType: NONE")
+}
+
+/// [`preamble`] with the account's `principals` (YAML lines indented by 4, ending with a
+/// newline; may be empty) and the network's auth lines (`authType: ...` and maybe
+/// `authPolicy: ...`, each indented by 4 after the first).
+pub fn preamble_with_auth(
+    net: &BenchNet,
+    services: &[&str],
+    principals: &str,
+    network_auth: &str,
+) -> String {
     format!(
         r#"accounts:
   - id: "111111111111"
-vpcs:
+{principals}vpcs:
   - name: vpc-client
     account: "111111111111"
     cidr: {CLIENT_CIDR}
@@ -115,7 +127,7 @@ vpcs:
 serviceNetworks:
   - name: bench-net
     account: "111111111111"
-    authType: NONE
+    {network_auth}
     vpcAssociations:
       - vpc: vpc-client
     serviceAssociations: [{services}]
@@ -226,6 +238,25 @@ pub fn vip_of(shown: &serde_json::Value, service: &str) -> anyhow::Result<Ipv4Ad
         .with_context(|| {
             format!("show --json has no .services[] | select(.name==\"{service}\") | .vip")
         })
+}
+
+/// The VIP of `service` in `show --json`, once its listeners on `ports` accept
+/// connections from the client namespace and the agent still runs.
+pub fn wait_service(
+    net: &BenchNet,
+    agent: &mut Proc,
+    shown: &serde_json::Value,
+    service: &str,
+    ports: &[u16],
+) -> anyhow::Result<Ipv4Addr> {
+    let vip = vip_of(shown, service)?;
+    for &port in ports {
+        let probe = SocketAddrV4::new(vip, port);
+        net::wait_tcp(&net.client, probe, PATH_TIMEOUT)
+            .with_context(|| format!("the agent is ready but its listener is not: {probe}"))?;
+    }
+    agent.check_running()?;
+    Ok(vip)
 }
 
 fn wait_ready(agent: &mut Proc) -> anyhow::Result<()> {

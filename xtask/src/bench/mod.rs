@@ -38,6 +38,7 @@
 //!
 //! The whole run takes about three minutes (plus the agent's release build).
 
+mod auth;
 mod l7;
 mod lattice;
 mod load;
@@ -55,6 +56,7 @@ use std::{
 use anyhow::bail;
 use lattice_tests::Topology;
 
+pub use auth::auth;
 pub use l7::l7;
 
 use crate::step;
@@ -217,14 +219,7 @@ pub fn l4(root: &Path) -> anyhow::Result<()> {
     let report = Report {
         benchmark: "l4",
         timestamp: stamp,
-        machine: Machine {
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .to_owned(),
-            cpus: procs::cpus(),
-            background_busy_cores: background,
-        },
+        machine: Machine::here(background),
         settings: Settings {
             rounds: ROUNDS,
             iperf3_seconds: IPERF3_SECONDS,
@@ -243,7 +238,7 @@ pub fn l4(root: &Path) -> anyhow::Result<()> {
         duration_s: started.elapsed().as_secs_f64(),
     };
     publish(root, "l4", &file_stamp, &report.render(), |path| {
-        report.write_json(path)
+        report::write_json(path, &report)
     })?;
 
     drop(work);
@@ -285,10 +280,14 @@ fn fail_unless_measured(failed: impl Iterator<Item = String>) -> anyhow::Result<
 
 /// `target/bench` (or `$CARGO_TARGET_DIR/bench`).
 fn bench_dir(root: &Path) -> PathBuf {
+    target_dir(root).join("bench")
+}
+
+/// `target` (or `$CARGO_TARGET_DIR`).
+fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
-        .join("bench")
 }
 
 /// What every variant's measurements share.

@@ -109,6 +109,20 @@ pub struct Machine {
     pub background_busy_cores: Vec<f64>,
 }
 
+impl Machine {
+    /// This machine's kernel and CPUs, with the background load seen before each round.
+    pub fn here(background_busy_cores: Vec<f64>) -> Machine {
+        Machine {
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            cpus: super::procs::cpus(),
+            background_busy_cores,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Settings {
     pub rounds: usize,
@@ -434,7 +448,8 @@ pub fn targets(variants: &[Variant]) -> Vec<TargetResult> {
     out
 }
 
-fn cell(value: Option<f64>, decimals: usize) -> String {
+/// A table cell: the value with `decimals`, or `n/a`.
+pub fn cell(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.decimals$}"))
 }
 
@@ -514,25 +529,31 @@ impl Report {
                 let _ = writeln!(out, "{}: measurement failed: {e}", v.name);
             }
         }
-        let _ = writeln!(out, "targets:");
-        for t in &self.targets {
-            let state = match t.met {
-                Some(true) => "met",
-                Some(false) => "NOT MET",
-                None => "not measured",
-            };
-            let _ = writeln!(out, "  {state:<13} {}: {}", t.target, t.detail);
-        }
+        render_targets(&mut out, &self.targets);
         out
     }
+}
 
-    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(path, serde_json::to_string_pretty(self)? + "\n")?;
-        Ok(())
+/// `targets:` and a line per target: met, NOT MET or not measured, and its detail.
+pub fn render_targets(out: &mut String, targets: &[TargetResult]) {
+    let _ = writeln!(out, "targets:");
+    for t in targets {
+        let state = match t.met {
+            Some(true) => "met",
+            Some(false) => "NOT MET",
+            None => "not measured",
+        };
+        let _ = writeln!(out, "  {state:<13} {}: {}", t.target, t.detail);
     }
+}
+
+/// Writes a report as pretty JSON to `path`, making its folder.
+pub fn write_json(path: &Path, report: &impl Serialize) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(report)? + "\n")?;
+    Ok(())
 }
 
 /// `YYYYMMDDTHHMMSSZ` and `YYYY-MM-DDTHH:MM:SSZ` of now (UTC).
