@@ -568,6 +568,9 @@ pub fn canonical_uri(path: &str) -> String {
 /// The canonical query string by the SigV4 rules: each key and value decoded, then
 /// encoded with only unreserved characters kept; pairs sorted.
 pub fn canonical_query(query: &str) -> String {
+    if query.is_empty() {
+        return String::new();
+    }
     let mut pairs: Vec<(String, String)> = query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -586,6 +589,9 @@ pub fn canonical_query(query: &str) -> String {
 
 /// The query as botocore signs a URL's own query: pairs as written, sorted.
 fn query_as_written(query: &str) -> String {
+    if query.is_empty() {
+        return String::new();
+    }
     let mut pairs: Vec<(String, String)> = query
         .split('&')
         .filter(|p| !p.is_empty())

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http_body_util::{BodyExt as _, Either, Full, Limited};
 use hyper::body::{Body as _, Incoming};
-use lattice_policy::{Caller as PolicyCaller, Decision, Request as PolicyRequest};
+use lattice_policy::{Caller as PolicyCaller, Decision, Request as PolicyRequest, StatementId};
 
 use super::sites::Site;
 use crate::{
@@ -146,7 +146,7 @@ pub struct Admitted {
     pub caller: Caller,
     pub body: ForwardBody,
     /// The statements that allowed it (network, service), for the access log.
-    pub allowed_by: Vec<(Level, String)>,
+    pub allowed_by: Vec<(Level, StatementId)>,
 }
 
 /// Runs the phase for one request.
@@ -208,7 +208,7 @@ pub async fn check(
             None => Decision::ImplicitDeny,
         };
         match decision {
-            Decision::Allow { statement } => allowed_by.push((level, statement.to_string())),
+            Decision::Allow { statement } => allowed_by.push((level, statement)),
             Decision::Deny { statement } => {
                 return Err(Refusal::Denied(Denied {
                     caller: caller.name().to_owned(),

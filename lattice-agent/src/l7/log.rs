@@ -34,6 +34,7 @@ use std::{
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::{Body, Frame, SizeHint};
+use lattice_policy::StatementId;
 use serde_json::{json, Map, Value};
 
 use super::{
@@ -64,7 +65,7 @@ pub enum AuthOutcome {
     /// Both auth types NONE (or the request never reached the phase).
     #[default]
     NotEvaluated,
-    Allowed(Vec<(Level, String)>),
+    Allowed(Vec<(Level, StatementId)>),
     Denied {
         reason: String,
         /// The level and statement that denied, if one did explicitly.
@@ -186,10 +187,16 @@ impl RequestLog {
         caller_fields(r, facts.caller.as_ref());
         let (decision, reason, statements) = match &facts.auth {
             AuthOutcome::NotEvaluated => ("NotEvaluated", None, Map::new()),
-            AuthOutcome::Allowed(by) => ("Allow", None, statement_map(by.iter())),
-            AuthOutcome::Denied { reason, by } => {
-                ("Deny", Some(reason.clone()), statement_map(by.iter()))
-            }
+            AuthOutcome::Allowed(by) => (
+                "Allow",
+                None,
+                statement_map(by.iter().map(|(l, s)| (*l, s.to_string()))),
+            ),
+            AuthOutcome::Denied { reason, by } => (
+                "Deny",
+                Some(reason.clone()),
+                statement_map(by.iter().cloned()),
+            ),
         };
         r.insert("authDeniedReason".into(), json!(reason));
         r.insert("authDecision".into(), json!(decision));
@@ -209,7 +216,7 @@ impl RequestLog {
     }
 }
 
-fn statement_map<'a>(by: impl Iterator<Item = &'a (Level, String)>) -> Map<String, Value> {
+fn statement_map(by: impl Iterator<Item = (Level, String)>) -> Map<String, Value> {
     by.map(|(level, statement)| {
         let key = match level {
             Level::Network => "network",
