@@ -76,7 +76,7 @@ services:
           - name: to-tls
             priority: 10
             match: {{ httpMatch: {{ pathMatch: {{ match: {{ prefix: /tls-target }} }} }} }}
-            action: {{ forward: {{ targetGroups: [{{ targetGroupIdentifier: tls-blue }}] }} }}
+            action: {{ forward: {{ targetGroups: [{{ targetGroupIdentifier: tls-blue, weight: 1 }}, {{ targetGroupIdentifier: tls-plain, weight: 0 }}] }} }}
   - name: secure
     account: "111111111111"
     authType: NONE
@@ -93,8 +93,13 @@ targetGroups:
     targets: [{{ id: 10.92.0.10 }}]
   - name: tls-blue
     type: IP
-    config: {{ vpcIdentifier: vpc-orders, protocol: HTTPS, port: 9443, healthCheck: {{ enabled: false }} }}
+    config: {{ vpcIdentifier: vpc-orders, protocol: HTTPS, port: 9443, healthCheck: {{ protocol: HTTPS, path: /health, healthCheckIntervalSeconds: 5, healthyThresholdCount: 2, unhealthyThresholdCount: 2 }} }}
     targets: [{{ id: 10.92.0.50 }}]
+  # An HTTPS check of a target that speaks plain HTTP: the TLS handshake fails.
+  - name: tls-plain
+    type: IP
+    config: {{ vpcIdentifier: vpc-orders, protocol: HTTPS, port: 8080, healthCheck: {{ protocol: HTTPS, path: /health, healthCheckIntervalSeconds: 5, healthyThresholdCount: 2, unhealthyThresholdCount: 2 }} }}
+    targets: [{{ id: 10.92.0.10 }}]
   - name: secure-tcp
     type: IP
     config: {{ vpcIdentifier: vpc-orders, protocol: TCP, port: 8443 }}
@@ -325,6 +330,31 @@ fn https_terminates_by_sni_with_alpn_and_tls_passthrough_routes_by_sni() {
     let agent = Agent::start(&yaml, &root);
     let api_vip = agent.vip("api");
     let secure_vip = agent.vip("secure");
+    // HTTPS health checks (TLS without verifying the target, as Lattice): the TLS
+    // target passes its first check; the plain HTTP one fails its handshake.
+    let status = |group: &str, id: &str| {
+        agent
+            .targets()
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["targetGroup"] == group && t["id"] == id)
+            .map(|t| {
+                (
+                    t["status"].as_str().unwrap_or("").to_owned(),
+                    t["reasonCode"].clone(),
+                )
+            })
+    };
+    assert!(
+        common::eventually(Duration::from_secs(15), || {
+            status("tls-blue", "10.92.0.50").is_some_and(|s| s.0 == "HEALTHY")
+                && status("tls-plain", "10.92.0.10").is_some_and(|s| s.0 == "UNHEALTHY")
+        }),
+        "{:#}\n{}",
+        agent.targets(),
+        agent.log()
+    );
     let ca = certs.join("ca.pem");
     let ca = ca.to_str().unwrap();
 

@@ -52,7 +52,7 @@ pub use connect::{
 pub use http1::{Http1Error, Malformed};
 pub use plan::{
     check_for, groups_in_use, monitoring_for, namespace_of, plan, probe_addr, ActiveCheck, Check,
-    GroupSpec, Probe, ProbeNamespace, Probers, Unsupported,
+    GroupSpec, Probe, ProbeNamespace, Probers,
 };
 pub use probe::{ProbeError, ProbeFuture, Prober, SocketProber};
 pub use select::{may_receive_new_flows, select, select_for_new_flows, Selection};

@@ -1,5 +1,6 @@
-//! One health check of one target: a TCP connect, or an HTTP/1.1 `GET` whose status
-//! must match the group's matcher, all within the check's timeout.
+//! One health check of one target: a TCP connect, or an HTTP/1.1 or HTTP/2 `GET`
+//! (over TLS for the HTTPS protocol) whose status must match the group's matcher, all
+//! within the check's timeout.
 
 use std::fmt;
 use std::future::Future;
@@ -14,6 +15,7 @@ use super::connect::{ConnectError, Connector};
 use super::http1::{self, Http1Error};
 use super::plan::{ActiveCheck, Probe};
 use super::state::{ProbeOutcome, ReasonCode};
+use crate::l7::tls::{target_client_config, ALPN_H2, ALPN_HTTP11};
 
 /// Why a check failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,8 @@ pub enum ProbeError {
     Status { status: u16 },
     #[error("HTTP/2: {0}")]
     Http2(#[source] hyper::Error),
+    #[error("TLS handshake: {0}")]
+    Tls(#[source] std::io::Error),
 }
 
 impl ProbeError {
@@ -40,8 +44,8 @@ impl ProbeError {
             Self::Connect(ConnectError::Connect { .. }) => ReasonCode::FailedHealthChecks,
             // The check itself could not be made: no socket in the vpc's namespace.
             Self::Connect(_) => ReasonCode::InternalError,
-            // Reset, closed early, or not HTTP/1 (HTTP/2).
-            Self::Http(_) | Self::Http2(_) => ReasonCode::FailedHealthChecks,
+            // Reset, closed early, not HTTP/1 (HTTP/2), or no TLS.
+            Self::Http(_) | Self::Http2(_) | Self::Tls(_) => ReasonCode::FailedHealthChecks,
             Self::Status { .. } => ReasonCode::ResponseCodeMismatch,
         }
     }
@@ -85,24 +89,34 @@ impl Prober for SocketProber {
                 .connector
                 .connect(SocketAddr::V4(addr), timeout)
                 .await?;
-            match &check.probe {
-                Probe::TcpConnect => Ok(()),
-                Probe::Http1 { path, matcher } => {
+            let (matcher, status) = match &check.probe {
+                Probe::TcpConnect => return Ok(()),
+                Probe::Http1 { path, matcher, tls } => {
                     let host = addr.to_string();
-                    let status =
-                        tokio::time::timeout_at(deadline, http1::status(stream, &host, path))
-                            .await
-                            .map_err(|_| ProbeError::Timeout { timeout })??;
-                    matched(matcher, status)
+                    let exchange = async {
+                        if *tls {
+                            let stream = tls_connect(stream, addr, ALPN_HTTP11).await?;
+                            Ok(http1::status(stream, &host, path).await?)
+                        } else {
+                            Ok(http1::status(stream, &host, path).await?)
+                        }
+                    };
+                    (matcher, tokio::time::timeout_at(deadline, exchange).await)
                 }
-                Probe::Http2 { path, matcher } => {
-                    let status =
-                        tokio::time::timeout_at(deadline, http2_status(stream, addr, path))
-                            .await
-                            .map_err(|_| ProbeError::Timeout { timeout })??;
-                    matched(matcher, status)
+                Probe::Http2 { path, matcher, tls } => {
+                    let exchange = async {
+                        if *tls {
+                            let stream = tls_connect(stream, addr, ALPN_H2).await?;
+                            http2_status(stream, addr, "https", path).await
+                        } else {
+                            http2_status(stream, addr, "http", path).await
+                        }
+                    };
+                    (matcher, tokio::time::timeout_at(deadline, exchange).await)
                 }
-            }
+            };
+            let status = status.map_err(|_| ProbeError::Timeout { timeout })??;
+            matched(matcher, status)
         })
     }
 }
@@ -115,19 +129,40 @@ fn matched(matcher: &crate::config::StatusMatcher, status: u16) -> Result<(), Pr
     }
 }
 
-/// `GET path` over HTTP/2 with prior knowledge on `stream`; the response's status.
-async fn http2_status(
+/// A TLS session to a target, offering `alpn`, without verifying its certificate (as
+/// traffic to HTTPS targets; see [`crate::l7::tls::target_client_config`]).
+async fn tls_connect(
     stream: tokio::net::TcpStream,
     addr: SocketAddrV4,
+    alpn: &[u8],
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, ProbeError> {
+    let config =
+        target_client_config(alpn).map_err(|e| ProbeError::Tls(std::io::Error::other(e)))?;
+    let name = rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::V4(*addr.ip()).into());
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, stream)
+        .await
+        .map_err(ProbeError::Tls)
+}
+
+/// `GET path` over HTTP/2 on `stream` (prior knowledge, or h2 agreed by ALPN); the
+/// response's status.
+async fn http2_status<S>(
+    stream: S,
+    addr: SocketAddrV4,
+    scheme: &str,
     path: &str,
-) -> Result<u16, ProbeError> {
+) -> Result<u16, ProbeError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let io = hyper_util::rt::TokioIo::new(stream);
     let (mut sender, connection) =
         hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
             .await
             .map_err(ProbeError::Http2)?;
     let driver = tokio::spawn(connection);
-    let request = http::Request::get(format!("http://{addr}{path}"))
+    let request = http::Request::get(format!("{scheme}://{addr}{path}"))
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .map_err(|_| ProbeError::Status { status: 0 })?;
     let result = sender

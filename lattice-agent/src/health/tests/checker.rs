@@ -307,7 +307,6 @@ async fn thresholds_interval_and_timeout_drive_transitions() {
 async fn unchecked_groups_are_not_probed() {
     let prober = Arc::new(ScriptedProber::default());
     let a = target("10.0.0.1", 80);
-    let b = target("10.0.0.2", 80);
     let c = target("10.0.0.3", 80);
     let i = instance("i-0123456789abcdef0", 80);
     let checker = HealthChecker::start(CheckerOptions::default());
@@ -315,12 +314,6 @@ async fn unchecked_groups_are_not_probed() {
     checker
         .set_groups(vec![
             group("off", &[&a], Check::Disabled, &prober),
-            group(
-                "https",
-                &[&b],
-                Check::Unsupported(Unsupported::Https),
-                &prober,
-            ),
             group("unused", &[&c], Check::NotInUse, &prober),
             group("instances", &[&i], checked(), &prober),
         ])
@@ -334,13 +327,6 @@ async fn unchecked_groups_are_not_probed() {
         Some((
             TargetState::Unavailable,
             Some(ReasonCode::HealthCheckDisabled)
-        ))
-    );
-    assert_eq!(
-        state_of(&snapshot, "https", &b),
-        Some((
-            TargetState::Unavailable,
-            Some(ReasonCode::HealthCheckUnsupported)
         ))
     );
     assert_eq!(

@@ -58,6 +58,7 @@ fn http_check(path: &str, status: u16, timeout: Duration) -> ActiveCheck {
         probe: Probe::Http1 {
             path: path.to_owned(),
             matcher: StatusMatcher(vec![status..=status]),
+            tls: false,
         },
         port: None,
         interval: Duration::from_secs(5),

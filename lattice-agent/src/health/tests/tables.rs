@@ -609,6 +609,7 @@ fn checks_per_group() {
         probe: Probe::Http1 {
             path: "/healthz".to_owned(),
             matcher: StatusMatcher(vec![200..=204]),
+            tls: false,
         },
         port: Some(port_of(9000)),
         interval: Duration::from_secs(10),
@@ -636,12 +637,17 @@ fn checks_per_group() {
             active(defaults(Probe::Http2 {
                 path: "/".to_owned(),
                 matcher: StatusMatcher(vec![200..=200]),
+                tls: false,
             })),
         ),
         (
             "used-https-check",
             true,
-            Check::Unsupported(Unsupported::Https),
+            active(defaults(Probe::Http1 {
+                path: "/".to_owned(),
+                matcher: StatusMatcher(vec![200..=200]),
+                tls: true,
+            })),
         ),
         ("used-disabled", true, Check::Disabled),
         (
@@ -650,6 +656,7 @@ fn checks_per_group() {
             active(defaults(Probe::Http1 {
                 path: "/".to_owned(),
                 matcher: StatusMatcher(vec![200..=200]),
+                tls: false,
             })),
         ),
         ("used-tcp", true, active(defaults(Probe::TcpConnect))),
@@ -673,11 +680,6 @@ fn targets_per_check() {
     let table = [
         (Check::NotInUse, &ip, Monitoring::NotInUse),
         (Check::Disabled, &ip, Monitoring::Disabled),
-        (
-            Check::Unsupported(Unsupported::Https),
-            &ip,
-            Monitoring::Unsupported,
-        ),
         (active(check.clone()), &ip, Monitoring::Probed),
         (active(check.clone()), &id, Monitoring::Unsupported),
     ];
