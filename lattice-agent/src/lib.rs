@@ -10,6 +10,7 @@
 //! | [`dataplane`] | the kernel side: bpffs, loading and pinning the embedded object, counters |
 //! | [`health`] | active health checks of target groups: target states, selection, probes |
 //! | [`l7`] | the L7 proxy as named phases; from the listener to the forward, auth included |
+//! | [`metrics`] | Prometheus metrics: the proxy's counters, target health and the kernel's counters |
 //! | [`cli`] | the `lattice-agent` and `lattice` command lines |
 #![forbid(unsafe_code)]
 
@@ -20,5 +21,6 @@ pub mod config;
 pub mod dataplane;
 pub mod health;
 pub mod l7;
+pub mod metrics;
 pub mod resolve;
 pub mod state;

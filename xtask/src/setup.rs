@@ -20,6 +20,8 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "ca-certificates",
     "python3",
     "python3-venv",
+    // promtool: the metrics test checks the page with Prometheus' own parser.
+    "prometheus",
 ];
 /// The Python environment of the tests and the demo, under the workspace's target
 /// folder, with botocore from PyPI: AWS's own SigV4 signer is the client the auth tests
@@ -72,7 +74,11 @@ pub fn run(workspace: &Path) -> anyhow::Result<()> {
             "zlib1g-dev".into(),
         ]);
     }
+    let fresh_prometheus = !installed("prometheus");
     install_packages(&wanted, root)?;
+    if fresh_prometheus {
+        stop_services(&["prometheus"]);
+    }
 
     let toolchain = detect_toolchain().context("after installing Debian's rustc-web")?;
     println!("    eBPF toolchain: {toolchain}");
@@ -144,17 +150,24 @@ pub fn bench_tools() -> anyhow::Result<()> {
     install_packages(&wanted, is_root()?)?;
     // The bench runs its own peers inside namespaces; the distribution's services that
     // installing the packages may have started would listen on the host's ports.
-    if !fresh.is_empty() && shell::have("systemctl") {
-        let _ = Command::new("systemctl")
-            .args(["disable", "--now"])
-            .args(&fresh)
-            .status();
-        println!(
-            "    stopped and disabled the {} service(s) the packages started",
-            fresh.join(" and ")
-        );
-    }
+    stop_services(&fresh);
     Ok(())
+}
+
+/// Stops and disables services that installing their packages started: lattice only
+/// wants the packages' tools, not daemons listening on the host's ports.
+fn stop_services(services: &[&str]) {
+    if services.is_empty() || !shell::have("systemctl") {
+        return;
+    }
+    let _ = Command::new("systemctl")
+        .args(["disable", "--now"])
+        .args(services)
+        .status();
+    println!(
+        "    stopped and disabled the {} service(s) the packages started",
+        services.join(" and ")
+    );
 }
 
 /// The HTTP load tools of `cargo xtask bench l7` (after [`bench_tools`]): wrk

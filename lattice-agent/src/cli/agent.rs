@@ -21,7 +21,7 @@ use crate::{
         self,
         compile::{BackendId, GroupPlan},
     },
-    health, l7, resolve, state,
+    health, l7, metrics, resolve, state,
 };
 
 #[derive(Debug, Args)]
@@ -45,6 +45,10 @@ pub struct RunArgs {
     /// How often namespaces are looked for and the kernel tables checked.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     sync_interval: Duration,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address, e.g. 127.0.0.1:9464.
+    /// Off unless given.
+    #[arg(long, env = "LATTICE_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     #[command(flatten)]
     settings: SettingsArgs,
 }
@@ -144,6 +148,26 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .sync(&snapshot, &usable_targets(&config, &initial))
         .context("programming the kernel")?;
     let applied = synced.applied.unwrap_or_default();
+    let proxy_metrics =
+        metrics::ProxyMetrics::new(config.services().len(), config.target_groups().len());
+    if let Some(addr) = args.metrics_addr {
+        let listener = metrics::serve::bind(addr)
+            .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?;
+        let source = Arc::new(metrics::serve::MetricsSource {
+            config: config.clone(),
+            resolved: resolved.clone(),
+            proxy: Arc::clone(&proxy_metrics),
+            health: health_rx.clone(),
+            bpffs_root: args.bpffs_root.clone(),
+        });
+        runtime.spawn(async move {
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => metrics::serve::serve(listener, source).await,
+                Err(e) => warn!(error = %e, "metrics endpoint failed"),
+            }
+        });
+        info!(%addr, "serving metrics at /metrics");
+    }
     let proxy = Arc::new(l7::proxy::Proxy::new(
         config.clone(),
         resolved.clone(),
@@ -151,6 +175,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         tls,
         authenticator,
         access_logs,
+        proxy_metrics,
     )?);
     let mut sites = l7::serve::SiteServer::new(
         proxy,

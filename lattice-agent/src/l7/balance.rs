@@ -17,7 +17,7 @@ use std::{
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
-use crate::config::LoadBalancing;
+use crate::{config::LoadBalancing, metrics::ProxyMetrics};
 
 /// Requests in flight per target of one group.
 #[derive(Debug, Default)]
@@ -81,17 +81,27 @@ pub fn pick(
     }
 }
 
-/// A response body that keeps its request counted until it is finished or dropped.
+/// Where a forwarded response's body bytes are counted.
+pub struct BytesOut {
+    pub metrics: Arc<ProxyMetrics>,
+    pub service: usize,
+    pub group: usize,
+}
+
+/// A response body that keeps its request counted until it is finished or dropped,
+/// and counts the bytes it carries.
 pub struct Tracked<B> {
     inner: B,
     in_flight: Option<InFlight>,
+    bytes_out: BytesOut,
 }
 
 impl<B> Tracked<B> {
-    pub fn new(inner: B, in_flight: InFlight) -> Self {
+    pub fn new(inner: B, in_flight: InFlight, bytes_out: BytesOut) -> Self {
         Tracked {
             inner,
             in_flight: Some(in_flight),
+            bytes_out,
         }
     }
 }
@@ -105,8 +115,16 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            self.in_flight = None;
+        match &polled {
+            Poll::Ready(None) => self.in_flight = None,
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let out = &self.bytes_out;
+                    out.metrics
+                        .bytes_out(out.service, Some(out.group), data.len() as u64);
+                }
+            }
+            _ => {}
         }
         polled
     }

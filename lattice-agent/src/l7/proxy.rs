@@ -31,7 +31,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     authz::{self, Connection, Refusal},
-    balance::{pick, Outstanding, Tracked},
+    balance::{pick, BytesOut, Outstanding, Tracked},
     log::{AuthOutcome, Facts, RequestLog},
     passthrough::{self, PassthroughError},
     route::{pick_target_group, route, RequestHead},
@@ -50,6 +50,7 @@ use crate::{
         WeightedTargetGroup,
     },
     health::{Connector, GroupKey, HealthSnapshot},
+    metrics::ProxyMetrics,
     resolve::Resolved,
 };
 
@@ -117,6 +118,8 @@ pub struct Proxy {
     auth: Arc<Authenticator>,
     /// Where requests are logged.
     logs: Arc<AccessLogs>,
+    /// Request, response and connection counters.
+    metrics: Arc<ProxyMetrics>,
 }
 
 struct Upstream {
@@ -137,6 +140,7 @@ impl Proxy {
         tls: Vec<Option<TlsAcceptor>>,
         auth: Arc<Authenticator>,
         logs: Arc<AccessLogs>,
+        metrics: Arc<ProxyMetrics>,
     ) -> Result<Self, ProxyError> {
         let upstreams = config
             .target_groups()
@@ -165,6 +169,7 @@ impl Proxy {
             tls,
             auth,
             logs,
+            metrics,
         })
     }
 
@@ -195,7 +200,9 @@ impl Proxy {
             }
             let proxy = Arc::clone(&self);
             let site = Arc::clone(&site);
+            let counted = self.metrics.connection(site.service);
             tokio::spawn(async move {
+                let _counted = counted;
                 let protocol =
                     proxy.config.services()[site.service].listeners[site.listener].protocol;
                 match protocol {
@@ -409,12 +416,28 @@ impl Proxy {
         conn: &Connection,
         req: Request<Incoming>,
     ) -> Response<ProxyBody> {
-        if !self.logs.wants(site.service, site.network) {
-            return self.pipeline(site, conn, req, &mut Facts::default()).await;
-        }
-        let log = RequestLog::begin(&req, site, conn, &self.resolved);
+        let started = Instant::now();
+        let bytes_in = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        let log = self
+            .logs
+            .wants(site.service, site.network)
+            .then(|| RequestLog::begin(&req, site, conn, &self.resolved));
         let mut facts = Facts::default();
         let response = self.pipeline(site, conn, req, &mut facts).await;
+        self.metrics.response(
+            site.service,
+            facts.target_group,
+            response.status().as_u16(),
+            started.elapsed(),
+            bytes_in,
+        );
+        let Some(log) = log else {
+            return response;
+        };
         log.finish(
             response,
             facts,
@@ -518,7 +541,14 @@ impl Proxy {
             tokio::time::timeout(REQUEST_TIMEOUT, upstream.client.request(forwarded)).await;
         facts.response_head_at = Some(Instant::now());
         match answered {
-            Ok(Ok(response)) => response.map(|b| Tracked::new(b.boxed(), in_flight).boxed()),
+            Ok(Ok(response)) => {
+                let counted = BytesOut {
+                    metrics: Arc::clone(&self.metrics),
+                    service: site.service,
+                    group: group_ref.index(),
+                };
+                response.map(|b| Tracked::new(b.boxed(), in_flight, counted).boxed())
+            }
             Ok(Err(e)) => {
                 debug!(%target, error = %e, "forwarding failed");
                 plain(502, "the target refused or broke the exchange\n")

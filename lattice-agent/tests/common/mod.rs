@@ -21,6 +21,8 @@ pub struct Agent {
     pub state_dir: PathBuf,
     pub bpffs_root: PathBuf,
     pub log: Arc<Mutex<String>>,
+    /// More `run` arguments (flags a test needs).
+    pub extra_args: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -33,6 +35,16 @@ impl Agent {
     /// Like [`Agent::start`], with the document written into `dir`, where the test has
     /// put the files the document names by relative paths (keys, certificates).
     pub fn start_in(dir: tempfile::TempDir, yaml: &str, bpffs_root: &Path) -> Agent {
+        Agent::start_with(dir, yaml, bpffs_root, &[])
+    }
+
+    /// Like [`Agent::start_in`], with more `run` arguments.
+    pub fn start_with(
+        dir: tempfile::TempDir,
+        yaml: &str,
+        bpffs_root: &Path,
+        extra_args: &[&str],
+    ) -> Agent {
         let config = dir.path().join("lattice.yaml");
         std::fs::write(&config, yaml).expect("write config");
         let mut agent = Agent {
@@ -41,6 +53,7 @@ impl Agent {
             state_dir: dir.path().join("state"),
             bpffs_root: bpffs_root.to_path_buf(),
             log: Arc::new(Mutex::new(String::new())),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             _dir: dir,
         };
         agent.spawn();
@@ -65,6 +78,7 @@ impl Agent {
             .arg(&self.state_dir)
             .arg("--bpffs-root")
             .arg(&self.bpffs_root)
+            .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()
