@@ -55,6 +55,32 @@ pub struct Connection {
     /// HTTPS: the ClientHello's SNI and the TLS version agreed (for access logs).
     pub sni: Option<String>,
     pub tls_version: Option<&'static str>,
+    /// Header values that stay the same for every request of the connection.
+    pub headers: ConnectionHeaders,
+}
+
+/// Lattice's header values that depend only on the connection and its site.
+#[derive(Debug, Clone)]
+pub struct ConnectionHeaders {
+    /// `x-forwarded-for`: the client's address.
+    pub forwarded_for: http::HeaderValue,
+    /// `x-forwarded-for-port`: the listener's port.
+    pub port: http::HeaderValue,
+    /// `x-amzn-lattice-network`: `SourceVpcArn=<the site's VPC>`.
+    pub network: http::HeaderValue,
+}
+
+impl ConnectionHeaders {
+    pub fn new(peer: SocketAddr, site: &Site, resolved: &Resolved) -> ConnectionHeaders {
+        let value = |text: String| {
+            http::HeaderValue::from_str(&text).unwrap_or(http::HeaderValue::from_static(""))
+        };
+        ConnectionHeaders {
+            forwarded_for: value(peer.ip().to_string()),
+            port: http::HeaderValue::from(site.port),
+            network: value(format!("SourceVpcArn={}", resolved.vpcs[site.vpc].arn)),
+        }
+    }
 }
 
 /// Why the phase refused a request; each is a 403 except where noted.

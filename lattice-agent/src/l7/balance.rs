@@ -88,8 +88,8 @@ pub struct BytesOut {
     pub group: usize,
 }
 
-/// A response body that keeps its request counted until it is finished or dropped,
-/// and counts the bytes it carries.
+/// A response body that keeps its request counted (for least outstanding requests)
+/// until it is finished or dropped, and counts the bytes it carries.
 pub struct Tracked<B> {
     inner: B,
     in_flight: Option<InFlight>,
@@ -97,10 +97,10 @@ pub struct Tracked<B> {
 }
 
 impl<B> Tracked<B> {
-    pub fn new(inner: B, in_flight: InFlight, bytes_out: BytesOut) -> Self {
+    pub fn new(inner: B, in_flight: Option<InFlight>, bytes_out: BytesOut) -> Self {
         Tracked {
             inner,
-            in_flight: Some(in_flight),
+            in_flight,
             bytes_out,
         }
     }

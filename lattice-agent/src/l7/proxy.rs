@@ -10,7 +10,7 @@
 
 use std::{
     convert::Infallible,
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     sync::{atomic::AtomicUsize, Arc},
     time::{Duration, Instant},
 };
@@ -30,7 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::{
-    authz::{self, Connection, Refusal},
+    authz::{self, Connection, ConnectionHeaders, Refusal},
     balance::{pick, BytesOut, Outstanding, Tracked},
     log::{AuthOutcome, Facts, RequestLog},
     passthrough::{self, PassthroughError},
@@ -46,7 +46,7 @@ use crate::{
         Authenticator,
     },
     config::{
-        Action, Config, ListenerProtocol, ProtocolVersion, TargetGroupRef, TargetId,
+        Action, Config, ListenerProtocol, LoadBalancing, ProtocolVersion, TargetGroupRef, TargetId,
         WeightedTargetGroup,
     },
     health::{Connector, GroupKey, HealthSnapshot},
@@ -213,6 +213,7 @@ impl Proxy {
                             certified: Caller::Anonymous,
                             sni: None,
                             tls_version: None,
+                            headers: ConnectionHeaders::new(peer, &site, &proxy.resolved),
                         };
                         proxy.serve_http(stream, Arc::new(conn), site, None).await
                     }
@@ -310,6 +311,7 @@ impl Proxy {
                 rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
                 _ => "TLS",
             }),
+            headers: ConnectionHeaders::new(peer, &site, &self.resolved),
         };
         self.serve_http(stream, Arc::new(conn), site, Some(h2))
             .await
@@ -525,17 +527,11 @@ impl Proxy {
             Some(ProtocolVersion::Http2 | ProtocolVersion::Grpc) => Version::HTTP_2,
             _ => Version::HTTP_11,
         };
-        let proto = if conn.tls { "https" } else { "http" };
-        self.lattice_headers(
-            &mut parts.headers,
-            site,
-            peer,
-            proto,
-            group_ref.index(),
-            &admitted.caller,
-        );
+        self.lattice_headers(&mut parts.headers, site, conn, group_ref, &admitted.caller);
         let forwarded = Request::from_parts(parts, admitted.body);
-        let in_flight = upstream.outstanding.start(target);
+        // Only least outstanding requests reads the counts: round robin skips the lock.
+        let in_flight = (group.load_balancing == LoadBalancing::LeastOutstandingRequests)
+            .then(|| upstream.outstanding.start(target));
         facts.forwarded_at = Some(Instant::now());
         let answered =
             tokio::time::timeout(REQUEST_TIMEOUT, upstream.client.request(forwarded)).await;
@@ -563,56 +559,48 @@ impl Proxy {
         &self,
         headers: &mut HeaderMap,
         site: &Site,
-        peer: SocketAddr,
-        proto: &'static str,
-        group: usize,
+        conn: &Connection,
+        group: TargetGroupRef,
         caller: &Caller,
     ) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in listed {
-            headers.remove(name);
+        if headers.contains_key(header::CONNECTION) {
+            let listed: Vec<HeaderName> = headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+                .collect();
+            for name in listed {
+                headers.remove(name);
+            }
         }
         for name in HOP_BY_HOP.iter().chain(&CALLER_HEADERS) {
             headers.remove(*name);
         }
-        let client_ip = match peer.ip() {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => v6.to_string(),
-        };
+        // Values that only depend on the connection and the site are made once.
+        let values = &conn.headers;
+        headers.insert("x-forwarded-for", values.forwarded_for.clone());
+        headers.insert("x-forwarded-for-port", values.port.clone());
+        headers.insert(
+            "x-forwarded-for-proto",
+            HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+        );
+        headers.insert("x-amzn-lattice-network", values.network.clone());
         let service = &self.resolved.services[site.service];
         let network = &self.resolved.service_networks[site.network];
-        let target_group = &self.resolved.target_groups[group];
-        let values = [
-            ("x-forwarded-for", client_ip),
-            ("x-forwarded-for-port", site.port.to_string()),
-            ("x-forwarded-for-proto", proto.to_owned()),
-            (
-                "x-amzn-lattice-network",
-                format!("SourceVpcArn={}", self.resolved.vpcs[site.vpc].arn),
-            ),
-            (
-                "x-amzn-lattice-target",
-                format!(
-                    "ServiceArn={};ServiceNetworkArn={};TargetGroupArn={}",
-                    service.arn, network.arn, target_group.arn
-                ),
-            ),
-        ];
+        let target_group = &self.resolved.target_groups[group.index()];
+        let target = format!(
+            "ServiceArn={};ServiceNetworkArn={};TargetGroupArn={}",
+            service.arn, network.arn, target_group.arn
+        );
         let identity = [
+            ("x-amzn-lattice-target", Some(target)),
             ("x-amzn-lattice-identity", caller.identity_header()),
             ("x-amzn-lattice-identity-tags", caller.tags_header()),
         ];
-        let identity = identity
-            .into_iter()
-            .filter_map(|(name, value)| Some((name, value?)));
-        for (name, value) in values.into_iter().chain(identity) {
-            if let Ok(value) = HeaderValue::from_str(&value) {
+        for (name, value) in identity {
+            if let Some(Ok(value)) = value.map(|v| HeaderValue::from_str(&v)) {
                 headers.insert(name, value);
             }
         }
