@@ -8,6 +8,7 @@
 //! | [`resolve`] | the resolved model: ids, ARNs, DNS names, virtual IPs |
 //! | [`state`] | the agent's state directory: durable, atomically replaced files |
 //! | [`dataplane`] | the kernel side: bpffs, loading and pinning the embedded object, counters |
+//! | [`dns`] | DNS inside VPC namespaces: service names to VIPs, other names forwarded |
 //! | [`health`] | active health checks of target groups: target states, selection, probes |
 //! | [`l7`] | the L7 proxy as named phases; from the listener to the forward, auth included |
 //! | [`metrics`] | Prometheus metrics: the proxy's counters, target health and the kernel's counters |
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dataplane;
+pub mod dns;
 pub mod health;
 pub mod l7;
 pub mod metrics;

@@ -172,6 +172,9 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         .map(|_| "shown above".to_owned()),
     });
 
+    step("DNS: the agent answers inside each VPC namespace (dig @agentAddress)");
+    report.extend(dns_step(&agent, &config, &state_dir, &web, &other));
+
     step("HTTPS to orders.shop.internal (account 222's service, shared into account 111's network): TLS by SNI, then auth");
     let orders_vip = vip_of(&agent, &config, &state_dir, "orders")?;
     let url = "https://orders.shop.internal/api/orders";
@@ -365,7 +368,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         }
     }
     println!(
-        "    next  live reconfiguration, DNS names and metrics (the control API issue); \
+        "    next  live reconfiguration and the control API (the control API issue); \
          socket-level acceleration for same-host hops"
     );
     println!("    removing the demo topology, pins and files");
@@ -577,6 +580,97 @@ fn vips(agent: &Path, config: &Path, state_dir: &Path) -> anyhow::Result<Vec<Str
         .collect();
     vips.sort();
     Ok(vips)
+}
+
+/// dig in vpc-web for orders' default and custom names (its VIP), and in vpc-other,
+/// which is associated with nothing (NXDOMAIN).
+fn dns_step(
+    agent: &Path,
+    config: &Path,
+    state_dir: &Path,
+    web: &Netns,
+    other: &Netns,
+) -> Vec<Outcome> {
+    let shown = shell::output(
+        Command::new(agent)
+            .args(["show", "--json", "--state-dir"])
+            .arg(state_dir)
+            .arg(config),
+    )
+    .map_err(|e| format!("{e:#}"))
+    .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).map_err(|e| e.to_string()));
+    let shown = match shown {
+        Ok(v) => v,
+        Err(e) => {
+            return vec![Outcome {
+                what: "DNS names resolve inside VPC namespaces",
+                result: Err(e),
+            }]
+        }
+    };
+    let server = shown["agentAddress"].as_str().unwrap_or("?").to_owned();
+    let orders = shown["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["name"] == "orders");
+    let name = orders
+        .and_then(|s| s["dnsName"].as_str())
+        .unwrap_or("?")
+        .to_owned();
+    let vip = orders
+        .and_then(|s| s["vip"].as_str())
+        .unwrap_or("?")
+        .to_owned();
+    let dig = |ns: &Netns, qname: &str| -> Result<String, String> {
+        println!("    ip netns exec {} dig @{server} {qname}", ns.name());
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns.name(), "dig", &format!("@{server}")])
+            .args([
+                qname,
+                "A",
+                "+time=2",
+                "+tries=2",
+                "+noall",
+                "+comments",
+                "+answer",
+            ])
+            .output()
+            .map_err(|e| format!("dig (cargo xtask setup installs bind9-dnsutils): {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let shown: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("status:") || (!l.starts_with(';') && !l.trim().is_empty()))
+            .collect();
+        print!("{}", indent(&shown.join("\n")));
+        println!();
+        Ok(text)
+    };
+    let resolves = |text: Result<String, String>| match text {
+        Ok(t) if t.contains("status: NOERROR") && t.lines().any(|l| l.ends_with(&vip)) => {
+            Ok(format!("{vip}, TTL 10 s"))
+        }
+        Ok(t) => Err(t),
+        Err(e) => Err(e),
+    };
+    vec![
+        Outcome {
+            what: "vpc-web resolves orders' default DNS name to its VIP",
+            result: resolves(dig(web, &name)),
+        },
+        Outcome {
+            what: "vpc-web resolves orders' custom domain name orders.shop.internal",
+            result: resolves(dig(web, "orders.shop.internal")),
+        },
+        Outcome {
+            what: "vpc-other (associated with no network) gets NXDOMAIN for orders",
+            result: match dig(other, "orders.shop.internal") {
+                Ok(t) if t.contains("status: NXDOMAIN") => Ok("NXDOMAIN".into()),
+                Ok(t) => Err(t),
+                Err(e) => Err(e),
+            },
+        },
+    ]
 }
 
 /// Runs a command, prints its output indented, and returns it (or why it failed).

@@ -20,6 +20,8 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "ca-certificates",
     "python3",
     "python3-venv",
+    // dig: the DNS test and the demo query the agent inside VPC namespaces.
+    "bind9-dnsutils",
     // promtool: the metrics test checks the page with Prometheus' own parser.
     "prometheus",
 ];

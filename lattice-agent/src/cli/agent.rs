@@ -21,7 +21,7 @@ use crate::{
         self,
         compile::{BackendId, GroupPlan},
     },
-    health, l7, metrics, resolve, state,
+    dns, health, l7, metrics, resolve, state,
 };
 
 #[derive(Debug, Args)]
@@ -45,6 +45,10 @@ pub struct RunArgs {
     /// How often namespaces are looked for and the kernel tables checked.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     sync_interval: Duration,
+    /// The resolvers that answer names lattice does not own (`addr` or `addr:port`,
+    /// repeated or comma-separated), instead of the nameservers of /etc/resolv.conf.
+    #[arg(long, env = "LATTICE_DNS_UPSTREAM", value_delimiter = ',', value_parser = parse_upstream)]
+    dns_upstream: Vec<std::net::SocketAddr>,
     /// Serve Prometheus metrics (`GET /metrics`) on this address, e.g. 127.0.0.1:9464.
     /// Off unless given.
     #[arg(long, env = "LATTICE_METRICS_ADDR")]
@@ -66,6 +70,16 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => Ok(Duration::from_secs(n)),
         _ => Err(format!("{text:?}: unit must be ms or s")),
     }
+}
+
+fn parse_upstream(text: &str) -> Result<std::net::SocketAddr, String> {
+    let text = text.trim();
+    text.parse()
+        .or_else(|_| {
+            text.parse::<std::net::IpAddr>()
+                .map(|ip| std::net::SocketAddr::new(ip, 53))
+        })
+        .map_err(|_| format!("{text:?} is not an address like 192.0.2.53 or 192.0.2.53:5353"))
 }
 
 /// Validates and resolves the config, persists the VIP allocations, loads and pins the
@@ -183,6 +197,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         runtime.handle().clone(),
     );
     sites.sync(&attached_netns(&reconciler));
+    let mut dns = start_dns(&args.dns_upstream, &config, &resolved, &settings, &runtime)?;
+    dns.sync(&attached_netns(&reconciler));
     info!(
         config = %args.config.display(),
         services = resolved.services.len(),
@@ -190,6 +206,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         backends = applied.backends,
         max_flows = args.max_flows,
         l7_sites = sites.served(),
+        dns_namespaces = dns.served(),
+        dns_address = %resolved.agent_address,
         attached_namespaces = reconciler.attachments().count(),
         bpffs_root = %args.bpffs_root.display(),
         maps = ?maps,
@@ -225,7 +243,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                             Err(e) => warn!(error = %e, "recording target health failed"),
                         }
                     }
-                    sites.sync(&attached_netns(&reconciler));
+                    let attached = attached_netns(&reconciler);
+                    sites.sync(&attached);
+                    dns.sync(&attached);
                 }
             })
             .context("starting the kernel sync thread")?
@@ -240,6 +260,35 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = sync_loop.join();
     let _ = runtime.block_on(checker.shutdown());
     Ok(())
+}
+
+/// The DNS servers of the VPC namespaces, with the config's records, forwarding to
+/// `upstreams` (the host's resolv.conf when empty). Serves nothing until `sync`.
+fn start_dns(
+    upstreams: &[std::net::SocketAddr],
+    config: &config::Config,
+    resolved: &resolve::Resolved,
+    settings: &resolve::Settings,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<dns::DnsServer> {
+    let forwarder = if upstreams.is_empty() {
+        let path = Path::new(dns::forward::RESOLV_CONF);
+        dns::Forwarder::from_resolv_conf(path)
+            .with_context(|| format!("reading {}", path.display()))?
+    } else {
+        dns::Forwarder::new(upstreams.to_vec())
+    };
+    if forwarder.upstreams().is_empty() {
+        warn!("no DNS upstream (no nameserver in /etc/resolv.conf, no --dns-upstream): names lattice does not own get SERVFAIL");
+    } else {
+        info!(upstreams = ?forwarder.upstreams(), "DNS forwards names lattice does not own");
+    }
+    Ok(dns::DnsServer::new(
+        dns::ZoneSwitch::new(dns::Zones::build(config, resolved, settings)),
+        forwarder,
+        resolved.agent_address,
+        runtime.handle().clone(),
+    ))
 }
 
 /// The namespaces attached right now, with their VPC addresses.
@@ -342,7 +391,7 @@ pub fn targets(state_dir: &Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes the L7 site rules and the VPC veths the agent made, then the bpffs root and
+/// Removes the L7 site and DNS rules and the VPC veths the agent made, then the bpffs root and
 /// everything under it (programs detach when their pinned links go).
 pub fn cleanup(bpffs_root: &Path) -> anyhow::Result<()> {
     for ifindex in dataplane::pinned_interfaces(bpffs_root)? {
@@ -353,6 +402,10 @@ pub fn cleanup(bpffs_root: &Path) -> anyhow::Result<()> {
                 let rules = l7::listen::unroute_all(&netns);
                 if rules > 0 {
                     info!(netns = %netns, rules, "removed L7 site rules");
+                }
+                let rules = dns::serve::unroute_all(&netns);
+                if rules > 0 {
+                    info!(netns = %netns, rules, "removed DNS rules");
                 }
             }
             // Deleting the host end deletes the pair.

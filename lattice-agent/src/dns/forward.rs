@@ -1,0 +1,267 @@
+//! Forwarding names lattice does not own to the host's resolver.
+//!
+//! The upstreams are the `nameserver` lines of the host's `/etc/resolv.conf` (read by
+//! the agent in its own namespace when it starts), or `--dns-upstream`. Sockets to them
+//! are made by the agent's runtime threads, which stay in the host's namespace: a
+//! query asked inside a VPC namespace leaves from the host, as the host's own would.
+//! A query that came over UDP goes on over UDP (a truncated answer is passed on
+//! truncated, so the client retries over TCP), one that came over TCP over TCP. The
+//! upstreams are tried in order, each for [`UPSTREAM_TIMEOUT`]; with none, or none
+//! answering, the client gets SERVFAIL rather than waiting.
+
+use std::{
+    io,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    path::Path,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
+
+use hickory_proto::{
+    op::{Message, MessageType, Query, ResponseCode},
+    ProtoError,
+};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpStream, UdpSocket},
+};
+use tracing::{info, warn};
+
+/// Where the host's resolvers are listed.
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+/// How long one upstream may take to answer.
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_millis(1500);
+/// At most this many upstreams are tried per query (glibc's MAXNS): with
+/// [`UPSTREAM_TIMEOUT`], a client waits under 5 s (dig's default timeout) at worst.
+pub const MAX_UPSTREAMS: usize = 3;
+/// The largest answer taken from an upstream over UDP (the EDNS size asked for is
+/// 1232, DNS flag day 2020's value).
+const UDP_BUFFER: usize = 4096;
+pub const UPSTREAM_EDNS_PAYLOAD: u16 = 1232;
+
+/// Why a query could not be forwarded.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error(
+        "no upstream resolver: {RESOLV_CONF} lists no nameserver and --dns-upstream is not set"
+    )]
+    NoUpstream,
+    #[error("upstream {upstream}: {source}")]
+    Io {
+        upstream: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("upstream {upstream} did not answer within {UPSTREAM_TIMEOUT:?}")]
+    Timeout { upstream: SocketAddr },
+    #[error("upstream {upstream} sent an answer that does not parse: {source}")]
+    Malformed {
+        upstream: SocketAddr,
+        #[source]
+        source: ProtoError,
+    },
+    #[error("upstream {upstream} answered another question")]
+    Mismatch { upstream: SocketAddr },
+    #[error("encoding the query: {0}")]
+    Encode(#[source] ProtoError),
+}
+
+/// The `nameserver` addresses of a resolv.conf text, port 53, in order (IPv6 ones with
+/// a `%zone` are skipped: a zone index names a host interface only the host can use
+/// with the right scope, which the forwarder does not track).
+pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.split(['#', ';']).next().unwrap_or("");
+            let mut words = line.split_whitespace();
+            (words.next() == Some("nameserver"))
+                .then(|| words.next())
+                .flatten()
+                .and_then(|addr| addr.parse::<IpAddr>().ok())
+                .map(|ip| SocketAddr::new(ip, 53))
+        })
+        .collect()
+}
+
+/// The upstream resolvers and the way to ask them.
+#[derive(Debug)]
+pub struct Forwarder {
+    upstreams: Vec<SocketAddr>,
+    timeout: Duration,
+    /// Whether the last forward failed (logged once per change, not per query).
+    failing: AtomicBool,
+}
+
+impl Forwarder {
+    pub fn new(upstreams: Vec<SocketAddr>) -> Forwarder {
+        Forwarder::with_timeout(upstreams, UPSTREAM_TIMEOUT)
+    }
+
+    pub fn with_timeout(upstreams: Vec<SocketAddr>, timeout: Duration) -> Forwarder {
+        Forwarder {
+            upstreams,
+            timeout,
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    /// The nameservers of `path` (the host's resolv.conf); a missing file means none.
+    pub fn from_resolv_conf(path: &Path) -> io::Result<Forwarder> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(Forwarder::new(parse_resolv_conf(&text)))
+    }
+
+    pub fn upstreams(&self) -> &[SocketAddr] {
+        &self.upstreams
+    }
+
+    /// Asks the upstreams `query` in order, over TCP when `tcp`, and returns the first
+    /// answer that is not SERVFAIL or REFUSED (or the last such one, when all are).
+    pub async fn forward(&self, query: &Message, tcp: bool) -> Result<Message, ForwardError> {
+        let result = self.ask_all(query, tcp).await;
+        match &result {
+            Ok(_) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    info!("DNS forwarding works again");
+                }
+            }
+            Err(e) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    warn!(error = %e, "DNS forwarding failed; answering SERVFAIL until it works");
+                }
+            }
+        }
+        result
+    }
+
+    async fn ask_all(&self, query: &Message, tcp: bool) -> Result<Message, ForwardError> {
+        let bytes = query.to_vec().map_err(ForwardError::Encode)?;
+        let question = query.query().cloned();
+        let mut last = Err(ForwardError::NoUpstream);
+        for &upstream in self.upstreams.iter().take(MAX_UPSTREAMS) {
+            let asked = if tcp {
+                ask_tcp(upstream, &bytes, query.id(), self.timeout).await
+            } else {
+                ask_udp(upstream, &bytes, query.id(), self.timeout).await
+            };
+            let asked = match asked {
+                Ok(answer) if answer.query().cloned() != question => {
+                    Err(ForwardError::Mismatch { upstream })
+                }
+                other => other,
+            };
+            match asked {
+                Ok(answer)
+                    if matches!(
+                        answer.response_code(),
+                        ResponseCode::ServFail | ResponseCode::Refused
+                    ) =>
+                {
+                    last = Ok(answer);
+                }
+                Ok(answer) => return Ok(answer),
+                Err(e) => {
+                    if last.is_err() {
+                        last = Err(e);
+                    }
+                }
+            }
+        }
+        last
+    }
+}
+
+/// A fresh query for `question` to send upstream: a random id, recursion as the client
+/// asked, EDNS with [`UPSTREAM_EDNS_PAYLOAD`] (and the client's DO bit).
+pub fn upstream_query(
+    question: Query,
+    recursion_desired: bool,
+    checking_disabled: bool,
+    dnssec_ok: bool,
+) -> Message {
+    let mut message = Message::new();
+    message
+        .set_id(rand::random())
+        .set_message_type(MessageType::Query)
+        .set_recursion_desired(recursion_desired)
+        .set_checking_disabled(checking_disabled)
+        .add_query(question);
+    let mut edns = hickory_proto::op::Edns::new();
+    edns.set_max_payload(UPSTREAM_EDNS_PAYLOAD)
+        .set_version(0)
+        .set_dnssec_ok(dnssec_ok);
+    message.set_edns(edns);
+    message
+}
+
+fn unspecified_for(upstream: SocketAddr) -> SocketAddr {
+    match upstream {
+        SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+    }
+}
+
+async fn ask_udp(
+    upstream: SocketAddr,
+    bytes: &[u8],
+    id: u16,
+    timeout: Duration,
+) -> Result<Message, ForwardError> {
+    let io = |source| ForwardError::Io { upstream, source };
+    let exchange = async {
+        let socket = UdpSocket::bind(unspecified_for(upstream))
+            .await
+            .map_err(io)?;
+        socket.connect(upstream).await.map_err(io)?;
+        socket.send(bytes).await.map_err(io)?;
+        let mut buf = vec![0u8; UDP_BUFFER];
+        // Datagrams of other ids (late answers to nobody) are skipped; the timeout
+        // bounds the loop.
+        loop {
+            let n = socket.recv(&mut buf).await.map_err(io)?;
+            match Message::from_vec(&buf[..n]) {
+                Ok(m) if m.id() == id && m.message_type() == MessageType::Response => return Ok(m),
+                Ok(_) => continue,
+                Err(source) => return Err(ForwardError::Malformed { upstream, source }),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(Err(ForwardError::Timeout { upstream }))
+}
+
+async fn ask_tcp(
+    upstream: SocketAddr,
+    bytes: &[u8],
+    id: u16,
+    timeout: Duration,
+) -> Result<Message, ForwardError> {
+    let io = |source| ForwardError::Io { upstream, source };
+    let exchange = async {
+        let mut stream = TcpStream::connect(upstream).await.map_err(io)?;
+        let len = u16::try_from(bytes.len())
+            .map_err(|_| io(io::Error::other("query longer than 65535 bytes")))?;
+        let mut framed = Vec::with_capacity(bytes.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(bytes);
+        stream.write_all(&framed).await.map_err(io)?;
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).await.map_err(io)?;
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        stream.read_exact(&mut buf).await.map_err(io)?;
+        let m = Message::from_vec(&buf)
+            .map_err(|source| ForwardError::Malformed { upstream, source })?;
+        if m.id() != id || m.message_type() != MessageType::Response {
+            return Err(ForwardError::Mismatch { upstream });
+        }
+        Ok(m)
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(Err(ForwardError::Timeout { upstream }))
+}

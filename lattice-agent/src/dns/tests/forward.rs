@@ -1,0 +1,136 @@
+//! The host's resolvers: resolv.conf, and exchanges with a fake resolver on loopback.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use hickory_proto::{
+    op::{Query, ResponseCode},
+    rr::{RData, RecordType},
+};
+
+use super::{fqdn, FakeUpstream, UPSTREAM_ANSWER};
+use crate::dns::forward::{parse_resolv_conf, upstream_query, ForwardError, Forwarder};
+
+#[test]
+fn resolv_conf_nameservers_in_order() {
+    let text = "\
+# written by a DHCP client
+search example.internal
+nameserver 10.255.255.53
+nameserver   192.0.2.1  # a comment
+options edns0 timeout:2
+;nameserver 192.0.2.99
+nameserver fe80::1%eth0
+nameserver 2001:db8::53
+nameserver not-an-address
+nameserver
+";
+    let want: Vec<SocketAddr> = ["10.255.255.53:53", "192.0.2.1:53", "[2001:db8::53]:53"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(parse_resolv_conf(text), want);
+    assert!(parse_resolv_conf("").is_empty());
+}
+
+#[test]
+fn missing_resolv_conf_means_no_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let forwarder = Forwarder::from_resolv_conf(&dir.path().join("resolv.conf")).unwrap();
+    assert!(forwarder.upstreams().is_empty());
+}
+
+fn query(name: &str, qtype: RecordType) -> hickory_proto::op::Message {
+    upstream_query(Query::query(fqdn(name), qtype), true, false, false)
+}
+
+#[tokio::test]
+async fn answers_come_back_over_udp_and_tcp() {
+    let upstream = FakeUpstream::start().await;
+    let forwarder = Forwarder::new(vec![upstream.addr]);
+    for tcp in [false, true] {
+        let q = query("upstream.example", RecordType::A);
+        let answer = forwarder.forward(&q, tcp).await.expect("answered");
+        assert_eq!(answer.id(), q.id());
+        assert_eq!(answer.response_code(), ResponseCode::NoError);
+        assert_eq!(
+            answer.answers()[0].data(),
+            &RData::A(hickory_proto::rr::rdata::A(UPSTREAM_ANSWER)),
+            "tcp: {tcp}"
+        );
+        let nx = forwarder
+            .forward(&query("nothing.example", RecordType::A), tcp)
+            .await
+            .expect("answered");
+        assert_eq!(nx.response_code(), ResponseCode::NXDomain);
+    }
+}
+
+#[tokio::test]
+async fn no_upstream_fails_at_once() {
+    let forwarder = Forwarder::new(vec![]);
+    let started = Instant::now();
+    let err = forwarder
+        .forward(&query("upstream.example", RecordType::A), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ForwardError::NoUpstream), "{err}");
+    assert!(started.elapsed() < Duration::from_millis(100));
+}
+
+#[tokio::test]
+async fn a_silent_upstream_times_out_and_the_next_one_answers() {
+    // Bound, never read: queries to it go unanswered.
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let upstream = FakeUpstream::start().await;
+    let timeout = Duration::from_millis(200);
+
+    let alone = Forwarder::with_timeout(vec![silent.local_addr().unwrap()], timeout);
+    let started = Instant::now();
+    let err = alone
+        .forward(&query("upstream.example", RecordType::A), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ForwardError::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2), "bounded");
+
+    let both = Forwarder::with_timeout(vec![silent.local_addr().unwrap(), upstream.addr], timeout);
+    let answer = both
+        .forward(&query("upstream.example", RecordType::A), false)
+        .await
+        .expect("the second upstream answers");
+    assert_eq!(answer.answers().len(), 1);
+}
+
+#[tokio::test]
+async fn servfail_tries_the_next_upstream_and_is_passed_on_when_all_fail() {
+    let first = FakeUpstream::start().await;
+    let second = FakeUpstream::start().await;
+    let forwarder = Forwarder::new(vec![first.addr, second.addr]);
+    let answer = forwarder
+        .forward(&query("servfail.example", RecordType::A), false)
+        .await
+        .expect("a SERVFAIL is an answer");
+    assert_eq!(answer.response_code(), ResponseCode::ServFail);
+    assert_eq!(first.asked(), ["servfail.example."]);
+    assert_eq!(second.asked(), ["servfail.example."], "asked next");
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_an_error_not_a_hang() {
+    // A port nothing listens on (bound then dropped).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let forwarder = Forwarder::new(vec![port]);
+    let started = Instant::now();
+    let err = forwarder
+        .forward(&query("upstream.example", RecordType::A), true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ForwardError::Io { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
