@@ -790,6 +790,71 @@ mod tests {
         );
     }
 
+    /// Requests signed by AWS's Rust signer (`aws-sigv4`, as the AWS SDK for Rust uses
+    /// it): hashed and unsigned payloads, a query to re-encode, a path with a space.
+    #[test]
+    fn aws_sigv4_crate_signatures_verify() {
+        use aws_credential_types::Credentials;
+        use aws_sigv4::http_request::{
+            sign, PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings,
+        };
+
+        let identity = Credentials::new(AKID, SECRET, None, None, "test").into();
+        let k = keyring();
+        let cases: [(&str, &str, &[u8], bool); 4] = [
+            ("GET", "/api/items", b"", false),
+            (
+                "GET",
+                "/api/a%20b/items?tag=b&tag=a&q=x%2Fy&empty=",
+                b"",
+                false,
+            ),
+            ("POST", "/api/orders", br#"{"qty":1}"#, false),
+            ("PUT", "/api/orders/7", b"streamed", true),
+        ];
+        for (method, path, body, unsigned) in cases {
+            let mut settings = SigningSettings::default();
+            if unsigned {
+                settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+            }
+            let params = aws_sigv4::sign::v4::SigningParams::builder()
+                .identity(&identity)
+                .region("local")
+                .name(SERVICE)
+                .time(at(NOW))
+                .settings(settings)
+                .build()
+                .unwrap()
+                .into();
+            let url = format!("http://orders.shop.internal{path}");
+            let headers = [
+                ("host", "orders.shop.internal"),
+                ("content-type", "text/plain"),
+            ];
+            let signable_body = if unsigned {
+                SignableBody::UnsignedPayload
+            } else {
+                SignableBody::Bytes(body)
+            };
+            let signable =
+                SignableRequest::new(method, &url, headers.into_iter(), signable_body).unwrap();
+            let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+            let mut request = http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", "orders.shop.internal")
+                .header("content-type", "text/plain")
+                .body(())
+                .unwrap();
+            instructions.apply_to_request_http1x(&mut request);
+            let (p, ()) = request.into_parts();
+            let hash = sha256_hex(body);
+            let payload = Payload::claimed(&p.headers).unwrap_or(Payload::Hashed(&hash));
+            let verified = verify(&k, &p, payload, at(NOW));
+            assert!(verified.is_ok(), "{method} {path}: {verified:?}");
+        }
+    }
+
     #[test]
     fn refusals_name_their_reason() {
         let k = keyring();
