@@ -12,12 +12,14 @@
 //! | [`health`] | active health checks of target groups: target states, selection, probes |
 //! | [`l7`] | the L7 proxy as named phases; from the listener to the forward, auth included |
 //! | [`metrics`] | Prometheus metrics: the proxy's counters, target health and the kernel's counters |
+//! | [`clock`] | wall-clock times as SigV4 and ISO 8601 write them |
 //! | [`cli`] | the `lattice-agent` and `lattice` command lines |
 #![forbid(unsafe_code)]
 
 pub mod accesslog;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod dataplane;
 pub mod dns;

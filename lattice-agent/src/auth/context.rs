@@ -94,7 +94,7 @@ pub fn request_context(
         }
     }
     c.insert("aws:SourceIp", &conn.peer.ip().to_string());
-    c.insert("aws:CurrentTime", &iso8601(now));
+    c.insert("aws:CurrentTime", &crate::clock::iso8601(now));
     c.insert(
         "aws:SecureTransport",
         if conn.tls { "true" } else { "false" },
@@ -108,18 +108,4 @@ fn prefixed<'b>(buf: &'b mut String, prefix: &str, name: &str) -> &'b str {
     buf.push_str(prefix);
     buf.push_str(name);
     buf
-}
-
-/// `2026-11-24T23:40:07Z`.
-fn iso8601(now: SystemTime) -> String {
-    let amz = sigv4::format_amz_date(now);
-    format!(
-        "{}-{}-{}T{}:{}:{}Z",
-        &amz[0..4],
-        &amz[4..6],
-        &amz[6..8],
-        &amz[9..11],
-        &amz[11..13],
-        &amz[13..15]
-    )
 }

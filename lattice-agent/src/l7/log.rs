@@ -274,10 +274,13 @@ impl Pending {
             "duration".into(),
             json!(self.log.started.elapsed().as_millis() as u64),
         );
-        r.insert("startTime".into(), json!(iso8601_ms(self.log.start)));
+        r.insert(
+            "startTime".into(),
+            json!(crate::clock::iso8601_ms(self.log.start)),
+        );
         r.insert(
             "eventTimestamp".into(),
-            json!(iso8601_ms(SystemTime::now())),
+            json!(crate::clock::iso8601_ms(SystemTime::now())),
         );
         let line = Value::Object(std::mem::take(r)).to_string();
         self.logs.record(self.service, self.network, line);
@@ -332,22 +335,4 @@ impl Drop for Logged {
             pending.write(self.sent);
         }
     }
-}
-
-/// `2026-11-24T23:40:07.123Z`.
-pub fn iso8601_ms(t: SystemTime) -> String {
-    let amz = crate::auth::sigv4::format_amz_date(t);
-    let ms = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_millis())
-        .unwrap_or(0);
-    format!(
-        "{}-{}-{}T{}:{}:{}.{ms:03}Z",
-        &amz[0..4],
-        &amz[4..6],
-        &amz[6..8],
-        &amz[9..11],
-        &amz[11..13],
-        &amz[13..15]
-    )
 }
