@@ -45,6 +45,11 @@ pub struct RunArgs {
     /// How often namespaces are looked for and the kernel tables checked.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     sync_interval: Duration,
+    /// Threads of the agent's async runtime: the L7 proxy, health checks, DNS (default:
+    /// one per CPU). Like nginx's worker_processes or Envoy's --concurrency; one thread
+    /// keeps a request's hops (client side, target side) on one core.
+    #[arg(long, env = "LATTICE_PROXY_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    proxy_threads: Option<u16>,
     /// The resolvers that answer names lattice does not own (`addr` or `addr:port`,
     /// repeated or comma-separated), instead of the nameservers of /etc/resolv.conf.
     #[arg(long, env = "LATTICE_DNS_UPSTREAM", value_delimiter = ',', value_parser = parse_upstream)]
@@ -140,7 +145,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut reconciler = dataplane::Reconciler::new(dataplane, path_settings)
         .context("taking over the kernel tables")?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.proxy_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("starting the async runtime")?;
