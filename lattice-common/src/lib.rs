@@ -17,6 +17,7 @@ pub mod conntrack;
 pub mod ifstats;
 pub mod pins;
 pub mod services;
+pub mod sockmap;
 pub mod stats;
 pub mod vpcs;
 

@@ -23,6 +23,11 @@ pub mod programs {
     pub const CONNECT4: &str = "lt_connect4";
     /// cgroup getpeername4 of VPC cgroups: gives applications the VIP back.
     pub const GETPEERNAME4: &str = "lt_getpeername4";
+    /// sock_ops of the agent's cgroup, VPC cgroups and `--sockmap-cgroup`s: records
+    /// established sockets of lattice's hops in the SOCKHASH.
+    pub const SOCK_OPS: &str = "lt_sock_ops";
+    /// sk_msg on the SOCKHASH: hands messages socket to socket.
+    pub const SK_MSG: &str = "lt_sk_msg";
     /// Every program the object must contain; the agent refuses an object lacking one.
-    pub const ALL: &[&str] = &[TC_INGRESS, CONNECT4, GETPEERNAME4];
+    pub const ALL: &[&str] = &[TC_INGRESS, CONNECT4, GETPEERNAME4, SOCK_OPS, SK_MSG];
 }

@@ -99,7 +99,8 @@ fn try_connect4(ctx: &SockAddrContext) -> Result<i32, i64> {
     // SAFETY: a plain helper call on this program's context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
     let hash = (cookie ^ (cookie >> 32)) as u32;
-    let slot = (listener.index * 2 + (listener.bank & 1)) * SLOTS + hash.wrapping_mul(0x9e37_79b1) % SLOTS;
+    let slot =
+        (listener.index * 2 + (listener.bank & 1)) * SLOTS + hash.wrapping_mul(0x9e37_79b1) % SLOTS;
     let backend_id = match LT_SLOTS_V1.get_ptr(slot) {
         // SAFETY: as above.
         Some(id) if listener.slots != 0 => unsafe { *id },

@@ -8,6 +8,7 @@ mod cgroup_connect;
 mod maps;
 mod packet;
 mod rst;
+mod sockmap;
 mod tc_ingress;
 
 /// A panic can't happen in verified code; a reachable one makes the program fail to load

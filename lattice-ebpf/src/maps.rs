@@ -5,7 +5,9 @@
 //! restarted agent adopts them.
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap},
+    btf_maps::{
+        Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, SkStorage, SockHash,
+    },
     macros::btf_map,
 };
 use lattice_common::{
@@ -16,6 +18,10 @@ use lattice_common::{
     services::{
         Access, AccessData, Backend, Listener, ListenerKey, MAX_ACCESS, MAX_BACKENDS,
         MAX_LISTENERS, SLOTS,
+    },
+    sockmap::{
+        ConnId, Endpoint, PeerInfo, SockKey, SockState, SockmapConfig, SockmapCounters, MAX_CONNS,
+        MAX_ENDPOINTS, MAX_PEERS, MAX_SOCKETS as MAX_ACCELERATED_SOCKETS,
     },
     stats::{RefusalKey, Traffic, MAX_REFUSAL_KEYS},
     vpcs::{Iface, MAX_IFACES},
@@ -75,3 +81,31 @@ pub static LT_CGROUPS_V1: HashMap<u64, u32, { MAX_CGROUPS as usize }> = HashMap:
 /// `lattice_common::cgroups::SOCKVIP_MAP`
 #[btf_map]
 pub static LT_SOCKVIP_V1: LruHashMap<u64, SockVip, { MAX_SOCKETS as usize }> = LruHashMap::new();
+
+/// `lattice_common::sockmap::SOCKS_MAP`
+#[btf_map]
+pub static LT_SOCKS_V1: SockHash<SockKey, { MAX_ACCELERATED_SOCKETS as usize }> = SockHash::new();
+
+/// `lattice_common::sockmap::CONFIG_MAP`
+#[btf_map]
+pub static LT_SKCFG_V1: Array<SockmapConfig, 1> = Array::new();
+
+/// `lattice_common::sockmap::ENDPOINTS_MAP`
+#[btf_map]
+pub static LT_SKEPS_V1: HashMap<Endpoint, u32, { MAX_ENDPOINTS as usize }> = HashMap::new();
+
+/// `lattice_common::sockmap::STATE_MAP`
+#[btf_map]
+pub static LT_SKSTATE_V1: SkStorage<SockState> = SkStorage::new();
+
+/// `lattice_common::sockmap::PEERS_MAP`
+#[btf_map]
+pub static LT_SKPEERS_V1: LruHashMap<SockKey, PeerInfo, { MAX_PEERS as usize }> = LruHashMap::new();
+
+/// `lattice_common::sockmap::CONNS_MAP`
+#[btf_map]
+pub static LT_SKCONNS_V1: LruHashMap<ConnId, u32, { MAX_CONNS as usize }> = LruHashMap::new();
+
+/// `lattice_common::sockmap::STATS_MAP`
+#[btf_map]
+pub static LT_SKSTATS_V1: PerCpuArray<SockmapCounters, 1> = PerCpuArray::new();

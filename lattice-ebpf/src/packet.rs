@@ -48,7 +48,9 @@ pub struct Tcp4 {
 pub enum Parsed {
     Tcp(Tcp4),
     /// Other IPv4: its destination.
-    OtherIpv4 { daddr: u32 },
+    OtherIpv4 {
+        daddr: u32,
+    },
     /// ARP, IPv6 and everything else: not lattice's business.
     NotIpv4,
 }
@@ -97,12 +99,22 @@ pub fn rewrite(
 ) -> Result<(), i64> {
     let tcp_csum = p.l4 + TCP_CSUM;
     if saddr != p.saddr {
-        ctx.l4_csum_replace(tcp_csum, u64::from(p.saddr), u64::from(saddr), BPF_F_PSEUDO_HDR | 4)?;
+        ctx.l4_csum_replace(
+            tcp_csum,
+            u64::from(p.saddr),
+            u64::from(saddr),
+            BPF_F_PSEUDO_HDR | 4,
+        )?;
         ctx.l3_csum_replace(IP_CSUM, u64::from(p.saddr), u64::from(saddr), 4)?;
         ctx.store(IP_SADDR, &saddr, 0)?;
     }
     if daddr != p.daddr {
-        ctx.l4_csum_replace(tcp_csum, u64::from(p.daddr), u64::from(daddr), BPF_F_PSEUDO_HDR | 4)?;
+        ctx.l4_csum_replace(
+            tcp_csum,
+            u64::from(p.daddr),
+            u64::from(daddr),
+            BPF_F_PSEUDO_HDR | 4,
+        )?;
         ctx.l3_csum_replace(IP_CSUM, u64::from(p.daddr), u64::from(daddr), 4)?;
         ctx.store(IP_DADDR, &daddr, 0)?;
     }

@@ -224,14 +224,18 @@ fn open_flow(
             // The same client flow (a retransmitted SYN) may take its own entry again.
             // SAFETY: as above.
             Some(taken) => unsafe {
-                (*taken).daddr == p.saddr && (*taken).dport == p.sport && (*taken).ifindex == ifindex
+                (*taken).daddr == p.saddr
+                    && (*taken).dport == p.sport
+                    && (*taken).ifindex == ifindex
             },
         };
         if !free {
             continue;
         }
         let nat = forward_nat(snat_port);
-        LT_CT_V1.insert(reply_key, reply_nat, BPF_ANY).map_err(i64::from)?;
+        LT_CT_V1
+            .insert(reply_key, reply_nat, BPF_ANY)
+            .map_err(i64::from)?;
         LT_CT_V1.insert(*key, nat, BPF_ANY).map_err(i64::from)?;
         count_traffic(&nat, 0, true);
         return forward(ctx, p, &nat);

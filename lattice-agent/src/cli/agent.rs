@@ -42,6 +42,16 @@ pub struct RunArgs {
     /// is full). Changing it needs `cleanup` first: a pinned table keeps its size.
     #[arg(long, default_value_t = dataplane::Sizes::default().max_flows)]
     max_flows: u32,
+    /// Turns socket acceleration off: no new connection between two sockets of this
+    /// host is handed across by sk_msg (connections already accelerated finish as
+    /// they are).
+    #[arg(long)]
+    no_sockmap: bool,
+    /// A cgroup (path under the cgroup2 mount) whose processes' sockets may be
+    /// accelerated besides the agent's own cgroup and the VPC cgroups: where the
+    /// workloads inside VPC namespaces run. Repeatable; never the root cgroup.
+    #[arg(long, value_name = "PATH")]
+    sockmap_cgroup: Vec<PathBuf>,
     /// How often namespaces are looked for and the kernel tables checked.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     sync_interval: Duration,
@@ -131,7 +141,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         "--max-flows {}: must be between 1024 and 16777216",
         args.max_flows
     );
-    let dataplane =
+    let mut dataplane =
         dataplane::Dataplane::load_with(&args.bpffs_root, &sizes).with_context(|| {
             format!(
                 "loading the kernel programs under {}",
@@ -141,6 +151,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if dataplane.mounted_bpffs() {
         info!("mounted bpffs at /sys/fs/bpf");
     }
+    set_up_sockmap(&mut dataplane, &args, &snapshot)?;
     let maps = dataplane.map_names();
     let mut reconciler = dataplane::Reconciler::new(dataplane, path_settings)
         .context("taking over the kernel tables")?;
@@ -298,6 +309,43 @@ fn start_dns(
         resolved.agent_address,
         runtime.handle().clone(),
     ))
+}
+
+/// Turns socket acceleration on (logging which cgroups it covers) or, with
+/// `--no-sockmap`, off.
+fn set_up_sockmap(
+    dataplane: &mut dataplane::Dataplane,
+    args: &RunArgs,
+    snapshot: &dataplane::compile::Snapshot,
+) -> anyhow::Result<()> {
+    if args.no_sockmap {
+        let removed = dataplane
+            .disable_sockmap()
+            .context("turning socket acceleration off")?;
+        info!(
+            removed_links = removed,
+            "socket acceleration off (--no-sockmap)"
+        );
+        return Ok(());
+    }
+    let status = dataplane
+        .enable_sockmap(&args.sockmap_cgroup, &snapshot.sock_endpoints)
+        .context("turning socket acceleration on (--no-sockmap turns it off)")?;
+    for (cgroup, why) in &status.skipped {
+        if status.root_skipped(cgroup) {
+            // The usual case when the agent is started by hand: not a problem to warn of.
+            info!(cgroup = %cgroup.display(), reason = %why, "socket acceleration: cgroup left out");
+        } else {
+            warn!(cgroup = %cgroup.display(), reason = %why, "socket acceleration: cgroup left out");
+        }
+    }
+    info!(
+        cgroups = ?status.cgroups,
+        endpoints = snapshot.sock_endpoints.len(),
+        backlog_limit = status.layout.backlog_limit,
+        "socket acceleration on (sock_ops on these cgroups and the VPC cgroups, sk_msg on LT_SOCKS_V1)"
+    );
+    Ok(())
 }
 
 /// The namespaces attached right now, with their VPC addresses.

@@ -105,6 +105,7 @@ pub fn maps(
             "vpc": vpc(r.vpc), "reason": r.reason, "packets": r.packets,
         })).collect::<Vec<_>>(),
         "flows": t.flows,
+        "sockmap": t.sockmap,
     });
     if json {
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -130,6 +131,13 @@ fn render(value: &Value) -> String {
                         .collect();
                     out.push_str(&format!("  {}\n", fields.join("  ")));
                 }
+            }
+            Value::Object(fields) => {
+                let fields: Vec<String> = fields
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", compact(v)))
+                    .collect();
+                out.push_str(&format!("{table}:\n  {}\n", fields.join("  ")));
             }
             other => out.push_str(&format!("{table}: {}\n", compact(other))),
         }

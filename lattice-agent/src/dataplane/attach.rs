@@ -15,7 +15,7 @@ use aya::{
     programs::{
         links::{FdLink, LinkError, PinnedLink},
         tc::{SchedClassifierLink, TcAttachOptions},
-        CgroupAttachMode, CgroupSockAddr, LinkOrder, TcAttachType,
+        CgroupAttachMode, LinkOrder, TcAttachType,
     },
 };
 use lattice_common::{
@@ -228,6 +228,9 @@ impl Dataplane {
         for name in [programs::CONNECT4, programs::GETPEERNAME4] {
             self.attach_cgroup_program(name, &path, id)?;
         }
+        if self.sockmap.is_some() {
+            self.attach_cgroup_program(programs::SOCK_OPS, &path, id)?;
+        }
         Ok(CgroupAttachment {
             vpc: vpc.key,
             path,
@@ -235,56 +238,37 @@ impl Dataplane {
         })
     }
 
-    fn attach_cgroup_program(
+    /// Attaches program `name` (connect4, getpeername4 or sock_ops) to the cgroup at
+    /// `cgroup` (id `id`) through a link pinned as `links/cg<id>-<name>`, replacing a
+    /// link pinned there before without a gap.
+    pub(super) fn attach_cgroup_program(
         &mut self,
         name: &'static str,
         cgroup: &Path,
         id: u64,
     ) -> Result<(), DataplaneError> {
-        let pin = self.root().join(LINKS_DIR).join(format!("cg{id}-{name}"));
+        let pin = self.root().join(LINKS_DIR).join(cgroup_link_name(id, name));
         // bpffs refuses names with dots.
         let fresh = self
             .root()
             .join(LINKS_DIR)
-            .join(format!("cg{id}-{name}-new"));
+            .join(format!("{}-new", cgroup_link_name(id, name)));
         let file = std::fs::File::open(cgroup).map_err(|source| DataplaneError::Fs {
             op: "opening cgroup",
             path: cgroup.to_path_buf(),
             source,
         })?;
-        let program: &mut CgroupSockAddr = self
-            .ebpf
-            .program_mut(name)
-            .ok_or_else(|| DataplaneError::Missing {
-                kind: "program",
-                name: name.to_owned(),
-            })?
-            .try_into()
-            .map_err(|source| DataplaneError::Program {
-                op: "typing",
-                name,
-                source,
-            })?;
-        let link_id = program
-            // A link-based cgroup attachment always runs alongside the cgroup's other
-            // programs (the kernel refuses the ALLOW_MULTI flag on links).
-            .attach(&file, CgroupAttachMode::Single)
-            .map_err(|source| DataplaneError::Program {
+        let fd_link = cgroup_link(&mut self.ebpf, name, &file).map_err(|e| match e {
+            CgroupLinkError::Program(source) => DataplaneError::Program {
                 op: "attaching",
                 name,
                 source,
-            })?;
-        let link = program
-            .take_link(link_id)
-            .map_err(|source| DataplaneError::Program {
-                op: "taking link of",
-                name,
+            },
+            CgroupLinkError::Link(source) => DataplaneError::Link {
+                op: "converting",
+                path: pin.clone(),
                 source,
-            })?;
-        let fd_link: FdLink = link.try_into().map_err(|source| DataplaneError::Link {
-            op: "converting",
-            path: pin.clone(),
-            source,
+            },
         })?;
         let _ = std::fs::remove_file(&fresh);
         fd_link.pin(&fresh).map_err(|source| DataplaneError::Pin {
@@ -307,8 +291,13 @@ impl Dataplane {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
             Err(e) => return Err(map_err("deleting from", CGROUPS_MAP)(e)),
         }
-        for name in [programs::CONNECT4, programs::GETPEERNAME4] {
-            let pin = self.root().join(LINKS_DIR).join(format!("cg{id}-{name}"));
+        let mut names = vec![programs::CONNECT4, programs::GETPEERNAME4];
+        // The agent's own cgroups keep their sock_ops link.
+        if !self.sockmap.as_ref().is_some_and(|s| s.owns(id)) {
+            names.push(programs::SOCK_OPS);
+        }
+        for name in names {
+            let pin = self.root().join(LINKS_DIR).join(cgroup_link_name(id, name));
             let _ = std::fs::remove_file(pin);
         }
         Ok(())
@@ -396,6 +385,44 @@ impl Dataplane {
         &mut self,
     ) -> Result<BpfHashMap<&mut aya::maps::MapData, u32, Iface>, DataplaneError> {
         open(&mut self.ebpf, vpcs::IFACES_MAP)
+    }
+}
+
+/// The pin name of the link of program `name` on cgroup `id`.
+pub(super) fn cgroup_link_name(id: u64, name: &str) -> String {
+    format!("cg{id}-{name}")
+}
+
+enum CgroupLinkError {
+    Program(aya::programs::ProgramError),
+    Link(LinkError),
+}
+
+/// Attaches a cgroup program of the object to `cgroup` and returns the link, owned by
+/// the caller (the program's own link list no longer holds it).
+fn cgroup_link(
+    ebpf: &mut aya::Ebpf,
+    name: &'static str,
+    cgroup: &std::fs::File,
+) -> Result<FdLink, CgroupLinkError> {
+    use aya::programs::{Program, ProgramError};
+    // A link-based cgroup attachment always runs alongside the cgroup's other programs
+    // (the kernel refuses the ALLOW_MULTI flag on links).
+    let mode = CgroupAttachMode::Single;
+    match ebpf.program_mut(name) {
+        Some(Program::CgroupSockAddr(p)) => {
+            let id = p.attach(cgroup, mode).map_err(CgroupLinkError::Program)?;
+            let link = p.take_link(id).map_err(CgroupLinkError::Program)?;
+            link.try_into().map_err(CgroupLinkError::Link)
+        }
+        Some(Program::SockOps(p)) => {
+            let id = p.attach(cgroup, mode).map_err(CgroupLinkError::Program)?;
+            let link = p.take_link(id).map_err(CgroupLinkError::Program)?;
+            link.try_into().map_err(CgroupLinkError::Link)
+        }
+        _ => Err(CgroupLinkError::Program(
+            ProgramError::UnexpectedProgramType,
+        )),
     }
 }
 

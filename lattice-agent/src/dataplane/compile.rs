@@ -34,6 +34,9 @@ pub struct Snapshot {
     pub vpcs: Vec<VpcPlan>,
     pub listeners: Vec<ListenerPlan>,
     pub access: Vec<AccessPlan>,
+    /// The addresses lattice's hops connect to (address, port, kind bits of
+    /// `lattice_common::sockmap::endpoint`): what socket acceleration records.
+    pub sock_endpoints: std::collections::BTreeSet<(Ipv4Addr, u16, u32)>,
 }
 
 /// A VPC: its key, SNAT address, and the namespaces it attaches.
@@ -203,6 +206,7 @@ pub fn compile(config: &Config, resolved: &Resolved, settings: &PathSettings) ->
         vpcs,
         listeners,
         access,
+        sock_endpoints: super::sockmap::endpoints(config, resolved),
     }
 }
 

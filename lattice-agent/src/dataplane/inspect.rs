@@ -30,6 +30,8 @@ pub struct Inspection {
     pub access: Vec<AccessRow>,
     pub refusals: Vec<RefusalRow>,
     pub flows: usize,
+    /// Socket acceleration (absent when the maps predate it).
+    pub sockmap: Option<super::sockmap::SockmapRow>,
 }
 
 #[derive(Debug, Serialize)]
@@ -233,7 +235,39 @@ pub fn inspect(root: &Path) -> Result<Inspection, DataplaneError> {
     let ct: BpfHashMap<_, FlowKey, Nat> =
         BpfHashMap::try_from(Map::LruHashMap(pinned(root, CT_MAP)?)).map_err(map_err(CT_MAP))?;
     out.flows = ct.keys().filter(Result::is_ok).count() / 2;
+    out.sockmap = inspect_sockmap(root)?;
     Ok(out)
+}
+
+/// The acceleration switch, counters and open sockets.
+fn inspect_sockmap(root: &Path) -> Result<Option<super::sockmap::SockmapRow>, DataplaneError> {
+    use lattice_common::sockmap::{SockKey, SockmapConfig, CONFIG_MAP, SOCKS_MAP, STATS_MAP};
+    if !root.join(SOCKS_MAP).exists() {
+        return Ok(None);
+    }
+    let config: Array<_, SockmapConfig> =
+        Array::try_from(Map::Array(pinned(root, CONFIG_MAP)?)).map_err(map_err(CONFIG_MAP))?;
+    let stats: PerCpuArray<_, lattice_common::sockmap::SockmapCounters> =
+        PerCpuArray::try_from(Map::PerCpuArray(pinned(root, STATS_MAP)?))
+            .map_err(map_err(STATS_MAP))?;
+    let socks: aya::maps::SockHash<_, SockKey> =
+        aya::maps::SockHash::try_from(Map::SockHash(pinned(root, SOCKS_MAP)?))
+            .map_err(map_err(SOCKS_MAP))?;
+    let keys: Vec<SockKey> = socks.keys().filter_map(Result::ok).collect();
+    let c = super::sockmap::sum_counters(&stats)?;
+    Ok(Some(super::sockmap::SockmapRow {
+        enabled: config.get(&0, 0).map_err(map_err(CONFIG_MAP))?.enabled != 0,
+        open_sockets: keys.len() as u64,
+        open_pairs: super::sockmap::open_pairs(&keys),
+        sockets_recorded: c.sockets,
+        insert_errors: c.insert_errors,
+        connections_accelerated: c.connections,
+        redirected_messages: c.redirected_msgs,
+        redirected_bytes: c.redirected_bytes,
+        normal_messages: c.normal_msgs,
+        normal_bytes: c.normal_bytes,
+        throttled_messages: c.throttled_msgs,
+    }))
 }
 
 fn sum(

@@ -29,6 +29,8 @@ pub struct Dataplane {
     pub(super) ebpf: Ebpf,
     root: PathBuf,
     mounted_bpffs: bool,
+    /// Set when socket acceleration is on (see `sockmap`).
+    pub(super) sockmap: Option<super::sockmap::SockmapState>,
 }
 
 /// Sizes of the tables an operator may choose.
@@ -93,6 +95,8 @@ impl Dataplane {
             let loaded = match program {
                 aya::programs::Program::SchedClassifier(p) => p.load(),
                 aya::programs::Program::CgroupSockAddr(p) => p.load(),
+                aya::programs::Program::SockOps(p) => p.load(),
+                aya::programs::Program::SkMsg(p) => p.load(),
                 _ => Err(aya::programs::ProgramError::UnexpectedProgramType),
             };
             loaded.map_err(|source| DataplaneError::Program {
@@ -130,6 +134,7 @@ impl Dataplane {
             ebpf,
             root: root.to_path_buf(),
             mounted_bpffs,
+            sockmap: None,
         })
     }
 

@@ -7,6 +7,7 @@
 
 mod attach;
 mod bpffs;
+mod btf;
 pub mod compile;
 mod error;
 mod inspect;
@@ -15,6 +16,7 @@ mod loader;
 mod object;
 mod program;
 mod reconcile;
+mod sockmap;
 mod testrun;
 
 pub use attach::{host_link_name, Attachment, NS_LINK};
@@ -26,3 +28,4 @@ pub use loader::{Dataplane, Sizes, TcAttachment};
 pub use object::{embedded_object, toolchain_used, MapSpec};
 pub use program::{Applied, Programmer};
 pub use reconcile::{Reconciler, Synced};
+pub use sockmap::{open_pairs, SockmapRow, SockmapStatus};

@@ -26,6 +26,9 @@ pub struct Reconciler {
     /// Attachments whose last attempt failed, with the error (logged once per change).
     failing: BTreeMap<String, String>,
     applied: Option<(Snapshot, Vec<Vec<BackendId>>)>,
+    /// Whether the sock_ops links a previous agent left on cgroups this one does not
+    /// attach have been removed (once, after the first attach of the VPC cgroups).
+    sock_ops_swept: bool,
 }
 
 /// What a sync changed.
@@ -51,6 +54,7 @@ impl Reconciler {
             cgroups: BTreeMap::new(),
             failing: BTreeMap::new(),
             applied: None,
+            sock_ops_swept: false,
         })
     }
 
@@ -127,6 +131,11 @@ impl Reconciler {
             }
         }
         self.sync_cgroups(snapshot, &mut synced)?;
+        if self.dataplane.sockmap_enabled() && !self.sock_ops_swept {
+            let keep = self.cgroups.values().map(|c| c.id).collect();
+            self.dataplane.sweep_sock_ops(&keep)?;
+            self.sock_ops_swept = true;
+        }
 
         let usable_now: Vec<Vec<BackendId>> = snapshot
             .listeners
@@ -141,6 +150,8 @@ impl Reconciler {
                 .as_ref()
                 .is_some_and(|(s, u)| s == snapshot && *u == usable_now);
         if !unchanged {
+            self.dataplane
+                .set_sock_endpoints(&snapshot.sock_endpoints)?;
             let attachments: Vec<Attachment> = self.attachments.values().cloned().collect();
             let applied =
                 self.programmer

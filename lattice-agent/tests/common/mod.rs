@@ -23,6 +23,8 @@ pub struct Agent {
     pub log: Arc<Mutex<String>>,
     /// More `run` arguments (flags a test needs).
     pub extra_args: Vec<String>,
+    /// The cgroup the agent process runs in (its own cgroup), when not the test's.
+    pub cgroup: Option<lattice_tests::Cgroup>,
     _dir: tempfile::TempDir,
 }
 
@@ -45,6 +47,18 @@ impl Agent {
         bpffs_root: &Path,
         extra_args: &[&str],
     ) -> Agent {
+        Agent::start_in_cgroup(dir, yaml, bpffs_root, extra_args, None)
+    }
+
+    /// Like [`Agent::start_with`], with the agent process inside `cgroup` from its first
+    /// instruction (so the cgroup is the agent's own).
+    pub fn start_in_cgroup(
+        dir: tempfile::TempDir,
+        yaml: &str,
+        bpffs_root: &Path,
+        extra_args: &[&str],
+        cgroup: Option<lattice_tests::Cgroup>,
+    ) -> Agent {
         let config = dir.path().join("lattice.yaml");
         std::fs::write(&config, yaml).expect("write config");
         let mut agent = Agent {
@@ -54,6 +68,7 @@ impl Agent {
             bpffs_root: bpffs_root.to_path_buf(),
             log: Arc::new(Mutex::new(String::new())),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            cgroup,
             _dir: dir,
         };
         agent.spawn();
@@ -62,7 +77,11 @@ impl Agent {
 
     /// Starts (again) on the current config file.
     pub fn spawn(&mut self) {
-        let mut child = Command::new(AGENT)
+        let mut command = match &self.cgroup {
+            Some(cgroup) => cgroup.command(AGENT),
+            None => Command::new(AGENT),
+        };
+        let mut child = command
             // A small conntrack table: tests open few flows, and the default (1 M flows)
             // takes about 240 MiB of kernel memory per agent.
             .args([
