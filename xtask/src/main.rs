@@ -10,6 +10,7 @@
 //! | `bench l4` | setup, then lattice's TCP path vs direct, HAProxy and nginx (ratios, JSON) |
 //! | `bench l7` | setup, then lattice's HTTP listeners vs direct, nginx and HAProxy (ratios, JSON) |
 //! | `bench auth` | setup, then policy decision time (criterion) and requests/s with SigV4 verification on vs off (ratio, JSON) |
+//! | `bench sockmap` | setup, then a same-host hop with socket acceleration on, off, and plain loopback (ratios, JSON) |
 
 mod bench;
 mod demo;
@@ -70,6 +71,11 @@ enum BenchKind {
     /// HTTP requests/s through the agent with SigV4 verification and auth policies on, as
     /// a ratio to auth off in the same run (wrk); JSON under target/bench/.
     Auth,
+    /// Socket acceleration: a same-host hop (host client -> TCP listener -> host target)
+    /// with sock_ops/sk_msg on, with `--no-sockmap`, and plain loopback without lattice:
+    /// latency p50/p99 and request/response rate (sockperf), bulk throughput (iperf3),
+    /// the acceleration counters; JSON under target/bench/.
+    Sockmap,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -121,6 +127,7 @@ fn main() -> anyhow::Result<()> {
                     setup::bench_http_tools()?;
                     bench::auth(&root)
                 }
+                BenchKind::Sockmap => bench::sockmap(&root),
             }
         }
     }

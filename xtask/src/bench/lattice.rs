@@ -199,6 +199,18 @@ pub fn launch(
     file_name: &str,
     config: &str,
 ) -> anyhow::Result<(Proc, serde_json::Value)> {
+    launch_with(bin, bpffs_root, work, file_name, config, &[])
+}
+
+/// [`launch`] with more `run` arguments.
+pub fn launch_with(
+    bin: &Path,
+    bpffs_root: &Path,
+    work: &Path,
+    file_name: &str,
+    config: &str,
+    extra_args: &[&str],
+) -> anyhow::Result<(Proc, serde_json::Value)> {
     let config_path = work.join(file_name);
     fs::write(&config_path, config)?;
     let state_dir = work.join("agent-state");
@@ -213,7 +225,8 @@ pub fn launch(
         .arg("--state-dir")
         .arg(&state_dir)
         .arg("--bpffs-root")
-        .arg(bpffs_root);
+        .arg(bpffs_root)
+        .args(extra_args);
     let mut agent = Proc::spawn("lattice-agent", cmd, &work.join("agent.log"))?
         .with_grace(Duration::from_secs(10));
     wait_ready(&mut agent)?;

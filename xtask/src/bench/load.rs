@@ -7,6 +7,7 @@ use std::{
     io::{Read as _, Write as _},
     net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream},
     path::Path,
+    process::Command,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -16,7 +17,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use lattice_tests::Netns;
+use lattice_tests::{Cgroup, Netns};
 use serde::Serialize;
 
 use super::{
@@ -28,6 +29,9 @@ use super::{
 pub const IPERF3_SECONDS: u32 = 3;
 pub const SOCKPERF_SECONDS: u32 = 2;
 pub const CONNECT_SECONDS: f64 = 2.0;
+/// Ping-pong connections at once for the concurrent request/response rate (the
+/// report's label says 8).
+pub const CONCURRENT_CONNECTIONS: usize = 8;
 /// Message size of the request/response measurement (bytes, both ways).
 pub const MESSAGE_BYTES: u32 = 64;
 /// Client threads of the connection-rate loop, each with one connection at a time.
@@ -141,6 +145,35 @@ impl Drop for Responder {
     }
 }
 
+/// Where a measurement's client program runs: a namespace, optionally inside a cgroup
+/// (lattice's cgroup hooks act on the sockets of a cgroup's processes), bound to an
+/// address of the namespace or not.
+#[derive(Clone, Copy)]
+pub struct ClientSide<'a> {
+    pub netns: &'a Netns,
+    pub cgroup: Option<&'a Cgroup>,
+    pub bind: Option<Ipv4Addr>,
+}
+
+impl<'a> ClientSide<'a> {
+    /// The l4/l7 benchmarks' client: the client namespace, bound to the VPC address.
+    pub fn vpc(netns: &'a Netns) -> ClientSide<'a> {
+        ClientSide {
+            netns,
+            cgroup: None,
+            bind: Some(CLIENT_ADDR),
+        }
+    }
+
+    /// A command running `program` on this side.
+    fn command(&self, program: &str) -> std::process::Command {
+        match self.cgroup {
+            Some(cgroup) => cgroup.command_in(self.netns, program),
+            None => self.netns.command(program),
+        }
+    }
+}
+
 /// Bulk TCP throughput, one stream, client to server.
 #[derive(Clone, Debug, Serialize)]
 pub struct Throughput {
@@ -151,18 +184,20 @@ pub struct Throughput {
     pub gbit_per_s_per_busy_core: f64,
 }
 
-/// `iperf3 -c DST -t N -J` from the client namespace, bound to the VPC address.
+/// `iperf3 -c DST -t N -J` from the client side (bound to its address, if any).
 pub fn iperf3(
-    client: &Netns,
+    client: &ClientSide<'_>,
     dst: Ipv4Addr,
     cost_pids: &[u32],
     work: &Path,
     label: &str,
 ) -> anyhow::Result<Throughput> {
     let mut cmd = client.command("iperf3");
-    cmd.args(["-c", &dst.to_string(), "-p", &IPERF3_PORT.to_string()])
-        .args(["-B", &CLIENT_ADDR.to_string()])
-        .args(["-t", &IPERF3_SECONDS.to_string(), "-J"])
+    cmd.args(["-c", &dst.to_string(), "-p", &IPERF3_PORT.to_string()]);
+    if let Some(bind) = client.bind {
+        cmd.args(["-B", &bind.to_string()]);
+    }
+    cmd.args(["-t", &IPERF3_SECONDS.to_string(), "-J"])
         .args(["--connect-timeout", "3000"]);
     let meter = CpuMeter::start(cost_pids)?;
     let ran = run_bounded(
@@ -211,11 +246,11 @@ pub struct Latency {
     pub cpu: Cpu,
 }
 
-/// `sockperf ping-pong --tcp --full-rtt` from the client namespace. With `pin`, the
-/// client runs on that CPU and `pin_pids` (the server and the forwarding processes) are
-/// moved there for the measurement.
+/// `sockperf ping-pong --tcp --full-rtt` from the client side. With `pin`, the client
+/// runs on that CPU and `pin_pids` (the server and the forwarding processes) are moved
+/// there for the measurement.
 pub fn sockperf(
-    client: &Netns,
+    client: &ClientSide<'_>,
     dst: Ipv4Addr,
     pin: Option<(usize, &[u32])>,
     cost_pids: &[u32],
@@ -226,19 +261,7 @@ pub fn sockperf(
         Some((cpu, pids)) => Some(Pinned::new(pids, cpu)?),
         None => None,
     };
-    let mut cmd = match pin {
-        Some((cpu, _)) => {
-            let mut c = client.command("taskset");
-            c.args(["-c", &cpu.to_string(), "sockperf"]);
-            c
-        }
-        None => client.command("sockperf"),
-    };
-    cmd.args(["ping-pong", "--tcp", "--full-rtt"])
-        .args(["-i", &dst.to_string(), "-p", &SOCKPERF_PORT.to_string()])
-        .args(["--client_ip", &CLIENT_ADDR.to_string()])
-        .args(["-m", &MESSAGE_BYTES.to_string()])
-        .args(["-t", &SOCKPERF_SECONDS.to_string()]);
+    let cmd = sockperf_command(client, dst, pin.map(|(cpu, _)| cpu));
     let meter = CpuMeter::start(cost_pids)?;
     let ran = run_bounded(
         cmd,
@@ -260,6 +283,97 @@ pub fn sockperf(
         message_bytes: MESSAGE_BYTES,
         cpu,
         ..parsed
+    })
+}
+
+/// The sockperf ping-pong client command, on CPU `pin` if given.
+fn sockperf_command(client: &ClientSide<'_>, dst: Ipv4Addr, pin: Option<usize>) -> Command {
+    let mut cmd = match pin {
+        Some(cpu) => {
+            let mut c = client.command("taskset");
+            c.args(["-c", &cpu.to_string(), "sockperf"]);
+            c
+        }
+        None => client.command("sockperf"),
+    };
+    cmd.args(["ping-pong", "--tcp", "--full-rtt"]).args([
+        "-i",
+        &dst.to_string(),
+        "-p",
+        &SOCKPERF_PORT.to_string(),
+    ]);
+    if let Some(bind) = client.bind {
+        cmd.args(["--client_ip", &bind.to_string()]);
+    }
+    cmd.args(["-m", &MESSAGE_BYTES.to_string()])
+        .args(["-t", &SOCKPERF_SECONDS.to_string()]);
+    cmd
+}
+
+/// Request/response round trips of several connections at once (sockperf ping-pong
+/// clients side by side, unpinned): the rate the CPUs sustain, where one connection's
+/// rate is bound by each round trip's wake-ups.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConcurrentRate {
+    pub connections: usize,
+    pub message_bytes: u32,
+    /// The clients' round trips per second, summed.
+    pub round_trips_per_s: f64,
+    /// The median of the clients' p50 round trips.
+    pub p50_us: f64,
+    pub cpu: Cpu,
+    pub round_trips_per_s_per_busy_core: f64,
+}
+
+/// `connections` sockperf ping-pong clients at once against `dst`.
+pub fn sockperf_concurrent(
+    client: &ClientSide<'_>,
+    dst: Ipv4Addr,
+    connections: usize,
+    cost_pids: &[u32],
+    work: &Path,
+    label: &str,
+) -> anyhow::Result<ConcurrentRate> {
+    let meter = CpuMeter::start(cost_pids)?;
+    let runs: Vec<_> = (0..connections)
+        .map(|i| {
+            let cmd = sockperf_command(client, dst, None);
+            let (work, label) = (work.to_owned(), format!("sockperf-{label}-c{i}"));
+            std::thread::spawn(move || {
+                run_bounded(
+                    cmd,
+                    Duration::from_secs(u64::from(SOCKPERF_SECONDS) + 20),
+                    &work,
+                    &label,
+                )
+            })
+        })
+        .collect();
+    let mut parsed = Vec::new();
+    for run in runs {
+        let ran = run
+            .join()
+            .map_err(|_| anyhow::anyhow!("a sockperf thread panicked"))??;
+        let text = ran.all_output();
+        parsed.push(parse_sockperf(&text).with_context(|| {
+            format!(
+                "sockperf to {dst} ({}): unexpected output:\n{}",
+                ran.status,
+                text.lines().rev().take(12).collect::<Vec<_>>().join("\n")
+            )
+        })?);
+    }
+    let cpu = meter.finish()?;
+    let round_trips_per_s: f64 = parsed.iter().map(|l| l.round_trips_per_s).sum();
+    let mut p50s: Vec<f64> = parsed.iter().map(|l| l.p50_us).collect();
+    p50s.sort_by(f64::total_cmp);
+    Ok(ConcurrentRate {
+        connections,
+        message_bytes: MESSAGE_BYTES,
+        round_trips_per_s,
+        p50_us: p50s.get(p50s.len() / 2).copied().unwrap_or(f64::NAN),
+        round_trips_per_s_per_busy_core: round_trips_per_s / cpu.system_busy_cores.max(1e-9),
+        cpu,
     })
 }
 

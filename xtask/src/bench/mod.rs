@@ -46,6 +46,7 @@ mod net;
 mod peers;
 mod procs;
 mod report;
+mod sockmap;
 
 use std::{
     net::Ipv4Addr,
@@ -58,6 +59,7 @@ use lattice_tests::Topology;
 
 pub use auth::auth;
 pub use l7::l7;
+pub use sockmap::sockmap;
 
 use crate::step;
 use load::{
@@ -98,8 +100,10 @@ pub fn l4(root: &Path) -> anyhow::Result<()> {
     let mut background = Vec::new();
     let pin_cpu = procs::cpus() - 1;
     let bench = Bench {
-        net: &net,
-        servers: &servers,
+        client: load::ClientSide::vpc(&net.client),
+        sockperf_server: servers.sockperf.pid(),
+        connect_from: Some(&net.client),
+        concurrent: None,
         work: &work.path,
         pin_cpu,
     };
@@ -292,15 +296,23 @@ fn target_dir(root: &Path) -> PathBuf {
 
 /// What every variant's measurements share.
 struct Bench<'a> {
-    net: &'a BenchNet,
-    servers: &'a Servers,
+    /// Where iperf3 and sockperf's clients run.
+    client: load::ClientSide<'a>,
+    /// The sockperf server, pinned with the client for the pinned latency.
+    sockperf_server: u32,
+    /// Where the connection-rate threads connect from (none: not measured).
+    connect_from: Option<&'a lattice_tests::Netns>,
+    /// How many ping-pong connections run at once for the concurrent rate (none: not
+    /// measured).
+    concurrent: Option<usize>,
     work: &'a Path,
     pin_cpu: usize,
 }
 
 impl Bench<'_> {
     /// Runs every measurement once against `dst` (iperf3 and sockperf) and
-    /// `connect_dst` (the connection-rate responder), and adds the round to `v`.
+    /// `connect_dst` (the connection-rate responder, when measured), and adds the round
+    /// to `v`.
     /// `forwarder` is the process whose CPU and memory are charged to the variant (none
     /// for the baselines).
     fn round(
@@ -318,11 +330,11 @@ impl Bench<'_> {
                 format!("{dst} (iperf3, sockperf), {connect_dst} (connections)")
             }
         });
-        let client = &self.net.client;
+        let client = &self.client;
         let cost: Vec<u32> = forwarder.map(Proc::pid).into_iter().collect();
         // Pinned: sockperf's server and the forwarder's threads (and workers) go to the
         // client's CPU for that measurement.
-        let mut pin_pids = vec![self.servers.sockperf.pid()];
+        let mut pin_pids = vec![self.sockperf_server];
         if let Some(f) = forwarder {
             pin_pids.extend(procs::tree(f.pid()));
         }
@@ -373,12 +385,35 @@ impl Bench<'_> {
                 r.latency_unpinned = latency;
             }
         }
-        r.connect = record(
-            errors,
-            name,
-            "connection rate",
-            load::connect_rate(client, connect_dst, &cost),
-        );
+        if let Some(connections) = self.concurrent {
+            r.concurrent = record(
+                errors,
+                name,
+                "concurrent sockperf",
+                load::sockperf_concurrent(
+                    client,
+                    dst,
+                    connections,
+                    &cost,
+                    self.work,
+                    &format!("{label}-concurrent"),
+                ),
+            );
+            if let Some(c) = &r.concurrent {
+                println!(
+                    "    {name:8} sockperf x{}: {:.0} round trips/s, p50 {:.1} us, {:.2} busy cores",
+                    c.connections, c.round_trips_per_s, c.p50_us, c.cpu.system_busy_cores
+                );
+            }
+        }
+        if let Some(from) = self.connect_from {
+            r.connect = record(
+                errors,
+                name,
+                "connection rate",
+                load::connect_rate(from, connect_dst, &cost),
+            );
+        }
         if let Some(c) = &r.connect {
             println!(
                 "    {name:8} connections: {:.0}/s ({} in {:.1} s, {} failed), p50 {:.1} us",

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{
     lattice::Conntrack,
-    load::{ConnectRate, Latency, Throughput},
+    load::{ConcurrentRate, ConnectRate, Latency, Throughput},
     procs::Memory,
 };
 
@@ -87,6 +87,8 @@ pub struct Round {
     pub throughput: Option<Throughput>,
     pub latency_pinned: Option<Latency>,
     pub latency_unpinned: Option<Latency>,
+    /// Several ping-pong connections at once (when the benchmark measures it).
+    pub concurrent: Option<ConcurrentRate>,
     pub connect: Option<ConnectRate>,
     /// The forwarding process (proxy with its workers, or the agent) after the round.
     pub memory: Option<Memory>,
@@ -258,6 +260,27 @@ const METRICS: &[Metric] = &[
         get: |r| Some(r.latency_unpinned.as_ref()?.round_trips_per_s),
     },
     Metric {
+        key: "concurrent_round_trips_per_s",
+        label: "request/response rate, /s (8 connections)",
+        decimals: 0,
+        table_ratios: true,
+        get: |r| Some(r.concurrent.as_ref()?.round_trips_per_s),
+    },
+    Metric {
+        key: "concurrent_p50_us",
+        label: "  64 B round trip p50 of a connection, us",
+        decimals: 1,
+        table_ratios: false,
+        get: |r| Some(r.concurrent.as_ref()?.p50_us),
+    },
+    Metric {
+        key: "concurrent_round_trips_per_busy_core",
+        label: "  round trips/s per busy core",
+        decimals: 0,
+        table_ratios: true,
+        get: |r| Some(r.concurrent.as_ref()?.round_trips_per_s_per_busy_core),
+    },
+    Metric {
         key: "connections_per_s",
         label: "connection setup rate, /s (4 clients)",
         decimals: 0,
@@ -314,11 +337,21 @@ fn ratio(variants: &[Variant], metric: &Metric, variant: &str, reference: &str) 
     (b != 0.0 && a.is_finite() && b.is_finite()).then(|| a / b)
 }
 
+/// The ratio of `variant`'s median of metric `key` to `reference`'s.
+pub fn ratio_of(variants: &[Variant], key: &str, variant: &str, reference: &str) -> Option<f64> {
+    ratio(variants, metric(key), variant, reference)
+}
+
 pub fn ratios(variants: &[Variant]) -> Vec<Ratio> {
+    ratios_against(variants, &REFERENCES)
+}
+
+/// Every metric's ratio of each variant to each of `references`.
+pub fn ratios_against(variants: &[Variant], references: &[&'static str]) -> Vec<Ratio> {
     let mut out = Vec::new();
     for metric in METRICS {
         for v in variants {
-            for reference in REFERENCES {
+            for &reference in references {
                 if v.name == reference {
                     continue;
                 }
@@ -456,14 +489,21 @@ pub fn cell(value: Option<f64>, decimals: usize) -> String {
 impl Report {
     /// The table: per metric, the values, then one line of ratios per reference.
     pub fn render(&self) -> String {
+        self.render_against(&REFERENCES)
+    }
+
+    /// [`Report::render`] with ratios against `references`.
+    pub fn render_against(&self, references: &[&str]) -> String {
         const LABEL: usize = 44;
-        const COL: usize = 13;
+        const COL: usize = 14;
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "medians of {} rounds; ratios are column / reference (e.g. \"x haproxy\" 2.00 = \
-             twice HAProxy's value); lower is better for latency, CPU and memory",
-            self.settings.rounds
+            "medians of {} rounds; ratios are column / reference (e.g. \"x {}\" 2.00x = \
+             twice {}'s value); lower is better for latency, CPU and memory",
+            self.settings.rounds,
+            references.last().unwrap_or(&"haproxy"),
+            references.last().unwrap_or(&"haproxy"),
         );
         let _ = write!(out, "{:LABEL$}", "");
         for v in &self.variants {
@@ -494,7 +534,7 @@ impl Report {
                 }
                 out.push('\n');
             }
-            for reference in REFERENCES {
+            for &reference in references {
                 let ratios: Vec<Option<f64>> = self
                     .variants
                     .iter()
