@@ -1013,12 +1013,14 @@ fn start_lattice(
     work: &Path,
     certs: &Certs,
 ) -> anyhow::Result<(Proc, Ipv4Addr)> {
-    let (mut agent, shown) = lattice::launch(
+    // One runtime thread, as nginx and HAProxy run one worker here: like for like.
+    let (mut agent, shown) = lattice::launch_with(
         bin,
         bpffs_root,
         work,
         "lattice-bench-l7.yaml",
         &lattice_config(net, certs),
+        &["--proxy-threads", "1"],
     )?;
     let vip = lattice::wait_service(net, &mut agent, &shown, "bench-http", &[80, 443])?;
     Ok((agent, vip))
