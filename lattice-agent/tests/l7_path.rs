@@ -7,7 +7,7 @@ mod common;
 
 use std::{process::Command, time::Duration};
 
-use common::Agent;
+use common::{curl, Agent};
 use lattice_tests::{client, EchoServer, HttpServer, Netns, Topology};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -92,22 +92,6 @@ targetGroups:
         other = lab.other.name(),
         orders = lab.orders.name(),
     )
-}
-
-fn curl(ns: &Netns, args: &[&str]) -> std::process::Output {
-    Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns.name(),
-            "curl",
-            "-sS",
-            "--max-time",
-            "10",
-        ])
-        .args(args)
-        .output()
-        .expect("run curl")
 }
 
 #[test]

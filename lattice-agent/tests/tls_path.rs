@@ -25,7 +25,7 @@ use rustls::{
     ServerConfig, ServerConnection, StreamOwned,
 };
 
-use common::{eventually, Agent, AGENT};
+use common::{curl, eventually, Agent, AGENT};
 use lattice_tests::{HttpServer, Netns, Pki, Topology};
 
 const API_DOMAIN: &str = "api.example.test";
@@ -270,22 +270,6 @@ impl Drop for HttpsTarget {
             let _ = thread.join();
         }
     }
-}
-
-fn curl(ns: &Netns, args: &[&str]) -> Output {
-    Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns.name(),
-            "curl",
-            "-sS",
-            "--max-time",
-            "10",
-        ])
-        .args(args)
-        .output()
-        .expect("run curl")
 }
 
 fn text(out: &Output) -> (String, String) {

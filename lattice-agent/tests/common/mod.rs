@@ -236,3 +236,20 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// curl inside the namespace `ns` (quiet, errors shown, at most 10 s) with `args`.
+pub fn curl(ns: &lattice_tests::Netns, args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns.name(),
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+        ])
+        .args(args)
+        .output()
+        .expect("run curl")
+}
