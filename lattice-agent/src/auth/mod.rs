@@ -19,7 +19,7 @@ use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use crate::{config::Config, resolve::arn};
 
-use identity::Principal;
+use identity::{Caller, Principal, Proof};
 use mtls::{MtlsAuthority, MtlsSetupError};
 use sigv4::Keyring;
 
@@ -48,7 +48,8 @@ pub enum AuthSetupError {
 
 /// What proves callers: the access keys and the account CAs of the config.
 pub struct Authenticator {
-    keyring: Keyring<Arc<Principal>>,
+    /// Each access key's owner, as the caller its signatures prove.
+    keyring: Keyring<Caller>,
     mtls: Option<MtlsAuthority>,
 }
 
@@ -92,7 +93,13 @@ impl Authenticator {
                             path: key.secret_file.clone(),
                         });
                     }
-                    keyring.insert(key.access_key_id.clone(), &secret, Arc::clone(&info));
+                    let caller = Caller::Authenticated {
+                        principal: Arc::clone(&info),
+                        proof: Proof::Signature {
+                            access_key_id: key.access_key_id.clone(),
+                        },
+                    };
+                    keyring.insert(key.access_key_id.clone(), &secret, caller);
                 }
             }
         }
@@ -102,7 +109,7 @@ impl Authenticator {
         })
     }
 
-    pub fn keyring(&self) -> &Keyring<Arc<Principal>> {
+    pub fn keyring(&self) -> &Keyring<Caller> {
         &self.keyring
     }
 

@@ -14,7 +14,7 @@
 //! the target; bodies that must stream (gRPC streams, uploads) are signed with
 //! `UNSIGNED-PAYLOAD`, as AWS's SDKs do for streaming.
 
-use std::{net::SocketAddr, sync::Arc, time::SystemTime};
+use std::{net::SocketAddr, time::SystemTime};
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -26,7 +26,7 @@ use super::sites::Site;
 use crate::{
     auth::{
         context::request_context,
-        identity::{Caller, Proof},
+        identity::Caller,
         sigv4::{self, Payload, PayloadCheck, SigV4Error},
         Authenticator,
     },
@@ -274,52 +274,37 @@ async fn authenticate(
         return Ok((conn.certified.clone(), Either::Left(body)));
     }
     let now = SystemTime::now();
-    let (principal, body) = match Payload::claimed(&parts.headers) {
+    let (caller, body) = match Payload::claimed(&parts.headers) {
         Some(claimed) => {
-            let (principal, check) = sigv4::verify(auth.keyring(), parts, claimed, now)?;
+            let (caller, check) = sigv4::verify(auth.keyring(), parts, claimed, now)?;
             match check {
-                PayloadCheck::Done => (principal, Either::Left(body)),
+                PayloadCheck::Done => (caller, Either::Left(body)),
                 PayloadCheck::MustHash(expected) => {
                     let bytes = read_body(body).await?;
                     if sigv4::sha256_hex(&bytes) != expected {
                         return Err(SigV4Error::PayloadMismatch.into());
                     }
-                    (principal, Either::Right(Full::new(bytes)))
+                    (caller, Either::Right(Full::new(bytes)))
                 }
             }
         }
         None if body.is_end_stream() => {
-            let (principal, _) = sigv4::verify(
+            let (caller, _) = sigv4::verify(
                 auth.keyring(),
                 parts,
                 Payload::Hashed(sigv4::EMPTY_SHA256),
                 now,
             )?;
-            (principal, Either::Left(body))
+            (caller, Either::Left(body))
         }
         None => {
             let bytes = read_body(body).await?;
             let hash = sigv4::sha256_hex(&bytes);
-            let (principal, _) = sigv4::verify(auth.keyring(), parts, Payload::Hashed(&hash), now)?;
-            (principal, Either::Right(Full::new(bytes)))
+            let (caller, _) = sigv4::verify(auth.keyring(), parts, Payload::Hashed(&hash), now)?;
+            (caller, Either::Right(Full::new(bytes)))
         }
     };
-    let access_key_id = sigv4::parse_authorization(
-        parts
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default(),
-    )
-    .map(|a| a.access_key_id.to_owned())
-    .unwrap_or_default();
-    Ok((
-        Caller::Authenticated {
-            principal: Arc::clone(principal),
-            proof: Proof::Signature { access_key_id },
-        },
-        body,
-    ))
+    Ok((caller.clone(), body))
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, Refusal> {
