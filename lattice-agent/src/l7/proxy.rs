@@ -9,6 +9,7 @@
 //! the target refuses or breaks the exchange, 504 when it does not answer in time.
 
 use std::{
+    collections::HashMap,
     convert::Infallible,
     net::SocketAddr,
     sync::{atomic::AtomicUsize, Arc},
@@ -120,6 +121,9 @@ pub struct Proxy {
     logs: Arc<AccessLogs>,
     /// Request, response and connection counters.
     metrics: Arc<ProxyMetrics>,
+    /// `x-amzn-lattice-target` per (service network, target group): a target group
+    /// serves one service, so the pair names the whole value.
+    target_headers: HashMap<(usize, usize), HeaderValue>,
 }
 
 struct Upstream {
@@ -161,6 +165,7 @@ impl Proxy {
                 })
             })
             .collect::<Result<_, ProxyError>>()?;
+        let target_headers = target_headers(&config, &resolved);
         Ok(Proxy {
             config,
             resolved,
@@ -170,6 +175,7 @@ impl Proxy {
             auth,
             logs,
             metrics,
+            target_headers,
         })
     }
 
@@ -587,15 +593,10 @@ impl Proxy {
             HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
         );
         headers.insert("x-amzn-lattice-network", values.network.clone());
-        let service = &self.resolved.services[site.service];
-        let network = &self.resolved.service_networks[site.network];
-        let target_group = &self.resolved.target_groups[group.index()];
-        let target = format!(
-            "ServiceArn={};ServiceNetworkArn={};TargetGroupArn={}",
-            service.arn, network.arn, target_group.arn
-        );
+        if let Some(target) = self.target_headers.get(&(site.network, group.index())) {
+            headers.insert("x-amzn-lattice-target", target.clone());
+        }
         let identity = [
-            ("x-amzn-lattice-target", Some(target)),
             ("x-amzn-lattice-identity", caller.identity_header()),
             ("x-amzn-lattice-identity-tags", caller.tags_header()),
         ];
@@ -605,6 +606,43 @@ impl Proxy {
             }
         }
     }
+}
+
+/// The `x-amzn-lattice-target` value of every (service network, target group) a
+/// request can be forwarded through: `ServiceArn=...;ServiceNetworkArn=...;
+/// TargetGroupArn=...`, made once rather than per request.
+fn target_headers(config: &Config, resolved: &Resolved) -> HashMap<(usize, usize), HeaderValue> {
+    let mut out = HashMap::new();
+    for (s, service) in config.services().iter().enumerate() {
+        let Some(service_ref) = config.service_by_name(service.name.as_str()) else {
+            continue;
+        };
+        let groups = service.listeners.iter().flat_map(|l| {
+            std::iter::once(&l.default_action).chain(l.rules.iter().map(|r| &r.action))
+        });
+        let groups: Vec<usize> = groups
+            .filter_map(|action| match action {
+                Action::Forward(groups) => Some(groups),
+                Action::FixedResponse(_) => None,
+            })
+            .flatten()
+            .map(|g| g.target_group.index())
+            .collect();
+        for network in config.networks_of_service(service_ref) {
+            for &g in &groups {
+                let value = format!(
+                    "ServiceArn={};ServiceNetworkArn={};TargetGroupArn={}",
+                    resolved.services[s].arn,
+                    resolved.service_networks[network.index()].arn,
+                    resolved.target_groups[g].arn
+                );
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    out.insert((network.index(), g), value);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Why the target pick phase found no target.
