@@ -498,11 +498,20 @@ fn the_contracts_cross_account_example_works_end_to_end() {
         "/CN=orders",
         &["DNS:orders.shop.internal"],
     );
+    // The contract's accounts name no mtlsCaFile: role/web's mtlsSubjects are proven by
+    // the agent's mesh-wide CA. A certificate of another CA, same SAN, proves nothing.
+    pki.ca("mesh-ca", "/OU=mesh/CN=lattice mesh CA");
+    let web_san = format!("URI:{WEB_SAN}");
+    pki.issue("mesh-ca", "web-client", "/CN=web", &[&web_san]);
+    pki.ca("rogue-ca", "/CN=rogue CA");
+    pki.issue("rogue-ca", "rogue-client", "/CN=web", &[&web_san]);
+    let certs = dir.path().join("certs");
+    let mesh_ca = certs.join("mesh-ca.pem").display().to_string();
     let secret = dir.path().join("secrets/web.key");
-    let ca = dir.path().join("certs/ca-111111111111.pem");
+    let ca = certs.join("ca-111111111111.pem");
 
     let root = topo.bpffs_root("agent").unwrap();
-    let agent = Agent::start_in(dir, &contract, &root);
+    let agent = Agent::start_with(dir, &contract, &root, &["--mtls-ca", &mesh_ca]);
     let vip = agent.vip("orders");
     // The targets pass their first health check before they get traffic.
     assert!(
@@ -546,6 +555,32 @@ fn the_contracts_cross_account_example_works_end_to_end() {
     assert_eq!(r.status, 403, "anonymous: {r:?}");
     // Outside /api/ the default action answers 404, after auth.
     assert_eq!(call("GET", "/", true).status, 404);
+
+    let certified = |stem: &str| {
+        let args = [
+            "--cacert".to_owned(),
+            ca.display().to_string(),
+            "--cert".to_owned(),
+            certs.join(format!("{stem}.pem")).display().to_string(),
+            "--key".to_owned(),
+            certs.join(format!("{stem}.key")).display().to_string(),
+            "https://orders.shop.internal/api/items".to_owned(),
+        ];
+        curl(&web, "orders.shop.internal", 443, vip, &strs(&args))
+    };
+    let r = certified("web-client");
+    assert_eq!(r.status, 200, "mesh CA: {r:?}\n{}", agent.log());
+    assert!(
+        seen_header(&r.body, "x-amzn-lattice-identity")
+            .is_some_and(|id| id.starts_with(&format!("Principal={WEB_ARN};X509Issuer/OU=mesh"))),
+        "{}",
+        r.body
+    );
+    assert_ne!(
+        certified("rogue-client").status,
+        200,
+        "a rogue CA's certificate"
+    );
 
     // Without the resource share, account 111's network cannot hold account 222's
     // services: validate refuses the document and names what is missing.

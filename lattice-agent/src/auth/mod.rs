@@ -15,12 +15,16 @@ pub mod identity;
 pub mod mtls;
 pub mod sigv4;
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use crate::{config::Config, resolve::arn};
 
 use identity::{Caller, Principal, Proof};
-use mtls::{MtlsAuthority, MtlsSetupError};
+use mtls::{CaOrigin, MtlsAuthority, MtlsSetupError};
 use sigv4::Keyring;
 
 /// The credentials of the config could not be loaded.
@@ -54,16 +58,38 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// Reads every secret and CA file the config names; fails, naming the field and
-    /// the file, before anything is served.
-    pub fn load(config: &Config, region: &str) -> Result<Self, AuthSetupError> {
+    /// Reads every secret and CA file the config names, and `mesh_ca` (the CA of the
+    /// accounts that name none); fails, naming the field and the file, before anything
+    /// is served.
+    pub fn load(
+        config: &Config,
+        region: &str,
+        mesh_ca: Option<&Path>,
+    ) -> Result<Self, AuthSetupError> {
         let mut keyring = Keyring::new(region);
         let mut subjects = HashMap::new();
         let mut cas = Vec::new();
+        if let Some(path) = mesh_ca {
+            cas.push((CaOrigin::Mesh, path.to_owned()));
+        }
         for account in config.accounts() {
             let id = account.id.to_string();
-            if let Some(path) = &account.mtls_ca_file {
-                cas.push((id.clone(), path.clone()));
+            match &account.mtls_ca_file {
+                Some(path) => cas.push((CaOrigin::Account(id.clone()), path.clone())),
+                None if mesh_ca.is_none() => {
+                    for principal in account.principals.iter() {
+                        if !principal.mtls_subjects.is_empty() {
+                            tracing::warn!(
+                                account = %id,
+                                principal = %principal.name,
+                                "the principal has mtlsSubjects, but neither the account's \
+                                 mtlsCaFile nor --mtls-ca names a CA: no client certificate \
+                                 can prove it"
+                            );
+                        }
+                    }
+                }
+                None => {}
             }
             for (p, principal) in account.principals.iter().enumerate() {
                 let info = Arc::new(Principal {

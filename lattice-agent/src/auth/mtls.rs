@@ -2,12 +2,15 @@
 //!
 //! Each account may name the CA that issues its client certificates
 //! (`accounts[].mtlsCaFile`), and each principal the URI SANs that are it
-//! (`mtlsSubjects`). The TLS handshake asks for a certificate and accepts one that
-//! chains to any account's CA, or none at all (the caller is then anonymous, as over
-//! plain HTTP). After the handshake the certificate names its principal by its URI
-//! SAN, and only if the chain also verifies against that principal's own account's CA:
-//! account A's CA cannot mint account B's identities. A verified certificate whose SAN
-//! names no principal of its CA's account proves nothing: its caller is anonymous.
+//! (`mtlsSubjects`). Accounts that name none share the agent's mesh-wide CA
+//! (`--mtls-ca`, the trust anchor Istio and Linkerd have one of), when it is given.
+//! The TLS handshake asks for a certificate and accepts one that chains to any of
+//! these CAs, or none at all (the caller is then anonymous, as over plain HTTP). After
+//! the handshake the certificate names its principal by its URI SAN, and only if the
+//! chain also verifies against that principal's own account's CA (or the mesh CA, for
+//! an account without one): account A's CA cannot mint account B's identities. A
+//! verified certificate whose SAN names no such principal proves nothing: its caller
+//! is anonymous.
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
@@ -23,23 +26,43 @@ use super::identity::{Principal, X509Fields};
 /// The mTLS setup could not be built from the config.
 #[derive(Debug, thiserror::Error)]
 pub enum MtlsSetupError {
-    #[error("account {account}: mtlsCaFile {}: {source}", path.display())]
+    #[error("{origin} {}: {source}", path.display())]
     Pem {
-        account: String,
+        origin: CaOrigin,
         path: PathBuf,
         #[source]
         source: rustls::pki_types::pem::Error,
     },
-    #[error("account {account}: mtlsCaFile {} holds no usable CA certificate", path.display())]
-    NoCa { account: String, path: PathBuf },
+    #[error("{origin} {} holds no usable CA certificate", path.display())]
+    NoCa { origin: CaOrigin, path: PathBuf },
     #[error("building the client certificate verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+/// Where a client CA is configured, as errors name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaOrigin {
+    /// `accounts[].mtlsCaFile` of this account id.
+    Account(String),
+    /// The agent's `--mtls-ca`.
+    Mesh,
+}
+
+impl std::fmt::Display for CaOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CaOrigin::Account(id) => write!(f, "account {id}: mtlsCaFile"),
+            CaOrigin::Mesh => f.write_str("--mtls-ca"),
+        }
+    }
 }
 
 /// The CAs of every account and the principals their certificates name.
 pub struct MtlsAuthority {
     any_account: Arc<dyn ClientCertVerifier>,
     per_account: HashMap<String, Arc<dyn ClientCertVerifier>>,
+    /// The mesh-wide CA, for the accounts without one of their own.
+    mesh: Option<Arc<dyn ClientCertVerifier>>,
     subjects: HashMap<String, Arc<Principal>>,
 }
 
@@ -53,10 +76,10 @@ impl std::fmt::Debug for MtlsAuthority {
 }
 
 impl MtlsAuthority {
-    /// `cas`: account id -> its CA file; `subjects`: URI SAN -> principal. `None` when
-    /// no account has a CA (HTTPS listeners then ask for no certificate).
+    /// `cas`: each CA file and whose it is; `subjects`: URI SAN -> principal. `None`
+    /// when there is no CA at all (HTTPS listeners then ask for no certificate).
     pub fn load(
-        cas: &[(String, PathBuf)],
+        cas: &[(CaOrigin, PathBuf)],
         subjects: HashMap<String, Arc<Principal>>,
     ) -> Result<Option<Self>, MtlsSetupError> {
         if cas.is_empty() {
@@ -65,9 +88,10 @@ impl MtlsAuthority {
         let provider = crate::l7::tls::provider();
         let mut all = RootCertStore::empty();
         let mut per_account = HashMap::new();
-        for (account, path) in cas {
+        let mut mesh = None;
+        for (origin, path) in cas {
             let pem = |source| MtlsSetupError::Pem {
-                account: account.clone(),
+                origin: origin.clone(),
                 path: path.clone(),
                 source,
             };
@@ -80,14 +104,19 @@ impl MtlsAuthority {
             all.add_parsable_certificates(certs);
             if added == 0 {
                 return Err(MtlsSetupError::NoCa {
-                    account: account.clone(),
+                    origin: origin.clone(),
                     path: path.clone(),
                 });
             }
             let verifier =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
                     .build()?;
-            per_account.insert(account.clone(), verifier);
+            match origin {
+                CaOrigin::Account(id) => {
+                    per_account.insert(id.clone(), verifier);
+                }
+                CaOrigin::Mesh => mesh = Some(verifier),
+            }
         }
         let any_account = WebPkiClientVerifier::builder_with_provider(Arc::new(all), provider)
             .allow_unauthenticated()
@@ -95,6 +124,7 @@ impl MtlsAuthority {
         Ok(Some(MtlsAuthority {
             any_account,
             per_account,
+            mesh,
             subjects,
         }))
     }
@@ -111,7 +141,10 @@ impl MtlsAuthority {
         let fields = x509_fields(leaf)?;
         let uris = uri_sans(leaf);
         let principal = uris.iter().find_map(|uri| self.subjects.get(uri))?;
-        let verifier = self.per_account.get(&principal.account)?;
+        let verifier = self
+            .per_account
+            .get(&principal.account)
+            .or(self.mesh.as_ref())?;
         verifier
             .verify_client_cert(leaf, intermediates, UnixTime::now())
             .ok()?;

@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// Off unless given.
     #[arg(long, env = "LATTICE_METRICS_ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// The mesh-wide CA (PEM) of client certificates: it proves the mtlsSubjects of
+    /// every account that names no mtlsCaFile of its own.
+    #[arg(long, env = "LATTICE_MTLS_CA", value_name = "FILE")]
+    mtls_ca: Option<PathBuf>,
     #[command(flatten)]
     settings: SettingsArgs,
 }
@@ -113,7 +117,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // Certificates are read before anything in the kernel changes: a bad one refuses
     // the start whole.
     let authenticator = Arc::new(
-        auth::Authenticator::load(&config, &resolved.region)
+        auth::Authenticator::load(&config, &resolved.region, args.mtls_ca.as_deref())
             .context("loading access keys and client CAs")?,
     );
     let tls = l7::tls::acceptors(&config, &resolved, authenticator.mtls())

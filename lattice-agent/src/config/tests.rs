@@ -228,8 +228,6 @@ fn cases() -> Vec<Case> {
             kind: A, resource: "111111111111", field: "principals[1].accessKeys[0].accessKeyId", message: "already belongs to role \"web\"" },
         Case { what: "mTLS subject not a URI", mutate: |d| set(d, "accounts[0].principals[0].mtlsSubjects[0]", json!("not a uri")),
             kind: A, resource: "111111111111", field: "principals[0].mtlsSubjects[0]", message: "is not a URI" },
-        Case { what: "mTLS subjects without the account's CA", mutate: |d| remove(d, "accounts[0].mtlsCaFile"),
-            kind: A, resource: "111111111111", field: "principals[0].mtlsSubjects", message: "needs the account's mtlsCaFile" },
         Case { what: "principal tag key with a reserved prefix", mutate: |d| set(d, "accounts[0].principals[0].tags", json!({"aws:team": "a"})),
             kind: A, resource: "111111111111", field: "principals[0].tags.aws:team", message: "the prefix aws: is reserved" },
         Case { what: "principal tag value with a forbidden character", mutate: |d| set(d, "accounts[0].principals[0].tags", json!({"team": "a;b"})),
@@ -784,6 +782,25 @@ fn json_of_the_same_shape_parses_identically() {
 }
 
 #[test]
+fn check_files_names_a_missing_account_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("base.yaml");
+    std::fs::write(&path, BASE).unwrap();
+    let err = load_file(&path).unwrap().check_files().unwrap_err();
+    let ConfigError::Files(errors) = &err else {
+        panic!("expected file errors, got {err}");
+    };
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.name.to_string() == "\"111111111111\""
+                && e.field == "mtlsCaFile"
+                && e.message.contains("cannot be read")),
+        "{errors}"
+    );
+}
+
+#[test]
 fn check_files_names_missing_files() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("config-contract.yaml");
@@ -800,7 +817,6 @@ fn check_files_names_missing_files() {
     assert_eq!(
         fields,
         [
-            ("\"111111111111\"".to_owned(), "mtlsCaFile"),
             (
                 "\"111111111111\"".to_owned(),
                 "principals[0].accessKeys[0].secretFile"
@@ -816,12 +832,7 @@ fn check_files_names_missing_files() {
     for dir in ["secrets", "certs"] {
         std::fs::create_dir(tmp.path().join(dir)).unwrap();
     }
-    for file in [
-        "secrets/web.key",
-        "certs/ca-111111111111.pem",
-        "certs/orders.pem",
-        "certs/orders.key",
-    ] {
+    for file in ["secrets/web.key", "certs/orders.pem", "certs/orders.key"] {
         std::fs::write(tmp.path().join(file), "x").unwrap();
     }
     // The log folder need not exist (the agent creates it) ...

@@ -484,13 +484,6 @@ fn accounts(ix: &Index<'_>, errors: &mut Errors<'_>) -> Vec<Option<Account>> {
                     _ => ok = false,
                 }
             }
-            if !principal.mtls_subjects.is_empty() && account.mtls_ca_file.is_none() {
-                s.err(
-                    format!("{f}.mtlsSubjects"),
-                    "needs the account's mtlsCaFile: the CA that issues its client certificates",
-                );
-                ok = false;
-            }
             let mut tags = BTreeMap::new();
             for (key, value) in &principal.tags {
                 let field = format!("{f}.tags.{key}");
