@@ -213,14 +213,19 @@ impl Dataplane {
             map.insert(key, kind, 0)
                 .map_err(map_err("writing", ENDPOINTS_MAP))?;
         }
-        // Entries a previous agent wrote that this one does not want go too.
+        // Entries a previous agent wrote that this one does not want go too (once
+        // each: what this agent wrote is pinned as well).
         let pinned: Vec<Endpoint> = map.keys().filter_map(Result::ok).collect();
-        for key in stale
+        let unwanted: BTreeSet<Endpoint> = stale
             .into_iter()
             .chain(pinned.into_iter().filter(|k| !kinds.contains_key(k)))
-        {
+            .collect();
+        for key in unwanted {
             match map.remove(&key) {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                // Gone already: what deleting wanted.
+                Err(aya::maps::MapError::SyscallError(e))
+                    if e.io_error.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(map_err("deleting from", ENDPOINTS_MAP)(e)),
             }
         }
