@@ -42,6 +42,8 @@ pub struct AccessLogError {
 #[derive(Debug, Default)]
 pub struct AccessLogs {
     queues: Vec<mpsc::Sender<String>>,
+    /// Where each queue writes (a destination has one queue and one writer).
+    destinations: Vec<LogDestination>,
     /// Per service / per service network (config order): the queues that log it.
     by_service: Vec<Vec<usize>>,
     by_network: Vec<Vec<usize>>,
@@ -49,38 +51,37 @@ pub struct AccessLogs {
 }
 
 impl AccessLogs {
-    /// Opens every destination and starts its writer on `runtime`.
-    pub fn start(config: &Config, runtime: &Handle) -> Result<AccessLogs, AccessLogError> {
+    /// Opens every destination and starts its writer on `runtime`. Destinations that
+    /// `previous` (the running generation's logs) already writes keep their queue and
+    /// writer, so records of the two generations never interleave inside a line.
+    pub fn start(
+        config: &Config,
+        runtime: &Handle,
+        previous: Option<&AccessLogs>,
+    ) -> Result<AccessLogs, AccessLogError> {
         let mut logs = AccessLogs {
             by_service: vec![Vec::new(); config.services().len()],
             by_network: vec![Vec::new(); config.service_networks().len()],
+            dropped: previous.map(|p| Arc::clone(&p.dropped)).unwrap_or_default(),
             ..AccessLogs::default()
         };
         for (index, sub) in config.access_log_subscriptions().iter().enumerate() {
-            let writer: Box<dyn AsyncWrite + Send + Unpin> = match &sub.destination {
-                LogDestination::Stdout => Box::new(tokio::io::stdout()),
-                LogDestination::File(path) => {
-                    let err = |source| AccessLogError {
-                        index,
-                        path: path.clone(),
-                        source,
+            let queue = match logs.destinations.iter().position(|d| *d == sub.destination) {
+                Some(queue) => queue,
+                None => {
+                    let running = previous.and_then(|p| {
+                        let q = p.destinations.iter().position(|d| *d == sub.destination)?;
+                        Some(p.queues[q].clone())
+                    });
+                    let tx = match running {
+                        Some(tx) => tx,
+                        None => open(index, &sub.destination, runtime)?,
                     };
-                    // The folder may not exist yet: the agent makes it.
-                    if let Some(parent) = path.parent() {
-                        std::fs::create_dir_all(parent).map_err(err)?;
-                    }
-                    let file = std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(path)
-                        .map_err(err)?;
-                    Box::new(tokio::fs::File::from_std(file))
+                    logs.queues.push(tx);
+                    logs.destinations.push(sub.destination.clone());
+                    logs.queues.len() - 1
                 }
             };
-            let (tx, rx) = mpsc::channel(QUEUE_RECORDS);
-            runtime.spawn(write_records(rx, writer));
-            let queue = logs.queues.len();
-            logs.queues.push(tx);
             match sub.resource {
                 LoggedResource::Service(s) => logs.by_service[s.index()].push(queue),
                 LoggedResource::ServiceNetwork(n) => logs.by_network[n.index()].push(queue),
@@ -118,6 +119,37 @@ impl AccessLogs {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+}
+
+/// Opens the destination of subscription `index` and starts its writer.
+fn open(
+    index: usize,
+    destination: &LogDestination,
+    runtime: &Handle,
+) -> Result<mpsc::Sender<String>, AccessLogError> {
+    let writer: Box<dyn AsyncWrite + Send + Unpin> = match destination {
+        LogDestination::Stdout => Box::new(tokio::io::stdout()),
+        LogDestination::File(path) => {
+            let err = |source| AccessLogError {
+                index,
+                path: path.clone(),
+                source,
+            };
+            // The folder may not exist yet: the agent makes it.
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(err)?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(err)?;
+            Box::new(tokio::fs::File::from_std(file))
+        }
+    };
+    let (tx, rx) = mpsc::channel(QUEUE_RECORDS);
+    runtime.spawn(write_records(rx, writer));
+    Ok(tx)
 }
 
 /// Writes records as lines, flushing whenever the queue runs empty.

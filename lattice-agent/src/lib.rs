@@ -7,6 +7,7 @@
 //! | [`config`] | the desired-state document (config-contract.yaml): parse once, validate whole |
 //! | [`resolve`] | the resolved model: ids, ARNs, DNS names, virtual IPs |
 //! | [`state`] | the agent's state directory: durable, atomically replaced files |
+//! | [`live`] | live reconfiguration: a changed document prepared whole, then switched in |
 //! | [`dataplane`] | the kernel side: bpffs, loading and pinning the embedded object, counters |
 //! | [`dns`] | DNS inside VPC namespaces: service names to VIPs, other names forwarded |
 //! | [`health`] | active health checks of target groups: target states, selection, probes |
@@ -25,6 +26,7 @@ pub mod dataplane;
 pub mod dns;
 pub mod health;
 pub mod l7;
+pub mod live;
 pub mod metrics;
 pub mod resolve;
 pub mod state;

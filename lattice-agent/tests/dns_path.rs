@@ -379,17 +379,16 @@ fn dig_resolves_reachable_names_refuses_others_forwards_the_rest_and_follows_a_r
     );
     assert_eq!(asked.len(), 4, "{asked:?}");
 
-    // A renamed service (and custom name) once the agent runs the changed document.
-    agent.kill();
-    agent.rewrite_config(&config(w, o, n, "orders-next"));
-    agent.spawn();
+    // A renamed service (and custom name) right after the running agent applies the
+    // changed document.
+    agent
+        .apply(&config(w, o, n, "orders-next"))
+        .expect("the rename is applied");
     let next_name = shown(&agent, "orders-next", "dnsName");
     let next_vip: Ipv4Addr = shown(&agent, "orders-next", "vip").parse().unwrap();
     assert_ne!(next_name, orders_name);
-    let resolved = eventually(TIMEOUT, || {
-        dig(&web, dns, &next_name, "A", false).addresses() == [next_vip]
-    });
-    assert!(resolved, "{}", dig(&web, dns, &next_name, "A", false).text);
+    let r = dig(&web, dns, &next_name, "A", false);
+    assert_eq!(r.addresses(), [next_vip], "{}", r.text);
     let r = dig(&web, dns, "orders-next.shop.internal", "A", false);
     assert_eq!(r.addresses(), [next_vip], "{}", r.text);
     for name in [orders_name.as_str(), "orders.shop.internal"] {

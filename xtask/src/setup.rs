@@ -9,7 +9,7 @@ use lattice_ebpf_build::{detect_toolchain, find_linker, llvm_major, Toolchain};
 use crate::{shell, step};
 
 /// Tools the tests, the demo and operators use: `ip`/`tc` (namespaces, veths), `bpftool`
-/// (inspecting pinned maps), curl and h2load (real HTTP clients), openssl (certificates),
+/// (inspecting pinned maps), curl, h2load and wrk (real HTTP clients), openssl (certificates),
 /// python3 with venv (the auth tests sign requests with botocore from PyPI).
 const RUNTIME_PACKAGES: &[&str] = &[
     "iproute2",
@@ -24,6 +24,8 @@ const RUNTIME_PACKAGES: &[&str] = &[
     "bind9-dnsutils",
     // promtool: the metrics test checks the page with Prometheus' own parser.
     "prometheus",
+    // wrk: HTTP load while the live reconfiguration test applies documents.
+    "wrk",
 ];
 /// The Python environment of the tests and the demo, under the workspace's target
 /// folder, with botocore from PyPI: AWS's own SigV4 signer is the client the auth tests

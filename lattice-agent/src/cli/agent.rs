@@ -2,27 +2,17 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
+    sync::{mpsc::RecvTimeoutError, Arc},
     time::Duration,
 };
 
 use anyhow::Context as _;
 use clap::Args;
 use ipnet::Ipv4Net;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::SettingsArgs;
-use crate::{
-    accesslog, auth, config,
-    dataplane::{
-        self,
-        compile::{BackendId, GroupPlan},
-    },
-    dns, health, l7, metrics, resolve, state,
-};
+use crate::{dataplane, dns, health, l7, live, metrics, resolve, state};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -102,27 +92,10 @@ fn parse_upstream(text: &str) -> Result<std::net::SocketAddr, String> {
 }
 
 /// Validates and resolves the config, persists the VIP allocations, loads and pins the
-/// kernel programs, then serves until SIGTERM/SIGINT.
+/// kernel programs, then serves until SIGTERM/SIGINT, following the config file as it
+/// changes (see [`crate::live`]).
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let settings = args.settings.to_settings()?;
-    let config = config::load_file(&args.config)?;
-    config.check_files()?;
-    let state_dir = state::StateDir::open(&args.state_dir)
-        .with_context(|| format!("opening state directory {}", args.state_dir.display()))?;
-    let mut vips = resolve::VipAllocations::load(&state_dir)?;
-    let resolved = resolve::resolve(&config, &settings, &mut vips)?;
-    // Allocations are durable before anything uses them: a crash after this point
-    // restarts with the same VIPs.
-    vips.save(&state_dir)?;
-    // Certificates are read before anything in the kernel changes: a bad one refuses
-    // the start whole.
-    let authenticator = Arc::new(
-        auth::Authenticator::load(&config, &resolved.region, args.mtls_ca.as_deref())
-            .context("loading access keys and client CAs")?,
-    );
-    let tls = l7::tls::acceptors(&config, &resolved, authenticator.mtls())
-        .context("loading service certificates")?;
-
     anyhow::ensure!(
         !args.snat_pool.contains(&settings.vip_pool.network())
             && !settings.vip_pool.contains(&args.snat_pool.network()),
@@ -130,21 +103,46 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         args.snat_pool,
         settings.vip_pool
     );
-    let path_settings = dataplane::compile::PathSettings {
-        vip_pool: resolved.vip_pool,
-        agent_addr: resolved.agent_address,
-        snat_pool: args.snat_pool,
-    };
-    let snapshot = dataplane::compile::compile(&config, &resolved, &path_settings);
-
-    let sizes = dataplane::Sizes {
-        max_flows: args.max_flows,
-    };
     anyhow::ensure!(
         (1024..=16 * 1024 * 1024).contains(&args.max_flows),
         "--max-flows {}: must be between 1024 and 16777216",
         args.max_flows
     );
+    let state_dir = state::StateDir::open(&args.state_dir)
+        .with_context(|| format!("opening state directory {}", args.state_dir.display()))?;
+    let vips = resolve::VipAllocations::load(&state_dir)?;
+
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.proxy_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let checker = {
+        let _entered = runtime.enter();
+        health::HealthChecker::start(health::CheckerOptions::default())
+    };
+    let fixed = live::Fixed {
+        path_settings: dataplane::compile::PathSettings {
+            vip_pool: settings.vip_pool.trunc(),
+            agent_addr: resolve::agent_address(&settings)?,
+            snat_pool: args.snat_pool,
+        },
+        settings: settings.clone(),
+        mesh_ca: args.mtls_ca.clone(),
+        runtime: runtime.handle().clone(),
+        health: checker.subscribe(),
+    };
+    // Everything the document names (keys, certificates) is read before anything in
+    // the kernel changes: a bad document refuses the start whole, unless the agent
+    // applied a good one before, which it then comes back with.
+    let first = first_generation(&args.config, &fixed, &state_dir, &vips)?;
+
+    let sizes = dataplane::Sizes {
+        max_flows: args.max_flows,
+    };
     let mut dataplane =
         dataplane::Dataplane::load_with(&args.bpffs_root, &sizes).with_context(|| {
             format!(
@@ -155,47 +153,27 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if dataplane.mounted_bpffs() {
         info!("mounted bpffs at /sys/fs/bpf");
     }
-    set_up_sockmap(&mut dataplane, &args, &snapshot)?;
+    set_up_sockmap(&mut dataplane, &args, &first.snapshot)?;
     let maps = dataplane.map_names();
-    let mut reconciler = dataplane::Reconciler::new(dataplane, path_settings)
+    let reconciler = dataplane::Reconciler::new(dataplane, fixed.path_settings)
         .context("taking over the kernel tables")?;
-
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.proxy_threads {
-        runtime.worker_threads(usize::from(threads));
-    }
-    let runtime = runtime
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let access_logs = Arc::new(
-        accesslog::AccessLogs::start(&config, runtime.handle())
-            .context("opening the access log destinations")?,
-    );
-    let checker = runtime.block_on(async {
-        let checker = health::HealthChecker::start(health::CheckerOptions::default());
-        checker
-            .set_groups(health::plan(&config, &mut health::Probers::new()))
-            .await
-            .map(|()| checker)
-    })?;
-    let health_rx = checker.subscribe();
-
-    let initial = health_rx.borrow().clone();
-    let synced = reconciler
-        .sync(&snapshot, &usable_targets(&config, &initial))
-        .context("programming the kernel")?;
-    let applied = synced.applied.unwrap_or_default();
-    let proxy_metrics =
-        metrics::ProxyMetrics::new(config.services().len(), config.target_groups().len());
-    if let Some(addr) = args.metrics_addr {
+    let dns = start_dns(&args.dns_upstream, &first, &runtime)?;
+    let metrics_addr = args.metrics_addr;
+    let mut running = live::Running::start(
+        fixed,
+        state_dir,
+        args.config.clone(),
+        reconciler,
+        checker,
+        dns,
+        first,
+    )?;
+    if let Some(addr) = metrics_addr {
         let listener = metrics::serve::bind(addr)
             .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?;
         let source = Arc::new(metrics::serve::MetricsSource {
-            config: config.clone(),
-            resolved: resolved.clone(),
-            proxy: Arc::clone(&proxy_metrics),
-            health: health_rx.clone(),
+            proxy: Arc::clone(&running.switch),
+            health: running.fixed.health.clone(),
             bpffs_root: args.bpffs_root.clone(),
         });
         runtime.spawn(async move {
@@ -206,93 +184,92 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         });
         info!(%addr, "serving metrics at /metrics");
     }
-    let proxy = Arc::new(l7::proxy::Proxy::new(
-        config.clone(),
-        resolved.clone(),
-        health_rx.clone(),
-        tls,
-        authenticator,
-        access_logs,
-        proxy_metrics,
-    )?);
-    let mut sites = l7::serve::SiteServer::new(
-        proxy,
-        l7::sites::sites(&config, &resolved),
-        runtime.handle().clone(),
-    );
-    sites.sync(&attached_netns(&reconciler));
-    let mut dns = start_dns(&args.dns_upstream, &config, &resolved, &settings, &runtime)?;
-    dns.sync(&attached_netns(&reconciler));
     info!(
         config = %args.config.display(),
-        services = resolved.services.len(),
-        tcp_listeners = applied.listeners,
-        backends = applied.backends,
+        services = running.resolved.services.len(),
+        tcp_listeners = running.snapshot.listeners.len(),
         max_flows = args.max_flows,
-        l7_sites = sites.served(),
-        dns_namespaces = dns.served(),
-        dns_address = %resolved.agent_address,
-        attached_namespaces = reconciler.attachments().count(),
+        l7_sites = running.sites.served(),
+        dns_namespaces = running.dns.served(),
+        dns_address = %running.resolved.agent_address,
+        attached_namespaces = running.reconciler.attachments().count(),
         bpffs_root = %args.bpffs_root.display(),
         maps = ?maps,
         ebpf_toolchain = dataplane::toolchain_used(),
         "lattice-agent ready"
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let sync_loop = {
-        let stop = Arc::clone(&stop);
-        std::thread::Builder::new()
-            .name("kernel-sync".into())
-            .spawn(move || {
-                let mut written: Option<Vec<TargetRow>> = None;
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(args.sync_interval);
-                    let health = health_rx.borrow().clone();
-                    // The kernel first, the record second: whoever reads a target's
-                    // state from `targets` finds the tables already following it.
-                    let usable = usable_targets(&config, &health);
-                    let result = reconciler.sync(&snapshot, &usable);
-                    match result {
-                        Ok(s) if s.applied.is_some() => {
-                            info!(applied = ?s.applied, "kernel tables updated")
-                        }
-                        Ok(_) => {}
-                        Err(e) => warn!(error = %e, "syncing the kernel failed; retrying"),
-                    }
-                    let rows = target_rows(&config, &health);
-                    if written.as_ref() != Some(&rows) {
-                        match state_dir.write_json(TARGETS_FILE, &rows) {
-                            Ok(()) => written = Some(rows),
-                            Err(e) => warn!(error = %e, "recording target health failed"),
-                        }
-                    }
-                    let attached = attached_netns(&reconciler);
-                    sites.sync(&attached);
-                    dns.sync(&attached);
+    // The sync thread owns everything that follows the config; signals reach it as
+    // messages, and it wakes at least every --sync-interval.
+    let (tx, rx) = std::sync::mpsc::channel::<Wake>();
+    let interval = args.sync_interval;
+    let sync_loop = std::thread::Builder::new()
+        .name("kernel-sync".into())
+        .spawn(move || {
+            loop {
+                match rx.recv_timeout(interval) {
+                    Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                    Ok(Wake::Reload) => running.follow_file(true),
+                    Err(RecvTimeoutError::Timeout) => running.follow_file(false),
                 }
-            })
-            .context("starting the kernel sync thread")?
-    };
+                running.tick();
+            }
+            running
+        })
+        .context("starting the kernel sync thread")?;
 
-    let signal = runtime.block_on(wait_for_shutdown())?;
+    let signal = runtime.block_on(wait_for_shutdown(tx.clone()))?;
     info!(
         signal,
         "lattice-agent stopping; programs stay attached and flows keep going"
     );
-    stop.store(true, Ordering::Relaxed);
-    let _ = sync_loop.join();
-    let _ = runtime.block_on(checker.shutdown());
+    let _ = tx.send(Wake::Stop);
+    let running = sync_loop
+        .join()
+        .map_err(|_| anyhow::anyhow!("the kernel sync thread panicked"))?;
+    let _ = runtime.block_on(running.checker.shutdown());
     Ok(())
+}
+
+/// What wakes the sync thread besides its interval.
+enum Wake {
+    /// SIGHUP: read the config file again, even if it did not change.
+    Reload,
+    Stop,
+}
+
+/// The generation the agent starts with: the config file's, or when that is refused,
+/// the last one this state directory applied (saying why, loudly).
+fn first_generation(
+    path: &Path,
+    fixed: &live::Fixed,
+    state_dir: &state::StateDir,
+    vips: &resolve::VipAllocations,
+) -> anyhow::Result<live::Generation> {
+    let from_file = live::Document::read(path)
+        .and_then(|document| live::Generation::prepare(document, fixed, vips, None));
+    let refused = match from_file {
+        Ok(generation) => return Ok(generation),
+        Err(e) => e,
+    };
+    let Some(last) = live::Document::last_applied(state_dir)? else {
+        return Err(refused);
+    };
+    error!(
+        config = %path.display(),
+        error = format!("{refused:#}"),
+        "config refused; starting with the last applied config of the state directory"
+    );
+    live::Generation::prepare(last, fixed, vips, None)
+        .context("the last applied config is refused too")
+        .with_context(|| format!("{refused:#}"))
 }
 
 /// The DNS servers of the VPC namespaces, with the config's records, forwarding to
 /// `upstreams` (the host's resolv.conf when empty). Serves nothing until `sync`.
 fn start_dns(
     upstreams: &[std::net::SocketAddr],
-    config: &config::Config,
-    resolved: &resolve::Resolved,
-    settings: &resolve::Settings,
+    first: &live::Generation,
     runtime: &tokio::runtime::Runtime,
 ) -> anyhow::Result<dns::DnsServer> {
     let forwarder = if upstreams.is_empty() {
@@ -308,9 +285,9 @@ fn start_dns(
         info!(upstreams = ?forwarder.upstreams(), "DNS forwards names lattice does not own");
     }
     Ok(dns::DnsServer::new(
-        dns::ZoneSwitch::new(dns::Zones::build(config, resolved, settings)),
+        dns::ZoneSwitch::new(first.zones.clone()),
         forwarder,
-        resolved.agent_address,
+        first.resolved.agent_address,
         runtime.handle().clone(),
     ))
 }
@@ -352,83 +329,15 @@ fn set_up_sockmap(
     Ok(())
 }
 
-/// The namespaces attached right now, with their VPC addresses.
-fn attached_netns(
-    reconciler: &dataplane::Reconciler,
-) -> std::collections::BTreeMap<String, std::net::Ipv4Addr> {
-    reconciler
-        .attachments()
-        .map(|a| (a.netns.clone(), a.vpc_addr))
-        .collect()
-}
-
-/// Where `run` records target health for `lattice-agent targets`.
-pub const TARGETS_FILE: &str = "targets.json";
-
-/// One target's health, as `targets` prints it (Lattice's ListTargets fields).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TargetRow {
-    pub target_group: String,
-    pub id: String,
-    pub port: u16,
-    pub status: String,
-    pub reason_code: Option<String>,
-}
-
-fn target_rows(config: &config::Config, health: &health::HealthSnapshot) -> Vec<TargetRow> {
-    let mut rows = Vec::new();
-    for group in config.target_groups() {
-        let key = health::GroupKey::of(group);
-        let Some(g) = health.groups.get(&key) else {
-            continue;
-        };
-        for t in g.summaries() {
-            let value = serde_json::to_value(&t).unwrap_or_default();
-            rows.push(TargetRow {
-                target_group: group.name.to_string(),
-                id: t.id,
-                port: t.port,
-                status: value["status"].as_str().unwrap_or("?").to_owned(),
-                reason_code: value["reasonCode"].as_str().map(str::to_owned),
-            });
-        }
-    }
-    rows
-}
-
-/// The targets of a forward that may take new flows now: health decides (failing
-/// open when none qualifies, as Lattice does).
-fn usable_targets<'a>(
-    config: &'a config::Config,
-    health: &'a health::HealthSnapshot,
-) -> impl Fn(&GroupPlan) -> Vec<BackendId> + 'a {
-    move |g: &GroupPlan| {
-        let group = config.target_group(g.group);
-        health
-            .select(&health::GroupKey::of(group), &group.targets)
-            .targets
-            .into_iter()
-            .filter_map(|t| match t.id {
-                config::TargetId::Ip(addr) => Some(BackendId {
-                    target_group: g.key,
-                    addr,
-                    port: t.port.get(),
-                }),
-                config::TargetId::Instance(_) => None,
-            })
-            .collect()
-    }
-}
-
 /// `lattice-agent targets`: the health of every target, as the running agent last
 /// recorded it in its state directory.
 pub fn targets(state_dir: &Path, json: bool) -> anyhow::Result<()> {
     let dir = state::StateDir::open(state_dir)?;
-    let rows: Vec<TargetRow> = dir.read_json(TARGETS_FILE)?.ok_or_else(|| {
+    let rows: Vec<live::TargetRow> = dir.read_json(live::TARGETS_FILE)?.ok_or_else(|| {
         anyhow::anyhow!(
-            "{} has no {TARGETS_FILE}: is an agent running with this state directory?",
-            state_dir.display()
+            "{} has no {}: is an agent running with this state directory?",
+            state_dir.display(),
+            live::TARGETS_FILE
         )
     })?;
     if json {
@@ -487,12 +396,21 @@ pub fn cleanup(bpffs_root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_shutdown() -> anyhow::Result<&'static str> {
+/// Waits for SIGTERM or SIGINT; every SIGHUP in between asks the sync thread to read
+/// the config file again.
+async fn wait_for_shutdown(sync: std::sync::mpsc::Sender<Wake>) -> anyhow::Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok("SIGTERM"),
+            _ = int.recv() => return Ok("SIGINT"),
+            _ = hup.recv() => {
+                info!("SIGHUP: reading the config again");
+                let _ = sync.send(Wake::Reload);
+            }
+        }
+    }
 }

@@ -60,40 +60,65 @@ pub fn route_site(site: &Site, src: std::net::Ipv4Addr) -> Result<(), ListenErro
     };
     let ns = site.netns.as_str();
     let vip = format!("{}/32", site.vip);
-    let port = site.port.to_string();
     let src = src.to_string();
     ip_command(&[
         "-n", ns, "route", "replace", "local", &vip, "dev", "lo", "src", &src, "table", SITE_TABLE,
     ])
     .map_err(err)?;
+    for selector in rule_selectors(site) {
+        let selector: Vec<&str> = selector.iter().map(String::as_str).collect();
+        // `ip rule add` would add a second copy: delete first (absent is fine).
+        let _ = ip_command(&[&["-n", ns, "rule", "del"], selector.as_slice()].concat());
+        ip_command(&[&["-n", ns, "rule", "add"], selector.as_slice()].concat()).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The policy rules of a site, one per allowed source prefix: TCP from there to
+/// `VIP:port` looks up [`SITE_TABLE`].
+fn rule_selectors(site: &Site) -> Vec<Vec<String>> {
     let sources: Vec<String> = match &site.allowed {
         Some(cidrs) => cidrs.iter().map(|c| c.to_string()).collect(),
         None => vec!["0.0.0.0/0".into()],
     };
-    for from in &sources {
-        let selector = [
-            "from",
-            from,
-            "to",
-            &vip,
-            "ipproto",
-            "tcp",
-            "dport",
-            &port,
-            "lookup",
-            SITE_TABLE,
-            "pref",
-            SITE_RULE_PREF,
-        ];
-        // `ip rule add` would add a second copy: delete first (absent is fine).
-        let mut del = vec!["-n", ns, "rule", "del"];
-        del.extend_from_slice(&selector);
-        let _ = ip_command(&del);
-        let mut add = vec!["-n", ns, "rule", "add"];
-        add.extend_from_slice(&selector);
-        ip_command(&add).map_err(err)?;
+    sources
+        .into_iter()
+        .map(|from| {
+            [
+                "from",
+                &from,
+                "to",
+                &format!("{}/32", site.vip),
+                "ipproto",
+                "tcp",
+                "dport",
+                &site.port.to_string(),
+                "lookup",
+                SITE_TABLE,
+                "pref",
+                SITE_RULE_PREF,
+            ]
+            .map(str::to_owned)
+            .to_vec()
+        })
+        .collect()
+}
+
+/// Undoes [`route_site`] for a site that left the config (or changed its sources):
+/// its rules go, and its VIP's local route too unless `keep_route` (another site of
+/// the namespace still uses the VIP). Absent rules are fine.
+pub fn unroute_site(site: &Site, keep_route: bool) {
+    let ns = site.netns.as_str();
+    for selector in rule_selectors(site) {
+        let selector: Vec<&str> = selector.iter().map(String::as_str).collect();
+        let _ = ip_command(&[&["-n", ns, "rule", "del"], selector.as_slice()].concat());
     }
-    Ok(())
+    if !keep_route {
+        let vip = format!("{}/32", site.vip);
+        let _ = ip_command(&[
+            "-n", ns, "route", "del", "local", &vip, "dev", "lo", "table", SITE_TABLE,
+        ]);
+    }
 }
 
 /// Removes every site rule and route the agent added in `netns` (for `cleanup`).

@@ -36,7 +36,8 @@ use super::{
     log::{AuthOutcome, Facts, RequestLog},
     passthrough::{self, PassthroughError},
     route::{pick_target_group, route, RequestHead},
-    sites::Site,
+    sites::{Site, SiteKey},
+    switch::ProxySwitch,
     tls,
     upstream::{client_for, connector_for, UpstreamClient},
 };
@@ -47,8 +48,8 @@ use crate::{
         Authenticator,
     },
     config::{
-        Action, Config, ListenerProtocol, LoadBalancing, ProtocolVersion, TargetGroupRef, TargetId,
-        WeightedTargetGroup,
+        Action, Config, ListenerProtocol, LoadBalancing, ProtocolVersion, TargetGroup,
+        TargetGroupRef, TargetId, WeightedTargetGroup,
     },
     health::{Connector, GroupKey, HealthSnapshot},
     metrics::ProxyMetrics,
@@ -106,13 +107,19 @@ pub enum ProxyError {
     },
 }
 
-/// What every connection of the proxy shares: the config it serves, target health,
-/// and one pooled client per target group.
+/// One generation of the proxy: what every connection accepted on it shares (the
+/// config it serves, target health, one pooled client per target group). A new config
+/// makes a new generation; [`ProxySwitch`] hands new connections and requests to the
+/// newest one.
 pub struct Proxy {
     config: Config,
     resolved: Resolved,
     health: watch::Receiver<HealthSnapshot>,
-    upstreams: Vec<Upstream>,
+    /// The sites of this config, by (namespace, VIP, port).
+    sites: HashMap<SiteKey, Arc<Site>>,
+    /// Per target group (config order); shared with the generation before when the group
+    /// connects the same way, so pools and outstanding counts carry over.
+    upstreams: Vec<Arc<Upstream>>,
     /// Per service (config order): the TLS acceptor of its HTTPS listeners.
     tls: Vec<Option<TlsAcceptor>>,
     /// The access keys and account CAs that prove callers.
@@ -136,7 +143,20 @@ struct Upstream {
     outstanding: Arc<Outstanding>,
 }
 
+/// What a target group's pooled client depends on: the same shape connects the same
+/// way, so the client (and its pool) can carry over to the next generation.
+fn upstream_shape(config: &Config, group: &TargetGroup) -> impl PartialEq {
+    (
+        group.protocol,
+        group.protocol_version,
+        config.vpc(group.vpc).attachments.clone(),
+    )
+}
+
 impl Proxy {
+    /// A generation for `config`; `previous` (the running one) lends it the upstreams
+    /// of target groups that still connect the same way.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
         resolved: Resolved,
@@ -145,11 +165,21 @@ impl Proxy {
         auth: Arc<Authenticator>,
         logs: Arc<AccessLogs>,
         metrics: Arc<ProxyMetrics>,
+        previous: Option<&Proxy>,
     ) -> Result<Self, ProxyError> {
         let upstreams = config
             .target_groups()
             .iter()
             .map(|g| {
+                let carried = previous.and_then(|p| {
+                    let old = p.config.target_group_by_name(g.name.as_str())?;
+                    let same = upstream_shape(&p.config, p.config.target_group(old))
+                        == upstream_shape(&config, g);
+                    same.then(|| Arc::clone(&p.upstreams[old.index()]))
+                });
+                if let Some(upstream) = carried {
+                    return Ok(upstream);
+                }
                 let connector = connector_for(&config, g);
                 let client = client_for(g, Arc::clone(&connector)).map_err(|source| {
                     ProxyError::TargetTls {
@@ -157,19 +187,24 @@ impl Proxy {
                         source,
                     }
                 })?;
-                Ok(Upstream {
+                Ok(Arc::new(Upstream {
                     client,
                     connector,
                     next: AtomicUsize::new(0),
                     outstanding: Arc::default(),
-                })
+                }))
             })
             .collect::<Result<_, ProxyError>>()?;
         let target_headers = target_headers(&config, &resolved);
+        let sites = super::sites::sites(&config, &resolved)
+            .into_iter()
+            .map(|site| (site.key(), Arc::new(site)))
+            .collect();
         Ok(Proxy {
             config,
             resolved,
             health,
+            sites,
             upstreams,
             tls,
             auth,
@@ -179,65 +214,86 @@ impl Proxy {
         })
     }
 
-    /// Accepts the site's connections until the listener fails; each connection is
-    /// served on its own task.
-    pub async fn serve(self: Arc<Self>, listener: std::net::TcpListener, site: Site) {
-        let listener = match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => l,
-            Err(e) => {
-                warn!(netns = %site.netns, error = %e, "cannot serve site");
-                return;
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn resolved(&self) -> &Resolved {
+        &self.resolved
+    }
+
+    pub fn metrics(&self) -> &Arc<ProxyMetrics> {
+        &self.metrics
+    }
+
+    pub fn logs(&self) -> &Arc<AccessLogs> {
+        &self.logs
+    }
+
+    /// The sites this generation serves.
+    pub fn sites(&self) -> impl Iterator<Item = &Site> {
+        self.sites.values().map(|s| s.as_ref())
+    }
+
+    /// The site at `key` in this generation, if the config still has it.
+    pub fn site(&self, key: &SiteKey) -> Option<&Arc<Site>> {
+        self.sites.get(key)
+    }
+
+    /// Serves one accepted connection of `site` on this generation: the whole
+    /// connection for TLS and passthrough listeners (its handshake chose the
+    /// certificate), each request on the newest generation for HTTP (see
+    /// [`Proxy::serve_http`]).
+    pub async fn serve_connection(
+        self: Arc<Self>,
+        switch: Arc<ProxySwitch>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        site: Arc<Site>,
+    ) {
+        let _counted = self.metrics.connection(site.service);
+        let protocol = self.config.services()[site.service].listeners[site.listener].protocol;
+        match protocol {
+            ListenerProtocol::Http => {
+                let conn = Connection {
+                    peer,
+                    tls: false,
+                    certified: Caller::Anonymous,
+                    sni: None,
+                    tls_version: None,
+                    headers: ConnectionHeaders::new(peer, &site, &self.resolved),
+                };
+                self.serve_http(switch, stream, Arc::new(conn), site, None)
+                    .await
             }
-        };
-        let site = Arc::new(site);
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    warn!(netns = %site.netns, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            // Requests and responses are small writes that must leave at once: Nagle
-            // with the peer's delayed ACK would hold them ~40 ms.
-            if let Err(e) = stream.set_nodelay(true) {
-                debug!(%peer, error = %e, "TCP_NODELAY");
-            }
-            let proxy = Arc::clone(&self);
-            let site = Arc::clone(&site);
-            let counted = self.metrics.connection(site.service);
-            tokio::spawn(async move {
-                let _counted = counted;
-                let protocol =
-                    proxy.config.services()[site.service].listeners[site.listener].protocol;
-                match protocol {
-                    ListenerProtocol::Http => {
-                        let conn = Connection {
-                            peer,
-                            tls: false,
-                            certified: Caller::Anonymous,
-                            sni: None,
-                            tls_version: None,
-                            headers: ConnectionHeaders::new(peer, &site, &proxy.resolved),
-                        };
-                        proxy.serve_http(stream, Arc::new(conn), site, None).await
-                    }
-                    ListenerProtocol::Https => proxy.serve_https(stream, peer, site).await,
-                    ListenerProtocol::TlsPassthrough => {
-                        proxy.serve_passthrough(stream, peer, site).await
-                    }
-                    // The kernel serves TCP listeners; no site is made for them.
-                    ListenerProtocol::Tcp => {}
-                }
-            });
+            ListenerProtocol::Https => self.serve_https(switch, stream, peer, site).await,
+            ListenerProtocol::TlsPassthrough => self.serve_passthrough(stream, peer, site).await,
+            // The kernel serves TCP listeners; no site is made for them.
+            ListenerProtocol::Tcp => {}
         }
+    }
+
+    /// The site and connection facts of a request that arrived on a connection of an
+    /// earlier generation: the same site in this one (its indexes and headers may have
+    /// changed), or `None` when this config no longer has it.
+    fn rebind(&self, site: &Site, conn: &Connection) -> Option<(Arc<Site>, Arc<Connection>)> {
+        let site = Arc::clone(self.sites.get(&site.key())?);
+        let conn = Connection {
+            headers: ConnectionHeaders::new(conn.peer, &site, &self.resolved),
+            ..conn.clone()
+        };
+        Some((site, Arc::new(conn)))
     }
 
     /// Serves HTTP on one connection (plain, or already decrypted when `tls`): HTTP/1.1
     /// or HTTP/2 by what the client sends, unless ALPN already decided (`alpn_h2`).
+    ///
+    /// Each request goes to the newest generation: after a reconfiguration, requests
+    /// of open keep-alive connections follow the new config at once, while those in
+    /// flight finish on the generation they started on.
     async fn serve_http<IO>(
         self: Arc<Self>,
+        switch: Arc<ProxySwitch>,
         io: IO,
         conn: Arc<Connection>,
         site: Arc<Site>,
@@ -247,10 +303,23 @@ impl Proxy {
     {
         let peer = conn.peer;
         let service = service_fn(move |req| {
-            let proxy = Arc::clone(&self);
-            let site = Arc::clone(&site);
-            let conn = Arc::clone(&conn);
-            async move { Ok::<_, Infallible>(proxy.handle(&site, &conn, req).await) }
+            let current = switch.current();
+            let bound = if Arc::ptr_eq(&current, &self) {
+                Some((Arc::clone(&site), Arc::clone(&conn)))
+            } else {
+                current.rebind(&site, &conn)
+            };
+            async move {
+                Ok::<_, Infallible>(match bound {
+                    Some((site, conn)) => current.handle(&site, &conn, req).await,
+                    None => {
+                        let mut gone = plain(503, "the listener no longer exists\n");
+                        gone.headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                        gone
+                    }
+                })
+            }
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // Bounded request heads, and a client that never finishes sending one is let go.
@@ -276,7 +345,13 @@ impl Proxy {
 
     /// Terminates TLS with the service's certificate, then serves the protocol ALPN
     /// agreed (HTTP/1.1 when the client offered none).
-    async fn serve_https(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, site: Arc<Site>) {
+    async fn serve_https(
+        self: Arc<Self>,
+        switch: Arc<ProxySwitch>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        site: Arc<Site>,
+    ) {
         let Some(acceptor) = self.tls[site.service].clone() else {
             warn!(netns = %site.netns, "HTTPS listener without a certificate; closing");
             return;
@@ -319,7 +394,7 @@ impl Proxy {
             }),
             headers: ConnectionHeaders::new(peer, &site, &self.resolved),
         };
-        self.serve_http(stream, Arc::new(conn), site, Some(h2))
+        self.serve_http(switch, stream, Arc::new(conn), site, Some(h2))
             .await
     }
 

@@ -19,6 +19,10 @@ use crate::{
     resolve::Resolved,
 };
 
+/// What tells sites apart: (namespace, VIP, port). A service keeps its VIP across
+/// config changes, so a site keeps its key while its listener exists.
+pub type SiteKey = (String, Ipv4Addr, u16);
+
 /// One listening socket the agent keeps in a VPC namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Site {
@@ -36,7 +40,7 @@ pub struct Site {
 
 impl Site {
     /// The key that tells sites apart.
-    pub fn key(&self) -> (String, Ipv4Addr, u16) {
+    pub fn key(&self) -> SiteKey {
         (self.netns.clone(), self.vip, self.port)
     }
 }

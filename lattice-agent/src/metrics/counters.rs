@@ -3,12 +3,15 @@
 //! scrapes.
 
 use std::{
+    collections::HashMap,
     sync::{
         atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
         Arc,
     },
     time::Duration,
 };
+
+use crate::config::Config;
 
 /// Upper bounds (seconds) of the request time histogram's buckets.
 pub const REQUEST_TIME_BUCKETS: [f64; 12] = [
@@ -86,17 +89,52 @@ impl Counters {
 }
 
 /// Every counter of the proxy, indexed like the config's services and target groups.
+/// Each resource's counters are shared by name across config generations, so a
+/// reconfiguration neither resets them nor loses what requests of the previous
+/// generation count after the switch.
 #[derive(Debug, Default)]
 pub struct ProxyMetrics {
-    pub services: Vec<Counters>,
-    pub target_groups: Vec<Counters>,
+    pub services: Vec<Arc<Counters>>,
+    pub target_groups: Vec<Arc<Counters>>,
 }
 
 impl ProxyMetrics {
     pub fn new(services: usize, target_groups: usize) -> Arc<ProxyMetrics> {
         Arc::new(ProxyMetrics {
-            services: (0..services).map(|_| Counters::default()).collect(),
-            target_groups: (0..target_groups).map(|_| Counters::default()).collect(),
+            services: (0..services).map(|_| Arc::default()).collect(),
+            target_groups: (0..target_groups).map(|_| Arc::default()).collect(),
+        })
+    }
+
+    /// The counters of `config`'s services and target groups: those of the same name in
+    /// `previous` (the running generation's counters and config) carry on, new ones
+    /// start at 0.
+    pub fn next(config: &Config, previous: Option<(&ProxyMetrics, &Config)>) -> Arc<ProxyMetrics> {
+        fn carry<'a>(
+            names: impl Iterator<Item = &'a str>,
+            old: &HashMap<&str, &Arc<Counters>>,
+        ) -> Vec<Arc<Counters>> {
+            names
+                .map(|name| old.get(name).map(|c| Arc::clone(c)).unwrap_or_default())
+                .collect()
+        }
+        let mut old_services = HashMap::new();
+        let mut old_groups = HashMap::new();
+        if let Some((metrics, config)) = previous {
+            let names = config.services().iter().map(|s| s.name.as_str());
+            old_services.extend(names.zip(&metrics.services));
+            let names = config.target_groups().iter().map(|g| g.name.as_str());
+            old_groups.extend(names.zip(&metrics.target_groups));
+        }
+        Arc::new(ProxyMetrics {
+            services: carry(
+                config.services().iter().map(|s| s.name.as_str()),
+                &old_services,
+            ),
+            target_groups: carry(
+                config.target_groups().iter().map(|g| g.name.as_str()),
+                &old_groups,
+            ),
         })
     }
 
@@ -159,6 +197,48 @@ impl Drop for ConnectionGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(services: &[&str]) -> Config {
+        let listed: Vec<String> = services
+            .iter()
+            .map(|s| {
+                format!(
+                    "  - {{ name: {s}, account: \"111111111111\", authType: NONE, listeners: [] }}"
+                )
+            })
+            .collect();
+        let yaml = format!(
+            "accounts: [{{ id: \"111111111111\" }}]\nservices:\n{}\n",
+            listed.join("\n")
+        );
+        crate::config::parse_str(&yaml, std::path::Path::new("t.yaml")).unwrap()
+    }
+
+    #[test]
+    fn counters_carry_over_by_name_across_generations() {
+        let before = config(&["alpha", "bravo"]);
+        let m = ProxyMetrics::next(&before, None);
+        m.response(1, None, 200, Duration::from_millis(1), 0);
+        let _open = m.connection(1);
+        // `bravo` moves to the front, `alpha` goes, `charlie` is new.
+        let after = config(&["bravo", "charlie"]);
+        let n = ProxyMetrics::next(&after, Some((&m, &before)));
+        assert_eq!(n.services.len(), 2);
+        assert!(
+            Arc::ptr_eq(&n.services[0], &m.services[1]),
+            "bravo carries on"
+        );
+        assert_eq!(n.services[0].requests.load(Relaxed), 1);
+        assert_eq!(n.services[0].active_connections.load(Relaxed), 1);
+        assert_eq!(
+            n.services[1].requests.load(Relaxed),
+            0,
+            "charlie starts at 0"
+        );
+        // A request of the old generation after the switch still counts for `bravo`.
+        m.response(1, None, 200, Duration::from_millis(1), 0);
+        assert_eq!(n.services[0].requests.load(Relaxed), 2);
+    }
 
     #[test]
     fn responses_connections_and_histograms_add_up() {

@@ -66,13 +66,17 @@ pub fn render(
         .services
         .iter()
         .zip(&proxy.services)
-        .map(|(s, c)| (labels(&[("service", &s.name), ("service_arn", &s.arn)]), c))
+        .map(|(s, c)| {
+            let c: &Counters = c;
+            (labels(&[("service", &s.name), ("service_arn", &s.arn)]), c)
+        })
         .collect();
     let groups: Vec<(String, &Counters)> = resolved
         .target_groups
         .iter()
         .zip(&proxy.target_groups)
         .map(|(g, c)| {
+            let c: &Counters = c;
             (
                 labels(&[("target_group", &g.name), ("target_group_arn", &g.arn)]),
                 c,

@@ -11,14 +11,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use super::{counters::ProxyMetrics, render::render};
-use crate::{config::Config, dataplane, health::HealthSnapshot, resolve::Resolved};
+use super::render::render;
+use crate::{dataplane, health::HealthSnapshot, l7::switch::ProxySwitch};
 
-/// What a scrape reads.
+/// What a scrape reads: the current proxy generation (its config, resolved model and
+/// counters), target health, the kernel's counters.
 pub struct MetricsSource {
-    pub config: Config,
-    pub resolved: Resolved,
-    pub proxy: Arc<ProxyMetrics>,
+    pub proxy: Arc<ProxySwitch>,
     pub health: watch::Receiver<HealthSnapshot>,
     /// Where the kernel's maps are pinned.
     pub bpffs_root: PathBuf,
@@ -35,10 +34,11 @@ impl MetricsSource {
             }
         };
         let health = self.health.borrow().clone();
+        let proxy = self.proxy.current();
         render(
-            &self.config,
-            &self.resolved,
-            &self.proxy,
+            proxy.config(),
+            proxy.resolved(),
+            proxy.metrics(),
             &health,
             kernel.as_ref(),
         )

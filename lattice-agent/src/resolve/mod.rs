@@ -216,6 +216,12 @@ fn describe_action(config: &Config, action: &Action) -> String {
     }
 }
 
+/// The agent's own address on every lattice link: the first host of the VIP pool.
+/// Refuses a pool too small to hold it and one VIP.
+pub fn agent_address(settings: &Settings) -> Result<Ipv4Addr, ResolveError> {
+    Ok(vip::pool_bounds(settings.vip_pool.trunc())?.agent)
+}
+
 /// Resolves `config`: ids, ARNs, DNS names, and virtual IPs taken from (and recorded
 /// in) `vips`. Save `vips` afterwards to keep the addresses and release the ones of
 /// services that are gone.

@@ -135,6 +135,39 @@ impl Agent {
         std::fs::write(&self.config, yaml).expect("write config");
     }
 
+    /// Replaces the document while the agent runs (write and rename, as editors do)
+    /// and waits until the agent says it applied it (`Ok`) or refused it (`Err` with
+    /// its log since the change).
+    pub fn apply(&self, yaml: &str) -> Result<(), String> {
+        let count = |what: &str| self.log().matches(what).count();
+        let (applied, refused) = (count("config applied"), count("config refused"));
+        let failed = count("failed part way");
+        let from = self.log().len();
+        let temp = self.config.with_extension("next");
+        std::fs::write(&temp, yaml).expect("write config");
+        std::fs::rename(&temp, &self.config).expect("replace config");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if count("config applied") > applied {
+                return Ok(());
+            }
+            if count("config refused") > refused {
+                return Err(self.log()[from..].to_owned());
+            }
+            assert!(
+                count("failed part way") == failed,
+                "applying failed part way:\n{}",
+                &self.log()[from..]
+            );
+            assert!(
+                Instant::now() < deadline,
+                "the agent neither applied nor refused the document:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `lattice-agent show --json` of the running document and state.
     pub fn show(&self) -> serde_json::Value {
         let out = Command::new(AGENT)

@@ -1,0 +1,376 @@
+//! Live reconfiguration: the running agent follows its config file.
+//!
+//! A changed document (the file rewritten, or `SIGHUP`) is prepared whole, off to the
+//! side, exactly as at start: parsed and validated, its files checked, resolved (VIPs),
+//! its keys and certificates loaded, a proxy generation built and the kernel snapshot
+//! compiled. Anything wrong refuses the document with every error, and nothing
+//! running has changed. A prepared document is first made durable in the state
+//! directory (atomic replace, fsync), then switched in: health checks, the kernel
+//! tables (versioned, swapped last), the proxy generation (one atomic store: requests
+//! in flight finish on the config they started with, new ones get the new one), the
+//! L7 sites, DNS. A restarted agent whose file is broken comes back with the last
+//! document it applied.
+
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use tokio::{runtime::Handle, sync::watch};
+use tracing::{error, info, warn};
+
+use crate::{
+    accesslog::AccessLogs,
+    auth::Authenticator,
+    config::{self, Config, TargetId},
+    dataplane::{
+        compile::{self, BackendId, GroupPlan, PathSettings, Snapshot},
+        Reconciler,
+    },
+    dns::{DnsServer, Zones},
+    health::{self, GroupKey, HealthChecker, HealthSnapshot, Probers},
+    l7::{proxy::Proxy, serve::SiteServer, switch::ProxySwitch},
+    metrics::ProxyMetrics,
+    resolve::{self, Resolved, Settings, VipAllocations},
+    state::StateDir,
+};
+
+/// The last document the agent applied, in its state directory.
+pub const APPLIED_FILE: &str = "applied-config.json";
+/// Where `run` records target health for `lattice-agent targets`.
+pub const TARGETS_FILE: &str = "targets.json";
+
+/// A desired-state document as read: its text and where it came from (relative paths
+/// in it are relative to that file's folder).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Document {
+    pub source: PathBuf,
+    pub text: String,
+}
+
+impl Document {
+    pub fn read(path: &Path) -> anyhow::Result<Document> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(Document {
+            source: path.to_path_buf(),
+            text,
+        })
+    }
+
+    /// The document the agent last applied with this state directory, if any.
+    pub fn last_applied(state_dir: &StateDir) -> anyhow::Result<Option<Document>> {
+        Ok(state_dir.read_json(APPLIED_FILE)?)
+    }
+}
+
+/// What every generation shares: the agent's flags and long-lived parts.
+pub struct Fixed {
+    pub settings: Settings,
+    pub path_settings: PathSettings,
+    /// The mesh-wide client CA (`--mtls-ca`).
+    pub mesh_ca: Option<PathBuf>,
+    pub runtime: Handle,
+    pub health: watch::Receiver<HealthSnapshot>,
+}
+
+/// Everything made from one document, before anything running sees it.
+pub struct Generation {
+    pub document: Document,
+    pub config: Config,
+    pub resolved: Resolved,
+    pub snapshot: Snapshot,
+    pub proxy: Arc<Proxy>,
+    pub zones: Zones,
+    /// The VIP allocations with this document's services; saved when it is applied.
+    pub vips: VipAllocations,
+}
+
+impl Generation {
+    /// Prepares `document` with the allocations in force; `previous` (the running
+    /// proxy generation) lends it what carries over (pools, counters, log writers).
+    /// An error names everything wrong and nothing has changed.
+    pub fn prepare(
+        document: Document,
+        fixed: &Fixed,
+        vips: &VipAllocations,
+        previous: Option<&Proxy>,
+    ) -> anyhow::Result<Generation> {
+        let config = config::parse_str(&document.text, &document.source)?;
+        config.check_files()?;
+        let mut vips = vips.clone();
+        let resolved = resolve::resolve(&config, &fixed.settings, &mut vips)?;
+        let auth = Arc::new(
+            Authenticator::load(&config, &resolved.region, fixed.mesh_ca.as_deref())
+                .context("loading access keys and client CAs")?,
+        );
+        let tls = crate::l7::tls::acceptors(&config, &resolved, auth.mtls())
+            .context("loading service certificates")?;
+        let logs = AccessLogs::start(&config, &fixed.runtime, previous.map(|p| &**p.logs()))
+            .context("opening the access log destinations")?;
+        let metrics = ProxyMetrics::next(&config, previous.map(|p| (&**p.metrics(), p.config())));
+        let proxy = Proxy::new(
+            config.clone(),
+            resolved.clone(),
+            fixed.health.clone(),
+            tls,
+            auth,
+            Arc::new(logs),
+            metrics,
+            previous,
+        )?;
+        let snapshot = compile::compile(&config, &resolved, &fixed.path_settings);
+        let zones = Zones::build(&config, &resolved, &fixed.settings);
+        Ok(Generation {
+            document,
+            config,
+            resolved,
+            snapshot,
+            proxy: Arc::new(proxy),
+            zones,
+            vips,
+        })
+    }
+}
+
+/// The running agent's parts that follow the config, owned by the sync thread.
+pub struct Running {
+    pub fixed: Fixed,
+    pub state_dir: StateDir,
+    /// The config file the agent follows.
+    pub path: PathBuf,
+    pub reconciler: Reconciler,
+    pub sites: SiteServer,
+    pub dns: DnsServer,
+    pub switch: Arc<ProxySwitch>,
+    pub checker: HealthChecker,
+    pub probers: Probers,
+    /// The applied generation's config, resolved model and kernel snapshot.
+    pub config: Config,
+    pub resolved: Resolved,
+    pub snapshot: Snapshot,
+    pub vips: VipAllocations,
+    /// How many documents have been applied since the start (the first is 1).
+    pub generation: u64,
+    /// The last text read from the file, applied or refused: not tried again until
+    /// it changes (or SIGHUP).
+    last_text: String,
+    /// Target health as last recorded for `targets`.
+    written: Option<Vec<TargetRow>>,
+}
+
+impl Running {
+    /// Puts the first generation in force (the kernel programs are loaded, the
+    /// health checker started) and serves it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        fixed: Fixed,
+        state_dir: StateDir,
+        path: PathBuf,
+        reconciler: Reconciler,
+        checker: HealthChecker,
+        dns: DnsServer,
+        first: Generation,
+    ) -> anyhow::Result<Running> {
+        let switch = ProxySwitch::new(Arc::clone(&first.proxy));
+        let sites = SiteServer::new(Arc::clone(&switch), Vec::new(), fixed.runtime.clone());
+        let mut running = Running {
+            last_text: first.document.text.clone(),
+            fixed,
+            state_dir,
+            path,
+            reconciler,
+            sites,
+            dns,
+            switch,
+            checker,
+            probers: Probers::new(),
+            config: first.config.clone(),
+            resolved: first.resolved.clone(),
+            snapshot: first.snapshot.clone(),
+            vips: first.vips.clone(),
+            generation: 0,
+            written: None,
+        };
+        running.apply(first)?;
+        Ok(running)
+    }
+
+    /// Switches `next` in: durable first, then health, kernel, proxy, sites, DNS.
+    fn apply(&mut self, mut next: Generation) -> anyhow::Result<()> {
+        next.vips
+            .save(&self.state_dir)
+            .context("saving the VIP allocations")?;
+        self.state_dir
+            .write_json(APPLIED_FILE, &next.document)
+            .context("recording the applied config")?;
+        let groups = health::plan(&next.config, &mut self.probers);
+        self.fixed
+            .runtime
+            .block_on(self.checker.set_groups(groups))
+            .context("updating the health checks")?;
+        let health = self.fixed.health.borrow().clone();
+        self.reconciler
+            .sync(&next.snapshot, &usable_targets(&next.config, &health))
+            .context("programming the kernel")?;
+        self.switch.switch(Arc::clone(&next.proxy));
+        self.sites.set_sites(next.proxy.sites().cloned().collect());
+        self.dns.zones().set(next.zones);
+        let attached = self.attached_netns();
+        self.sites.sync(&attached);
+        self.dns.sync(&attached);
+        self.config = next.config;
+        self.resolved = next.resolved;
+        self.snapshot = next.snapshot;
+        self.vips = next.vips;
+        self.generation += 1;
+        Ok(())
+    }
+
+    /// Reads the config file and applies it when it changed since the last attempt
+    /// (or whenever `force`). A refused document is logged with every error and
+    /// changes nothing.
+    pub fn follow_file(&mut self, force: bool) {
+        let document = match Document::read(&self.path) {
+            Ok(d) => d,
+            Err(e) => {
+                if force {
+                    warn!(
+                        error = format!("{e:#}"),
+                        "config not reloaded; the running one stays"
+                    );
+                }
+                return;
+            }
+        };
+        if !force && document.text == self.last_text {
+            return;
+        }
+        self.last_text = document.text.clone();
+        let current = self.switch.current();
+        let prepared = Generation::prepare(document, &self.fixed, &self.vips, Some(&current));
+        drop(current);
+        let next = match prepared {
+            Ok(next) => next,
+            Err(e) => {
+                error!(
+                    config = %self.path.display(),
+                    error = format!("{e:#}"),
+                    generation = self.generation,
+                    "config refused; the running one stays"
+                );
+                return;
+            }
+        };
+        let services = next.resolved.services.len();
+        match self.apply(next) {
+            Ok(()) => info!(
+                config = %self.path.display(),
+                generation = self.generation,
+                services,
+                l7_sites = self.sites.served(),
+                "config applied"
+            ),
+            Err(e) => {
+                // Durable already: the next tick tries the whole switch again.
+                self.last_text.clear();
+                error!(
+                    error = format!("{e:#}"),
+                    "applying the config failed part way; retrying"
+                )
+            }
+        }
+    }
+
+    /// One tick: the kernel follows namespaces and target health, the sites and DNS
+    /// follow the attached namespaces, and target health is recorded for `targets`.
+    pub fn tick(&mut self) {
+        let health = self.fixed.health.borrow().clone();
+        // The kernel first, the record second: whoever reads a target's state from
+        // `targets` finds the tables already following it.
+        let usable = usable_targets(&self.config, &health);
+        match self.reconciler.sync(&self.snapshot, &usable) {
+            Ok(s) if s.applied.is_some() => info!(applied = ?s.applied, "kernel tables updated"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "syncing the kernel failed; retrying"),
+        }
+        let rows = target_rows(&self.config, &health);
+        if self.written.as_ref() != Some(&rows) {
+            match self.state_dir.write_json(TARGETS_FILE, &rows) {
+                Ok(()) => self.written = Some(rows),
+                Err(e) => warn!(error = %e, "recording target health failed"),
+            }
+        }
+        let attached = self.attached_netns();
+        self.sites.sync(&attached);
+        self.dns.sync(&attached);
+    }
+
+    /// The namespaces attached right now, with their VPC addresses.
+    pub fn attached_netns(&self) -> BTreeMap<String, Ipv4Addr> {
+        self.reconciler
+            .attachments()
+            .map(|a| (a.netns.clone(), a.vpc_addr))
+            .collect()
+    }
+}
+
+/// One target's health, as `targets` prints it (Lattice's ListTargets fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRow {
+    pub target_group: String,
+    pub id: String,
+    pub port: u16,
+    pub status: String,
+    pub reason_code: Option<String>,
+}
+
+fn target_rows(config: &Config, health: &HealthSnapshot) -> Vec<TargetRow> {
+    let mut rows = Vec::new();
+    for group in config.target_groups() {
+        let key = GroupKey::of(group);
+        let Some(g) = health.groups.get(&key) else {
+            continue;
+        };
+        for t in g.summaries() {
+            let value = serde_json::to_value(&t).unwrap_or_default();
+            rows.push(TargetRow {
+                target_group: group.name.to_string(),
+                id: t.id,
+                port: t.port,
+                status: value["status"].as_str().unwrap_or("?").to_owned(),
+                reason_code: value["reasonCode"].as_str().map(str::to_owned),
+            });
+        }
+    }
+    rows
+}
+
+/// The targets of a forward that may take new flows now: health decides (failing
+/// open when none qualifies, as Lattice does).
+pub fn usable_targets<'a>(
+    config: &'a Config,
+    health: &'a HealthSnapshot,
+) -> impl Fn(&GroupPlan) -> Vec<BackendId> + 'a {
+    move |g: &GroupPlan| {
+        let group = config.target_group(g.group);
+        health
+            .select(&GroupKey::of(group), &group.targets)
+            .targets
+            .into_iter()
+            .filter_map(|t| match t.id {
+                TargetId::Ip(addr) => Some(BackendId {
+                    target_group: g.key,
+                    addr,
+                    port: t.port.get(),
+                }),
+                TargetId::Instance(_) => None,
+            })
+            .collect()
+    }
+}
