@@ -353,6 +353,9 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             .map(|()| "orders-db still reachable".to_owned())
             .map_err(|e| format!("{e:#}")),
     });
+    step("live reconfiguration: orders-db's listener moves to port 5433 while the agent runs; a broken document is refused");
+    report.extend(live_step(&running, &config, &web, db_vip));
+
     std::thread::sleep(Duration::from_millis(1500));
     step("lattice-agent targets: target health");
     report.push(Outcome {
@@ -386,7 +389,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    println!("    next  live reconfiguration and the control API (the control API issue)");
+    println!("    next  the control API and the `lattice` CLI over it (the control API issue)");
     println!("    removing the demo topology, pins and files");
     drop(topo);
     if failed > 0 {
@@ -490,6 +493,8 @@ impl Drop for DemoDir {
 /// A running agent whose log lines are echoed, indented.
 struct RunningAgent {
     child: Child,
+    /// The agent's `config applied` and `config refused` log lines, as they come.
+    applies: mpsc::Receiver<String>,
 }
 
 impl RunningAgent {
@@ -556,19 +561,106 @@ fn start_agent(
         .with_context(|| format!("starting {}", agent.display()))?;
     let stderr = child.stderr.take().expect("piped");
     let (ready_tx, ready_rx) = mpsc::channel();
+    let (applies_tx, applies) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             println!("    agent| {line}");
             if line.contains("lattice-agent ready") {
                 let _ = ready_tx.send(());
             }
+            if line.contains("config applied") || line.contains("config refused") {
+                let _ = applies_tx.send(line);
+            }
         }
     });
-    let running = RunningAgent { child };
+    let running = RunningAgent { child, applies };
     match ready_rx.recv_timeout(READY_TIMEOUT) {
         Ok(()) => Ok(running),
         Err(_) => bail!("the agent did not log `lattice-agent ready` within {READY_TIMEOUT:?}"),
     }
+}
+
+/// Rewrites the document the agent follows (write and rename) and waits for the agent
+/// to say it applied or refused it: `Ok(line)` when applied, `Err(line)` when refused.
+fn apply_live(
+    running: &RunningAgent,
+    config: &Path,
+    text: &str,
+) -> anyhow::Result<Result<String, String>> {
+    let next = config.with_extension("next");
+    std::fs::write(&next, text)?;
+    std::fs::rename(&next, config)?;
+    let line = running
+        .applies
+        .recv_timeout(Duration::from_secs(15))
+        .context("the agent neither applied nor refused the document within 15 s")?;
+    Ok(if line.contains("config applied") {
+        Ok(line)
+    } else {
+        Err(line)
+    })
+}
+
+/// Live reconfiguration with real traffic: the TCP listener of orders-db moves from
+/// 5432 to 5433 and back, and a broken document changes nothing.
+fn live_step(running: &RunningAgent, config: &Path, web: &Netns, vip: Ipv4Addr) -> Vec<Outcome> {
+    let echo = |port: u16| {
+        client::echo_roundtrip(
+            web,
+            SocketAddr::from((vip, port)),
+            b"live",
+            Duration::from_secs(2),
+        )
+    };
+    let run = || -> anyhow::Result<Vec<Outcome>> {
+        let original = std::fs::read_to_string(config)?;
+        let listener = "        protocol: TCP\n        port: 5432\n";
+        anyhow::ensure!(
+            original.contains(listener),
+            "the demo document has no orders-db listener on 5432"
+        );
+        let moved = original.replacen(listener, "        protocol: TCP\n        port: 5433\n", 1);
+        let mut out = Vec::new();
+        let applied = apply_live(running, config, &moved)?;
+        out.push(Outcome {
+            what: "a changed document applied live (orders-db on 5433)",
+            result: match applied {
+                Ok(_) if echo(5433).is_ok() && echo(5432).is_err() => {
+                    Ok("5433 answers, 5432 no longer does".to_owned())
+                }
+                Ok(_) => Err(format!(
+                    "5433: {:?}, 5432: {:?}",
+                    echo(5433).err(),
+                    echo(5432).err()
+                )),
+                Err(line) => Err(line),
+            },
+        });
+        let broken = moved.replacen("port: 5433", "port: 0", 1);
+        out.push(Outcome {
+            what: "a broken document refused, nothing changed",
+            result: match apply_live(running, config, &broken)? {
+                Err(line) if echo(5433).is_ok() => Ok(line),
+                Err(_) => Err("refused, but 5433 stopped answering".to_owned()),
+                Ok(line) => Err(format!("applied: {line}")),
+            },
+        });
+        out.push(Outcome {
+            what: "the original document applied again",
+            result: match apply_live(running, config, &original)? {
+                Ok(_) if echo(5432).is_ok() => Ok("orders-db on 5432 again".to_owned()),
+                Ok(_) => Err("applied, but 5432 does not answer".to_owned()),
+                Err(line) => Err(line),
+            },
+        });
+        Ok(out)
+    };
+    run().unwrap_or_else(|e| {
+        vec![Outcome {
+            what: "live reconfiguration",
+            result: Err(format!("{e:#}")),
+        }]
+    })
 }
 
 /// One service's VIP.
