@@ -2,6 +2,7 @@
 //!
 //! | module | concern |
 //! | --- | --- |
+//! | [`api`] | the control API: Lattice's operations over HTTP/JSON on a root-only socket |
 //! | [`accesslog`] | access log destinations: bounded queues and writers that never hold traffic up |
 //! | [`auth`] | who calls (SigV4 signatures, mTLS certificates) and the request context of auth policies |
 //! | [`config`] | the desired-state document (config-contract.yaml): parse once, validate whole |
@@ -18,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accesslog;
+pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod clock;

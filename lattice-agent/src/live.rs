@@ -20,11 +20,16 @@ use std::{
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use tokio::{runtime::Handle, sync::watch};
 use tracing::{error, info, warn};
 
 use crate::{
     accesslog::AccessLogs,
+    api::{
+        ops::{self, Kind},
+        ApiError, Call,
+    },
     auth::Authenticator,
     config::{self, Config, TargetId},
     dataplane::{
@@ -44,12 +49,18 @@ pub const APPLIED_FILE: &str = "applied-config.json";
 /// Where `run` records target health for `lattice-agent targets`.
 pub const TARGETS_FILE: &str = "targets.json";
 
-/// A desired-state document as read: its text and where it came from (relative paths
-/// in it are relative to that file's folder).
+/// A desired-state document: its text and where it came from (relative paths in it
+/// are relative to that file's folder).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Document {
     pub source: PathBuf,
     pub text: String,
+    /// The config file's text when this document was applied: the same text for a
+    /// document read from the file; for one made by the control API, what the file
+    /// held then. A restarted agent whose file still holds that text comes back with
+    /// the API's document; a file changed since wins.
+    #[serde(default)]
+    pub file_text: Option<String>,
 }
 
 impl Document {
@@ -58,8 +69,25 @@ impl Document {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Ok(Document {
             source: path.to_path_buf(),
+            file_text: Some(text.clone()),
             text,
         })
+    }
+
+    /// A document sent to the control API (`lattice apply`), from `source`.
+    pub fn from_api(source: PathBuf, text: String) -> Document {
+        Document {
+            source,
+            text,
+            file_text: None,
+        }
+    }
+
+    /// The document as JSON, for the control API's operations.
+    pub fn value(&self) -> Result<Value, ApiError> {
+        let value: Value = serde_norway::from_str(&self.text)
+            .map_err(|e| ApiError::validation(format!("{}: {e}", self.source.display())))?;
+        Ok(if value.is_null() { json!({}) } else { value })
     }
 
     /// The document the agent last applied with this state directory, if any.
@@ -149,7 +177,8 @@ pub struct Running {
     pub switch: Arc<ProxySwitch>,
     pub checker: HealthChecker,
     pub probers: Probers,
-    /// The applied generation's config, resolved model and kernel snapshot.
+    /// The applied document, and its config, resolved model and kernel snapshot.
+    pub document: Document,
     pub config: Config,
     pub resolved: Resolved,
     pub snapshot: Snapshot,
@@ -179,7 +208,8 @@ impl Running {
         let switch = ProxySwitch::new(Arc::clone(&first.proxy));
         let sites = SiteServer::new(Arc::clone(&switch), Vec::new(), fixed.runtime.clone());
         let mut running = Running {
-            last_text: first.document.text.clone(),
+            last_text: first.document.file_text.clone().unwrap_or_default(),
+            document: first.document.clone(),
             fixed,
             state_dir,
             path,
@@ -223,6 +253,7 @@ impl Running {
         let attached = self.attached_netns();
         self.sites.sync(&attached);
         self.dns.sync(&attached);
+        self.document = next.document;
         self.config = next.config;
         self.resolved = next.resolved;
         self.snapshot = next.snapshot;
@@ -284,6 +315,231 @@ impl Running {
                 )
             }
         }
+    }
+
+    /// Executes one control API call. Reads answer from the applied document; a change
+    /// makes a new document that is prepared and applied like an edit of the file,
+    /// and is refused (with every error) the same way.
+    pub fn call(&mut self, call: Call) -> Result<Value, ApiError> {
+        let current = self.document.value()?;
+        match call {
+            Call::GetDocument => Ok(json!({
+                "generation": self.generation,
+                "source": self.document.source,
+                "document": current,
+            })),
+            Call::PutDocument {
+                document,
+                dry_run,
+                if_generation,
+            } => {
+                if let Some(expected) = if_generation.filter(|g| *g != self.generation) {
+                    return Err(ApiError::Conflict {
+                        message: format!(
+                            "the agent runs generation {}, not {expected}: read the document again",
+                            self.generation
+                        ),
+                        resource_type: "DOCUMENT",
+                        resource_id: self.generation.to_string(),
+                    });
+                }
+                let next = document.value()?;
+                let diff = ops::diff(&current, &next);
+                let document = Document {
+                    file_text: Some(self.last_text.clone()),
+                    ..document
+                };
+                if dry_run {
+                    let current = self.switch.current();
+                    Generation::prepare(document, &self.fixed, &self.vips, Some(&current))
+                        .map_err(|e| ApiError::refused(&e))?;
+                    return Ok(
+                        json!({ "dryRun": true, "diff": diff, "generation": self.generation }),
+                    );
+                }
+                self.change(document)?;
+                Ok(json!({ "diff": diff, "generation": self.generation }))
+            }
+            Call::List {
+                kind,
+                parents,
+                page,
+            } => {
+                let items = ops::list(&current, kind, &parents)?;
+                let (items, next) = page.take(&items)?;
+                let items: Vec<Value> = items.into_iter().map(|i| self.describe(kind, i)).collect();
+                Ok(json!({ "items": items, "nextToken": next }))
+            }
+            Call::Get { kind, id } => Ok(self.describe(kind, ops::get(&current, kind, &id)?)),
+            Call::Create {
+                kind,
+                parents,
+                item,
+            } => {
+                let mut next = current;
+                let key = ops::create(&mut next, kind, &parents, item)?;
+                self.change_value(next)?;
+                let id = [parents, vec![key]].concat();
+                Ok(self.describe(kind, ops::get(&self.document.value()?, kind, &id)?))
+            }
+            Call::Update { kind, id, patch } => {
+                let mut next = current;
+                let item = ops::update(&mut next, kind, &id, &patch)?;
+                self.change_value(next)?;
+                Ok(self.describe(kind, item))
+            }
+            Call::Delete { kind, id } => {
+                let mut next = current;
+                let item = ops::delete(&mut next, kind, &id)?;
+                self.change_value(next)?;
+                Ok(self.describe(kind, item))
+            }
+            Call::RegisterTargets { group, targets } => {
+                let mut next = current;
+                let done = ops::register_targets(&mut next, &group, &targets)?;
+                self.change_value(next)?;
+                Ok(json!({ "successful": done, "unsuccessful": [] }))
+            }
+            Call::DeregisterTargets { group, targets } => {
+                let mut next = current;
+                let (done, failed) = ops::deregister_targets(&mut next, &group, &targets)?;
+                self.change_value(next)?;
+                Ok(json!({ "successful": done, "unsuccessful": failed }))
+            }
+            Call::ListTargets { group, page } => {
+                if self.config.target_group_by_name(&group).is_none() {
+                    return Err(ApiError::NotFound {
+                        resource_type: Kind::TargetGroup.type_name(),
+                        resource_id: group,
+                    });
+                }
+                let health = self.fixed.health.borrow().clone();
+                let rows: Vec<TargetRow> = target_rows(&self.config, &health)
+                    .into_iter()
+                    .filter(|r| r.target_group == group)
+                    .collect();
+                let (rows, next) = page.take(&rows)?;
+                Ok(json!({ "items": rows, "nextToken": next }))
+            }
+            Call::PutAuthPolicy { resource, policy } => {
+                let mut next = current;
+                ops::put_auth_policy(&mut next, &resource, policy)?;
+                self.change_value(next)?;
+                ops::get_auth_policy(&self.document.value()?, &resource)
+            }
+            Call::GetAuthPolicy { resource } => ops::get_auth_policy(&current, &resource),
+            Call::DeleteAuthPolicy { resource } => {
+                let mut next = current;
+                ops::delete_auth_policy(&mut next, &resource)?;
+                self.change_value(next)?;
+                Ok(json!({}))
+            }
+            Call::Stats => Ok(self.stats()),
+        }
+    }
+
+    /// Applies `next` (the current document changed by a call) as a new generation.
+    fn change_value(&mut self, next: Value) -> Result<(), ApiError> {
+        let text =
+            serde_json::to_string_pretty(&next).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let document = Document {
+            source: self.document.source.clone(),
+            text,
+            file_text: Some(self.last_text.clone()),
+        };
+        self.change(document)
+    }
+
+    fn change(&mut self, document: Document) -> Result<(), ApiError> {
+        let current = self.switch.current();
+        let next = Generation::prepare(document, &self.fixed, &self.vips, Some(&current))
+            .map_err(|e| ApiError::refused(&e))?;
+        drop(current);
+        let services = next.resolved.services.len();
+        self.apply(next).map_err(|e| {
+            // Durable already: the file follower's next tick cannot retry an API
+            // change, so say so; the next call or restart applies it.
+            error!(
+                error = format!("{e:#}"),
+                "applying an API change failed part way"
+            );
+            ApiError::Internal(format!("{e:#}"))
+        })?;
+        info!(
+            generation = self.generation,
+            services,
+            l7_sites = self.sites.served(),
+            "config applied (control API)"
+        );
+        Ok(())
+    }
+
+    /// A resource as the API shows it: the document's item, with the ids, ARNs and
+    /// DNS name the agent gave it.
+    fn describe(&self, kind: Kind, mut item: Value) -> Value {
+        let key = ops::key_of(kind, &item);
+        let extra = match kind {
+            Kind::Service => self.config.service_by_name(&key).map(|r| {
+                let s = &self.resolved.services[r.index()];
+                json!({ "id": s.id, "arn": s.arn, "status": "ACTIVE",
+                    "dnsEntry": { "domainName": s.dns_name }, "vip": s.vip })
+            }),
+            Kind::ServiceNetwork => self.config.service_network_by_name(&key).map(|r| {
+                let n = &self.resolved.service_networks[r.index()];
+                json!({ "id": n.id, "arn": n.arn })
+            }),
+            Kind::TargetGroup => self.config.target_group_by_name(&key).map(|r| {
+                let g = &self.resolved.target_groups[r.index()];
+                json!({ "id": g.id, "arn": g.arn, "status": "ACTIVE" })
+            }),
+            Kind::AccessLogSubscription => Some(json!({ "id": key })),
+            _ => None,
+        };
+        if let (Some(Value::Object(extra)), Some(object)) = (extra, item.as_object_mut()) {
+            object.extend(extra);
+        }
+        item
+    }
+
+    /// The proxy's live counters per service and target group (`lattice stats`).
+    fn stats(&self) -> Value {
+        let proxy = self.switch.current();
+        let metrics = proxy.metrics();
+        let row = |name: &str, c: &crate::metrics::counters::Counters| {
+            use std::sync::atomic::Ordering::Relaxed;
+            json!({
+                "name": name,
+                "requests": c.requests.load(Relaxed),
+                "http2xx": c.http_2xx.load(Relaxed),
+                "http3xx": c.http_3xx.load(Relaxed),
+                "http4xx": c.http_4xx.load(Relaxed),
+                "http5xx": c.http_5xx.load(Relaxed),
+                "bytesIn": c.bytes_in.load(Relaxed),
+                "bytesOut": c.bytes_out.load(Relaxed),
+                "activeConnections": c.active_connections.load(Relaxed),
+                "totalConnections": c.total_connections.load(Relaxed),
+            })
+        };
+        let services: Vec<Value> = proxy
+            .resolved()
+            .services
+            .iter()
+            .zip(&metrics.services)
+            .map(|(s, c)| row(&s.name, c))
+            .collect();
+        let groups: Vec<Value> = proxy
+            .resolved()
+            .target_groups
+            .iter()
+            .zip(&metrics.target_groups)
+            .map(|(g, c)| row(&g.name, c))
+            .collect();
+        json!({
+            "generation": self.generation,
+            "services": services,
+            "targetGroups": groups,
+            "accessLogRecordsDropped": proxy.logs().dropped(),
+        })
     }
 
     /// One tick: the kernel follows namespaces and target health, the sites and DNS

@@ -12,7 +12,7 @@ use ipnet::Ipv4Net;
 use tracing::{error, info, warn};
 
 use super::SettingsArgs;
-use crate::{dataplane, dns, health, l7, live, metrics, resolve, state};
+use crate::{api, dataplane, dns, health, l7, live, metrics, resolve, state};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -58,6 +58,17 @@ pub struct RunArgs {
     /// Off unless given.
     #[arg(long, env = "LATTICE_METRICS_ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// The control API's Unix socket (mode 0600: root only). `lattice` talks to it.
+    #[arg(long, env = "LATTICE_API_SOCKET", default_value = api::DEFAULT_SOCKET)]
+    api_socket: PathBuf,
+    /// Also serve the control API on TCP here (e.g. 127.0.0.1:9465); needs
+    /// --api-token-file. Off unless given.
+    #[arg(long, env = "LATTICE_API_ADDR", requires = "api_token_file")]
+    api_addr: Option<std::net::SocketAddr>,
+    /// The bearer token TCP callers of the control API must send (at least 16
+    /// characters; the file should be readable by root only).
+    #[arg(long, env = "LATTICE_API_TOKEN_FILE")]
+    api_token_file: Option<PathBuf>,
     /// The mesh-wide CA (PEM) of client certificates: it proves the mtlsSubjects of
     /// every account that names no mtlsCaFile of its own.
     #[arg(long, env = "LATTICE_MTLS_CA", value_name = "FILE")]
@@ -199,9 +210,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         "lattice-agent ready"
     );
 
-    // The sync thread owns everything that follows the config; signals reach it as
-    // messages, and it wakes at least every --sync-interval.
+    // The sync thread owns everything that follows the config; signals and control
+    // API calls reach it as messages, and it wakes at least every --sync-interval.
     let (tx, rx) = std::sync::mpsc::channel::<Wake>();
+    start_api(&args, &runtime, tx.clone())?;
     let interval = args.sync_interval;
     let sync_loop = std::thread::Builder::new()
         .name("kernel-sync".into())
@@ -210,6 +222,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 match rx.recv_timeout(interval) {
                     Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                     Ok(Wake::Reload) => running.follow_file(true),
+                    Ok(Wake::Api(pending)) => {
+                        let _ = pending.reply.send(running.call(pending.call));
+                    }
                     Err(RecvTimeoutError::Timeout) => running.follow_file(false),
                 }
                 running.tick();
@@ -235,7 +250,46 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 enum Wake {
     /// SIGHUP: read the config file again, even if it did not change.
     Reload,
+    /// A control API call to execute.
+    Api(api::server::Pending),
     Stop,
+}
+
+/// Serves the control API on the Unix socket (and on TCP with a token, when asked);
+/// calls go to the sync thread.
+fn start_api(
+    args: &RunArgs,
+    runtime: &tokio::runtime::Runtime,
+    sync: std::sync::mpsc::Sender<Wake>,
+) -> anyhow::Result<()> {
+    let sync = std::sync::Mutex::new(sync);
+    let dispatch: api::server::Dispatch = Arc::new(move |pending| {
+        if let Ok(sync) = sync.lock() {
+            let _ = sync.send(Wake::Api(pending));
+        }
+    });
+    let socket = {
+        let _entered = runtime.enter();
+        api::server::bind_socket(&args.api_socket)?
+    };
+    runtime.spawn(api::server::serve_socket(
+        socket,
+        args.api_socket.clone(),
+        Arc::clone(&dispatch),
+    ));
+    if let (Some(addr), Some(token_file)) = (args.api_addr, &args.api_token_file) {
+        let token = api::server::read_token(token_file)?;
+        let listener = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("--api-addr {addr}: cannot listen"))?;
+        listener.set_nonblocking(true)?;
+        let listener = {
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        runtime.spawn(api::server::serve_tcp(listener, token, dispatch));
+        info!(%addr, "control API on TCP (bearer token)");
+    }
+    Ok(())
 }
 
 /// The generation the agent starts with: the config file's, or when that is refused,
@@ -246,8 +300,21 @@ fn first_generation(
     state_dir: &state::StateDir,
     vips: &resolve::VipAllocations,
 ) -> anyhow::Result<live::Generation> {
-    let from_file = live::Document::read(path)
-        .and_then(|document| live::Generation::prepare(document, fixed, vips, None));
+    let file = live::Document::read(path);
+    // Changes made through the control API since the file was last read survive a
+    // restart, unless the file changed meanwhile.
+    if let (Ok(file), Some(last)) = (&file, live::Document::last_applied(state_dir)?) {
+        if last.file_text.as_ref() == Some(&file.text) && last.text != file.text {
+            info!(
+                config = %path.display(),
+                "the config file is unchanged since the control API's last change: starting with that"
+            );
+            return live::Generation::prepare(last, fixed, vips, None)
+                .context("the last applied config (made through the control API) is refused");
+        }
+    }
+    let from_file =
+        file.and_then(|document| live::Generation::prepare(document, fixed, vips, None));
     let refused = match from_file {
         Ok(generation) => return Ok(generation),
         Err(e) => e,

@@ -3,6 +3,7 @@
 //! where typed errors get their context; `main` prints the chain and picks the exit code.
 
 mod agent;
+mod control;
 mod maps;
 mod show;
 
@@ -32,23 +33,7 @@ enum AgentCommand {
     #[command(flatten)]
     Offline(OfflineCommand),
     /// Runs the agent on a document until SIGTERM or SIGINT.
-    Run(agent::RunArgs),
-    /// Prints the kernel tables (listeners, backends, access, interfaces, refusals, flows),
-    /// with resource names when given the document.
-    Maps {
-        #[arg(long, default_value = lattice_common::pins::DEFAULT_BPFFS_ROOT)]
-        bpffs_root: PathBuf,
-        /// The document the agent runs, to print names instead of keys.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// The agent's state directory (its VIPs), with --config.
-        #[arg(long)]
-        state_dir: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        settings: SettingsArgs,
-    },
+    Run(Box<agent::RunArgs>),
     /// Prints the health of every target (as the running agent records it).
     Targets {
         #[arg(long, env = "LATTICE_STATE_DIR", default_value = "/var/lib/lattice")]
@@ -95,9 +80,12 @@ impl SettingsArgs {
 #[command(
     name = "lattice",
     version = version(),
-    about = "Operate lattice: check and inspect desired state."
+    about = "Operate lattice: change and inspect a running agent through its control API, check documents.",
+    after_help = "Exit codes: 0 done, 1 refused or failed, 2 usage, 3 the agent cannot be reached."
 )]
 pub struct LatticeCli {
+    #[command(flatten)]
+    endpoint: control::EndpointArgs,
     #[command(subcommand)]
     command: LatticeCommand,
 }
@@ -106,6 +94,63 @@ pub struct LatticeCli {
 enum LatticeCommand {
     #[command(flatten)]
     Offline(OfflineCommand),
+    /// Makes a document the agent's desired state: shows what changes, then applies it
+    /// as one change.
+    Apply {
+        /// The document (YAML or JSON); `-` reads standard input.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Only validate and show the changes.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: control::Output,
+    },
+    /// Lists resources of a kind (under their parents' names), or shows one.
+    Get {
+        kind: control::KindArg,
+        /// Parents' names, then optionally the resource's (e.g. `rules orders http`).
+        names: Vec<String>,
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: control::Output,
+    },
+    /// Shows one resource whole, as JSON.
+    Describe {
+        kind: control::KindArg,
+        names: Vec<String>,
+    },
+    /// Deletes one resource (the change is validated whole, like any other).
+    Delete {
+        kind: control::KindArg,
+        names: Vec<String>,
+    },
+    /// The targets of a target group with their health (ListTargets).
+    Targets {
+        target_group: String,
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: control::Output,
+    },
+    /// The proxy's live counters per service and target group.
+    Stats {
+        #[arg(short = 'o', long, value_enum, default_value_t)]
+        output: control::Output,
+        /// Print again every this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        watch: Option<u64>,
+        /// How many times --watch prints.
+        #[arg(long, default_value_t = 10)]
+        count: u32,
+    },
+    /// Prints the access log files of the subscriptions; -f follows them.
+    Logs {
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the subscription of this service or service network.
+        #[arg(long)]
+        resource: Option<String>,
+    },
+    /// Prints a shell completion script (e.g. `lattice completion bash > /etc/bash_completion.d/lattice`).
+    Completion { shell: clap_complete::Shell },
 }
 
 /// Commands that only read a document: both command lines have them.
@@ -129,6 +174,22 @@ enum OfflineCommand {
         #[command(flatten)]
         settings: SettingsArgs,
     },
+    /// Prints the kernel tables (listeners, backends, access, interfaces, refusals, flows),
+    /// with resource names when given the document.
+    Maps {
+        #[arg(long, default_value = lattice_common::pins::DEFAULT_BPFFS_ROOT)]
+        bpffs_root: PathBuf,
+        /// The document the agent runs, to print names instead of keys.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The agent's state directory (its VIPs), with --config.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
 }
 
 impl OfflineCommand {
@@ -141,6 +202,19 @@ impl OfflineCommand {
                 state_dir,
                 settings,
             } => show::show(&file, json, state_dir.as_deref(), &settings),
+            OfflineCommand::Maps {
+                bpffs_root,
+                config,
+                state_dir,
+                json,
+                settings,
+            } => maps::maps(
+                &bpffs_root,
+                config.as_deref(),
+                state_dir.as_deref(),
+                &settings,
+                json,
+            ),
         }
     }
 }
@@ -160,20 +234,7 @@ pub fn agent_main() -> ExitCode {
     init_logging();
     report(match cli.command {
         AgentCommand::Offline(command) => command.run(),
-        AgentCommand::Run(args) => agent::run(args),
-        AgentCommand::Maps {
-            bpffs_root,
-            config,
-            state_dir,
-            json,
-            settings,
-        } => maps::maps(
-            &bpffs_root,
-            config.as_deref(),
-            state_dir.as_deref(),
-            &settings,
-            json,
-        ),
+        AgentCommand::Run(args) => agent::run(*args),
         AgentCommand::Targets { state_dir, json } => agent::targets(&state_dir, json),
         AgentCommand::Cleanup { bpffs_root } => agent::cleanup(&bpffs_root),
     })
@@ -183,8 +244,43 @@ pub fn agent_main() -> ExitCode {
 pub fn lattice_main() -> ExitCode {
     let cli = LatticeCli::parse();
     init_logging();
+    let endpoint = &cli.endpoint;
     report(match cli.command {
         LatticeCommand::Offline(command) => command.run(),
+        LatticeCommand::Apply {
+            file,
+            dry_run,
+            output,
+        } => control::apply(endpoint, &file, dry_run, output),
+        LatticeCommand::Get {
+            kind,
+            names,
+            output,
+        } => control::get(endpoint, kind, &names, output),
+        LatticeCommand::Describe { kind, names } => control::describe(endpoint, kind, &names),
+        LatticeCommand::Delete { kind, names } => control::delete(endpoint, kind, &names),
+        LatticeCommand::Targets {
+            target_group,
+            output,
+        } => control::targets(endpoint, &target_group, output),
+        LatticeCommand::Stats {
+            output,
+            watch,
+            count,
+        } => control::stats(endpoint, output, watch, count),
+        LatticeCommand::Logs { follow, resource } => {
+            control::logs(endpoint, resource.as_deref(), follow)
+        }
+        LatticeCommand::Completion { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                shell,
+                &mut LatticeCli::command(),
+                "lattice",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
     })
 }
 
@@ -193,7 +289,10 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(EXIT_FAILURE)
+            let exit = error
+                .downcast_ref::<control::CallFailed>()
+                .map_or(EXIT_FAILURE, |f| f.exit);
+            ExitCode::from(exit)
         }
     }
 }
