@@ -356,6 +356,30 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     step("live reconfiguration: orders-db's listener moves to port 5433 while the agent runs; a broken document is refused");
     report.extend(live_step(&running, &config, &web, db_vip));
 
+    step("the lattice CLI, over the agent's control API (a root-only Unix socket)");
+    let lattice = |args: &[&str]| {
+        let mut cmd = Command::new(root.join("target/debug/lattice"));
+        cmd.arg("--socket").arg(api_socket(&state_dir)).args(args);
+        cmd
+    };
+    for (what, args) in [
+        ("lattice get services", &["get", "services"][..]),
+        (
+            "lattice get rules orders https",
+            &["get", "rules", "orders", "https"][..],
+        ),
+        (
+            "lattice targets orders-v1 (health)",
+            &["targets", "orders-v1"][..],
+        ),
+        ("lattice stats (live counters)", &["stats"][..]),
+    ] {
+        report.push(Outcome {
+            what,
+            result: run_shown(&mut lattice(args)).map(|_| "shown above".to_owned()),
+        });
+    }
+
     std::thread::sleep(Duration::from_millis(1500));
     step("lattice-agent targets: target health");
     report.push(Outcome {
@@ -389,7 +413,9 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    println!("    next  the control API and the `lattice` CLI over it (the control API issue)");
+    println!(
+        "    next  TCP flow logs, log rotation, the control benchmark (the control API issue)"
+    );
     println!("    removing the demo topology, pins and files");
     drop(topo);
     if failed > 0 {
@@ -555,6 +581,9 @@ fn start_agent(
         .arg(state_dir)
         .arg("--bpffs-root")
         .arg(bpffs_root)
+        // The demo's own control socket, never the host's default.
+        .arg("--api-socket")
+        .arg(api_socket(state_dir))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -578,6 +607,11 @@ fn start_agent(
         Ok(()) => Ok(running),
         Err(_) => bail!("the agent did not log `lattice-agent ready` within {READY_TIMEOUT:?}"),
     }
+}
+
+/// The demo agent's control API socket, next to its state directory.
+fn api_socket(state_dir: &Path) -> PathBuf {
+    state_dir.with_file_name("api.sock")
 }
 
 /// Rewrites the document the agent follows (write and rename) and waits for the agent

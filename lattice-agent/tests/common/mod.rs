@@ -97,6 +97,8 @@ impl Agent {
             .arg(&self.state_dir)
             .arg("--bpffs-root")
             .arg(&self.bpffs_root)
+            .arg("--api-socket")
+            .arg(self.api_socket())
             .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
@@ -128,6 +130,11 @@ impl Agent {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The agent's control API socket, next to its state directory.
+    pub fn api_socket(&self) -> PathBuf {
+        self.state_dir.with_file_name("api.sock")
     }
 
     /// Replaces the document (for the next `spawn`).

@@ -226,6 +226,9 @@ pub fn launch_with(
         .arg(&state_dir)
         .arg("--bpffs-root")
         .arg(bpffs_root)
+        // The benchmark's own control socket, never the host's default.
+        .arg("--api-socket")
+        .arg(work.join("api.sock"))
         .args(extra_args);
     let mut agent = Proc::spawn("lattice-agent", cmd, &work.join("agent.log"))?
         .with_grace(Duration::from_secs(10));
