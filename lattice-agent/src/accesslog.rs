@@ -16,11 +16,7 @@ use std::{
     },
 };
 
-use tokio::{
-    io::{AsyncWrite, AsyncWriteExt as _},
-    runtime::Handle,
-    sync::mpsc,
-};
+use tokio::{io::AsyncWriteExt as _, runtime::Handle, sync::mpsc};
 use tracing::warn;
 
 use crate::config::{Config, LogDestination, LoggedResource};
@@ -58,6 +54,7 @@ impl AccessLogs {
         config: &Config,
         runtime: &Handle,
         previous: Option<&AccessLogs>,
+        rotation: Rotation,
     ) -> Result<AccessLogs, AccessLogError> {
         let mut logs = AccessLogs {
             by_service: vec![Vec::new(); config.services().len()],
@@ -75,7 +72,7 @@ impl AccessLogs {
                     });
                     let tx = match running {
                         Some(tx) => tx,
-                        None => open(index, &sub.destination, runtime)?,
+                        None => open(index, &sub.destination, rotation, runtime)?,
                     };
                     logs.queues.push(tx);
                     logs.destinations.push(sub.destination.clone());
@@ -121,14 +118,33 @@ impl AccessLogs {
     }
 }
 
+/// When a log file is rotated: past `max_bytes` (0: never) it is renamed `<file>.1`
+/// (older ones shift to `.2` ... up to `.<keep>`, the oldest dropped) and a new file is
+/// started. A file moved away by another tool (logrotate) is noticed and reopened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    pub max_bytes: u64,
+    pub keep: usize,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation {
+            max_bytes: 100 * 1024 * 1024,
+            keep: 5,
+        }
+    }
+}
+
 /// Opens the destination of subscription `index` and starts its writer.
 fn open(
     index: usize,
     destination: &LogDestination,
+    rotation: Rotation,
     runtime: &Handle,
 ) -> Result<mpsc::Sender<String>, AccessLogError> {
-    let writer: Box<dyn AsyncWrite + Send + Unpin> = match destination {
-        LogDestination::Stdout => Box::new(tokio::io::stdout()),
+    let sink = match destination {
+        LogDestination::Stdout => Sink::Stdout(tokio::io::stdout()),
         LogDestination::File(path) => {
             let err = |source| AccessLogError {
                 index,
@@ -139,24 +155,84 @@ fn open(
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(err)?;
             }
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(err)?;
-            Box::new(tokio::fs::File::from_std(file))
+            Sink::File(Some(LogFile::open(path.clone(), rotation).map_err(err)?))
         }
     };
     let (tx, rx) = mpsc::channel(QUEUE_RECORDS);
-    runtime.spawn(write_records(rx, writer));
+    runtime.spawn(write_records(rx, sink));
     Ok(tx)
 }
 
-/// Writes records as lines, flushing whenever the queue runs empty.
-async fn write_records(
-    mut rx: mpsc::Receiver<String>,
-    mut out: Box<dyn AsyncWrite + Send + Unpin>,
-) {
+enum Sink {
+    Stdout(tokio::io::Stdout),
+    /// `None` only while a batch is being written on the blocking pool.
+    File(Option<LogFile>),
+}
+
+/// An appended log file that rotates.
+struct LogFile {
+    path: PathBuf,
+    file: std::fs::File,
+    /// Its inode, to notice it was moved away.
+    inode: u64,
+    size: u64,
+    rotation: Rotation,
+}
+
+impl LogFile {
+    fn open(path: PathBuf, rotation: Rotation) -> std::io::Result<LogFile> {
+        use std::os::unix::fs::MetadataExt as _;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        let meta = file.metadata()?;
+        Ok(LogFile {
+            path,
+            file,
+            inode: meta.ino(),
+            size: meta.len(),
+            rotation,
+        })
+    }
+
+    /// Appends whole lines, rotating first when they would pass the limit.
+    fn write(&mut self, lines: &[u8]) -> std::io::Result<()> {
+        use std::{io::Write as _, os::unix::fs::MetadataExt as _};
+        let moved = std::fs::metadata(&self.path).map_or(true, |m| m.ino() != self.inode);
+        let full = self.rotation.max_bytes > 0
+            && self.size > 0
+            && self.size + lines.len() as u64 > self.rotation.max_bytes;
+        if full {
+            self.rotate()?;
+        }
+        if moved || full {
+            *self = LogFile::open(self.path.clone(), self.rotation)?;
+        }
+        self.file.write_all(lines)?;
+        self.size += lines.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&self) -> std::io::Result<()> {
+        let numbered = |n: usize| {
+            let mut name = self.path.clone().into_os_string();
+            name.push(format!(".{n}"));
+            PathBuf::from(name)
+        };
+        if self.rotation.keep == 0 {
+            return std::fs::remove_file(&self.path);
+        }
+        let _ = std::fs::remove_file(numbered(self.rotation.keep));
+        for n in (1..self.rotation.keep).rev() {
+            let _ = std::fs::rename(numbered(n), numbered(n + 1));
+        }
+        std::fs::rename(&self.path, numbered(1))
+    }
+}
+
+/// Writes records as lines, a batch at a time (whatever the queue holds, up to 60 KiB).
+async fn write_records(mut rx: mpsc::Receiver<String>, mut sink: Sink) {
     let mut buf = Vec::with_capacity(64 * 1024);
     while let Some(line) = rx.recv().await {
         buf.extend_from_slice(line.as_bytes());
@@ -170,14 +246,81 @@ async fn write_records(
                 Err(_) => break,
             }
         }
-        if let Err(e) = async {
-            out.write_all(&buf).await?;
-            out.flush().await
-        }
-        .await
-        {
+        let written = match &mut sink {
+            Sink::Stdout(out) => {
+                async {
+                    out.write_all(&buf).await?;
+                    out.flush().await
+                }
+                .await
+            }
+            // A batch is written on the blocking pool, so a slow disk never holds a
+            // runtime thread.
+            Sink::File(slot) => match slot.take() {
+                Some(mut file) => {
+                    let batch = std::mem::take(&mut buf);
+                    let done = tokio::task::spawn_blocking(move || {
+                        let result = file.write(&batch);
+                        (file, batch, result)
+                    })
+                    .await;
+                    match done {
+                        Ok((file, batch, result)) => {
+                            *slot = Some(file);
+                            buf = batch;
+                            result
+                        }
+                        Err(e) => Err(std::io::Error::other(e)),
+                    }
+                }
+                None => Err(std::io::Error::other(
+                    "the log file was lost to a failed write",
+                )),
+            },
+        };
+        if let Err(e) = written {
             warn!(error = %e, "writing access log records failed; they are lost");
         }
         buf.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(path: &std::path::Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    #[test]
+    fn files_rotate_past_the_limit_and_keep_so_many() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.jsonl");
+        let rotation = Rotation {
+            max_bytes: 10,
+            keep: 2,
+        };
+        let mut file = LogFile::open(path.clone(), rotation).unwrap();
+        for n in 0..5 {
+            file.write(format!("line {n}\n").as_bytes()).unwrap();
+        }
+        // 7 bytes a line, 10 at most: each line after the first rotates.
+        assert_eq!(read(&path), "line 4\n");
+        assert_eq!(read(&dir.path().join("access.jsonl.1")), "line 3\n");
+        assert_eq!(read(&dir.path().join("access.jsonl.2")), "line 2\n");
+        assert!(!dir.path().join("access.jsonl.3").exists(), "keep: 2");
+    }
+
+    #[test]
+    fn a_file_moved_away_is_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.jsonl");
+        let mut file = LogFile::open(path.clone(), Rotation::default()).unwrap();
+        file.write(b"before\n").unwrap();
+        std::fs::rename(&path, dir.path().join("moved.jsonl")).unwrap();
+        file.write(b"after\n").unwrap();
+        assert_eq!(read(&dir.path().join("moved.jsonl")), "before\n");
+        assert_eq!(read(&path), "after\n");
     }
 }

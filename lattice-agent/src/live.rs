@@ -102,6 +102,8 @@ pub struct Fixed {
     pub path_settings: PathSettings,
     /// The mesh-wide client CA (`--mtls-ca`).
     pub mesh_ca: Option<PathBuf>,
+    /// When access log files rotate.
+    pub log_rotation: crate::accesslog::Rotation,
     pub runtime: Handle,
     pub health: watch::Receiver<HealthSnapshot>,
 }
@@ -138,8 +140,13 @@ impl Generation {
         );
         let tls = crate::l7::tls::acceptors(&config, &resolved, auth.mtls())
             .context("loading service certificates")?;
-        let logs = AccessLogs::start(&config, &fixed.runtime, previous.map(|p| &**p.logs()))
-            .context("opening the access log destinations")?;
+        let logs = AccessLogs::start(
+            &config,
+            &fixed.runtime,
+            previous.map(|p| &**p.logs()),
+            fixed.log_rotation,
+        )
+        .context("opening the access log destinations")?;
         let metrics = ProxyMetrics::next(&config, previous.map(|p| (&**p.metrics(), p.config())));
         let proxy = Proxy::new(
             config.clone(),

@@ -158,6 +158,10 @@ fn lattice_cli_and_api_change_a_running_agent() {
             &tcp,
             "--api-token-file",
             token_file.to_str().unwrap(),
+            "--access-log-max-bytes",
+            "4096",
+            "--access-log-keep",
+            "2",
         ],
     );
     let http = agent.vip_addr("orders", 80);
@@ -353,6 +357,32 @@ fn lattice_cli_and_api_change_a_running_agent() {
             .contains("/logged")),
         "the access log through `lattice logs`"
     );
+
+    // The access log rotates past --access-log-max-bytes; no record is cut.
+    for _ in 0..20 {
+        server(&web, http, "/rotating");
+    }
+    let log = files.path().join("access.jsonl");
+    let rotated = files.path().join("access.jsonl.1");
+    assert!(
+        eventually(TIMEOUT, || rotated.exists()),
+        "no rotated log file next to {}",
+        log.display()
+    );
+    assert!(!files.path().join("access.jsonl.3").exists(), "keep: 2");
+    for file in [&log, &rotated] {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(
+            text.len() <= 4096,
+            "{} is {} bytes",
+            file.display(),
+            text.len()
+        );
+        for line in text.lines() {
+            serde_json::from_str::<Value>(line)
+                .unwrap_or_else(|e| panic!("{}: {e}: {line}", file.display()));
+        }
+    }
 
     // Who may call: the socket is root's (mode 0600), and a caller that gets past the
     // file's mode is still refused by its credentials; TCP needs the token.

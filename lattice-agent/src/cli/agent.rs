@@ -12,7 +12,7 @@ use ipnet::Ipv4Net;
 use tracing::{error, info, warn};
 
 use super::SettingsArgs;
-use crate::{api, dataplane, dns, health, l7, live, metrics, resolve, state};
+use crate::{accesslog, api, dataplane, dns, health, l7, live, metrics, resolve, state};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -58,6 +58,13 @@ pub struct RunArgs {
     /// Off unless given.
     #[arg(long, env = "LATTICE_METRICS_ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// Access log files are rotated past this size (renamed `<file>.1`, older ones
+    /// shifted); 0 never rotates. A file moved away by logrotate is reopened anyway.
+    #[arg(long, default_value_t = accesslog::Rotation::default().max_bytes, value_name = "BYTES")]
+    access_log_max_bytes: u64,
+    /// How many rotated access log files are kept.
+    #[arg(long, default_value_t = accesslog::Rotation::default().keep, value_name = "N")]
+    access_log_keep: usize,
     /// The control API's Unix socket (mode 0600: root only). `lattice` talks to it.
     #[arg(long, env = "LATTICE_API_SOCKET", default_value = api::DEFAULT_SOCKET)]
     api_socket: PathBuf,
@@ -143,6 +150,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         settings: settings.clone(),
         mesh_ca: args.mtls_ca.clone(),
+        log_rotation: accesslog::Rotation {
+            max_bytes: args.access_log_max_bytes,
+            keep: args.access_log_keep,
+        },
         runtime: runtime.handle().clone(),
         health: checker.subscribe(),
     };
