@@ -11,6 +11,7 @@
 //! | [`live`] | live reconfiguration: a changed document prepared whole, then switched in |
 //! | [`dataplane`] | the kernel side: bpffs, loading and pinning the embedded object, counters |
 //! | [`dns`] | DNS inside VPC namespaces: service names to VIPs, other names forwarded |
+//! | [`flowlog`] | access log records of TCP flows, from the kernel's ring buffer |
 //! | [`health`] | active health checks of target groups: target states, selection, probes |
 //! | [`l7`] | the L7 proxy as named phases; from the listener to the forward, auth included |
 //! | [`metrics`] | Prometheus metrics: the proxy's counters, target health and the kernel's counters |
@@ -26,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod dataplane;
 pub mod dns;
+pub mod flowlog;
 pub mod health;
 pub mod l7;
 pub mod live;

@@ -254,6 +254,10 @@ impl Running {
         self.reconciler
             .sync(&next.snapshot, &usable_targets(&next.config, &health))
             .context("programming the kernel")?;
+        self.reconciler
+            .dataplane()
+            .set_flow_logging(crate::flowlog::wanted(&next.config))
+            .context("turning TCP flow reports on or off")?;
         self.switch.switch(Arc::clone(&next.proxy));
         self.sites.set_sites(next.proxy.sites().cloned().collect());
         self.dns.zones().set(next.zones);

@@ -14,6 +14,7 @@
 pub mod cgroups;
 pub mod config;
 pub mod conntrack;
+pub mod flowlog;
 pub mod ifstats;
 pub mod pins;
 pub mod services;

@@ -6,7 +6,8 @@
 
 use aya_ebpf::{
     btf_maps::{
-        Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, SkStorage, SockHash,
+        Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, SkStorage,
+        SockHash,
     },
     macros::btf_map,
 };
@@ -14,6 +15,7 @@ use lattice_common::{
     cgroups::{SockVip, MAX_CGROUPS, MAX_SOCKETS},
     config::DataplaneConfig,
     conntrack::{FlowKey, Nat, DEFAULT_CT_ENTRIES},
+    flowlog::{FlowEvent, FlowLogConfig, EVENTS_BYTES},
     ifstats::{IfaceCounters, MAX_INTERFACES},
     services::{
         Access, AccessData, Backend, Listener, ListenerKey, MAX_ACCESS, MAX_BACKENDS,
@@ -60,6 +62,14 @@ pub static LT_ACCESS_V1: LpmTrie<AccessData, Access, { MAX_ACCESS as usize }> = 
 /// `lattice_common::conntrack::CT_MAP`
 #[btf_map]
 pub static LT_CT_V1: LruHashMap<FlowKey, Nat, { DEFAULT_CT_ENTRIES as usize }> = LruHashMap::new();
+
+/// `lattice_common::flowlog::EVENTS_MAP`
+#[btf_map]
+pub static LT_FLOWLOG_V1: RingBuf<FlowEvent, { EVENTS_BYTES as usize }> = RingBuf::new();
+
+/// `lattice_common::flowlog::FLOWLOG_CONFIG_MAP`
+#[btf_map]
+pub static LT_FLOWLOGCFG_V1: Array<FlowLogConfig, 1> = Array::new();
 
 /// `lattice_common::stats::LISTENER_STATS_MAP`
 #[btf_map]

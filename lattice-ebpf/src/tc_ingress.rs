@@ -12,19 +12,21 @@
 //!    directions recorded, and the packet translated (full NAT: the target sees the
 //!    source VPC's lattice SNAT address) and redirected into the target's namespace;
 //!    refused packets are counted per VPC and reason, and a refused SYN is answered
-//!    with a RST;
+//!    with a RST; an opened flow is reported to the agent (`LT_FLOWLOG_V1`) when access
+//!    logs want TCP flows;
 //! 5. passed to the host when it is for the agent's own address, dropped otherwise: a
 //!    VPC link is no path into the host's networks.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    helpers::bpf_redirect_peer,
+    helpers::{bpf_ktime_get_ns, bpf_redirect_peer},
     maps::lpm_trie::Key,
     programs::TcContext,
 };
 use lattice_common::{
     config::DataplaneConfig,
     conntrack::{FlowKey, Nat},
+    flowlog::FlowEvent,
     ifstats::IfaceCounters,
     services::{Access, AccessData, ListenerKey, ACCESS_KEY_FIXED_BITS, PROTO_TCP, SLOTS},
     stats::{reason, RefusalKey, Traffic},
@@ -33,8 +35,9 @@ use lattice_common::{
 
 use crate::{
     maps::{
-        LT_ACCESS_V1, LT_BACKENDS_V1, LT_BSTATS_V1, LT_CONFIG_V1, LT_CT_V1, LT_IFACES_V1,
-        LT_IFSTATS_V1, LT_LISTENERS_V1, LT_LSTATS_V1, LT_REFUSED_V1, LT_SLOTS_V1,
+        LT_ACCESS_V1, LT_BACKENDS_V1, LT_BSTATS_V1, LT_CONFIG_V1, LT_CT_V1, LT_FLOWLOGCFG_V1,
+        LT_FLOWLOG_V1, LT_IFACES_V1, LT_IFSTATS_V1, LT_LISTENERS_V1, LT_LSTATS_V1,
+        LT_REFUSED_V1, LT_SLOTS_V1,
     },
     packet::{parse, rewrite, set_macs, Parsed, Tcp4, TCP_ACK, TCP_SYN},
     rst::reply_rst,
@@ -238,9 +241,39 @@ fn open_flow(
             .map_err(i64::from)?;
         LT_CT_V1.insert(*key, nat, BPF_ANY).map_err(i64::from)?;
         count_traffic(&nat, 0, true);
+        report_flow(p, iface, &nat, backend.target_group);
         return forward(ctx, p, &nat);
     }
     refuse(ctx, p, iface.vpc, reason::NO_SNAT_PORT, ifindex)
+}
+
+/// Tells the agent of an opened flow, when access logs want TCP flows. A full ring
+/// loses the record, never the packet.
+#[inline(always)]
+fn report_flow(p: &Tcp4, iface: &Iface, nat: &Nat, target_group: u32) {
+    let enabled = match LT_FLOWLOGCFG_V1.get_ptr(0) {
+        // SAFETY: a map value pointer the helper returned; read at once.
+        Some(c) => unsafe { (*c).enabled != 0 },
+        None => false,
+    };
+    if !enabled {
+        return;
+    }
+    let event = FlowEvent {
+        // SAFETY: a plain helper call without arguments.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        vpc: iface.vpc,
+        target_group,
+        saddr: p.saddr,
+        vip: p.daddr,
+        snat_addr: nat.saddr,
+        target_addr: nat.daddr,
+        sport: p.sport,
+        vport: p.dport,
+        snat_port: nat.sport,
+        target_port: nat.dport,
+    };
+    let _ = LT_FLOWLOG_V1.output(&event, 0);
 }
 
 /// Translates a packet of a known flow and sends it into the other VPC's namespace.

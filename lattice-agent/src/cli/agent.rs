@@ -190,6 +190,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         dns,
         first,
     )?;
+    // TCP flows are logged from the kernel's reports (only sent while a subscription
+    // wants them).
+    match running.reconciler.dataplane().take_flow_events() {
+        Some(ring) => {
+            runtime.spawn(crate::flowlog::serve(ring, Arc::clone(&running.switch)));
+        }
+        None => warn!("TCP flow logs off: the kernel's ring buffer is missing"),
+    }
     if let Some(addr) = metrics_addr {
         let listener = metrics::serve::bind(addr)
             .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?;

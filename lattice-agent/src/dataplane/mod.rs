@@ -10,6 +10,7 @@ mod bpffs;
 mod btf;
 pub mod compile;
 mod error;
+mod flows;
 mod inspect;
 mod ip;
 mod loader;
