@@ -15,6 +15,7 @@
 //! | `lattice_healthy_hosts`, `lattice_unhealthy_hosts` | HealthyHostCount, UnHealthyHostCount | target_group | health checks |
 //! | `lattice_kernel_target_*` | (per target) | target_group, target | kernel per-CPU counters, summed |
 //! | `lattice_kernel_refused_packets_total` | (refusals) | vpc, reason | kernel |
+//! | `lattice_access_log_records_dropped_total` | (access logs) | - | access log queues |
 //!
 //! Every series also carries the ARN of its resource (`service_arn`,
 //! `target_group_arn`) so that names reused across accounts stay apart.
@@ -59,6 +60,7 @@ pub fn render(
     proxy: &ProxyMetrics,
     health: &HealthSnapshot,
     kernel: Option<&Inspection>,
+    log_drops: u64,
 ) -> String {
     let mut out = String::with_capacity(16 * 1024);
     // (labels, counters) of every service, then of every target group.
@@ -319,5 +321,12 @@ pub fn render(
             let _ = writeln!(out, "lattice_kernel_refused_packets_total{l} {}", r.packets);
         }
     }
+    family(
+        &mut out,
+        "lattice_access_log_records_dropped_total",
+        "counter",
+        "Access log records dropped because a destination could not keep up.",
+    );
+    let _ = writeln!(out, "lattice_access_log_records_dropped_total {log_drops}");
     out
 }

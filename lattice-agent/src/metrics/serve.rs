@@ -41,6 +41,7 @@ impl MetricsSource {
             proxy.metrics(),
             &health,
             kernel.as_ref(),
+            proxy.logs().dropped(),
         )
     }
 }
