@@ -184,8 +184,10 @@ pub struct Running {
     pub switch: Arc<ProxySwitch>,
     pub checker: HealthChecker,
     pub probers: Probers,
-    /// The applied document, and its config, resolved model and kernel snapshot.
+    /// The applied document (and as JSON, for the control API), and its config, resolved
+    /// model and kernel snapshot.
     pub document: Document,
+    document_value: Value,
     pub config: Config,
     pub resolved: Resolved,
     pub snapshot: Snapshot,
@@ -217,6 +219,7 @@ impl Running {
         let mut running = Running {
             last_text: first.document.file_text.clone().unwrap_or_default(),
             document: first.document.clone(),
+            document_value: Value::Null,
             fixed,
             state_dir,
             path,
@@ -233,12 +236,17 @@ impl Running {
             generation: 0,
             written: None,
         };
-        running.apply(first)?;
+        running.apply(first, None)?;
         Ok(running)
     }
 
     /// Switches `next` in: durable first, then health, kernel, proxy, sites, DNS.
-    fn apply(&mut self, mut next: Generation) -> anyhow::Result<()> {
+    /// `value`: the document as JSON when the caller has it already.
+    fn apply(&mut self, mut next: Generation, value: Option<Value>) -> anyhow::Result<()> {
+        let value = match value {
+            Some(v) => v,
+            None => next.document.value().map_err(|e| anyhow::anyhow!("{e}"))?,
+        };
         next.vips
             .save(&self.state_dir)
             .context("saving the VIP allocations")?;
@@ -264,6 +272,7 @@ impl Running {
         let attached = self.attached_netns();
         self.sites.sync(&attached);
         self.dns.sync(&attached);
+        self.document_value = value;
         self.document = next.document;
         self.config = next.config;
         self.resolved = next.resolved;
@@ -309,7 +318,7 @@ impl Running {
             }
         };
         let services = next.resolved.services.len();
-        match self.apply(next) {
+        match self.apply(next, None) {
             Ok(()) => info!(
                 config = %self.path.display(),
                 generation = self.generation,
@@ -332,7 +341,7 @@ impl Running {
     /// makes a new document that is prepared and applied like an edit of the file,
     /// and is refused (with every error) the same way.
     pub fn call(&mut self, call: Call) -> Result<Value, ApiError> {
-        let current = self.document.value()?;
+        let current = self.document_value.clone();
         match call {
             Call::GetDocument => Ok(json!({
                 "generation": self.generation,
@@ -368,7 +377,7 @@ impl Running {
                         json!({ "dryRun": true, "diff": diff, "generation": self.generation }),
                     );
                 }
-                self.change(document)?;
+                self.change(document, Some(next))?;
                 Ok(json!({ "diff": diff, "generation": self.generation }))
             }
             Call::List {
@@ -391,7 +400,7 @@ impl Running {
                 let key = ops::create(&mut next, kind, &parents, item)?;
                 self.change_value(next)?;
                 let id = [parents, vec![key]].concat();
-                Ok(self.describe(kind, ops::get(&self.document.value()?, kind, &id)?))
+                Ok(self.describe(kind, ops::get(&self.document_value, kind, &id)?))
             }
             Call::Update { kind, id, patch } => {
                 let mut next = current;
@@ -436,7 +445,7 @@ impl Running {
                 let mut next = current;
                 ops::put_auth_policy(&mut next, &resource, policy)?;
                 self.change_value(next)?;
-                ops::get_auth_policy(&self.document.value()?, &resource)
+                ops::get_auth_policy(&self.document_value, &resource)
             }
             Call::GetAuthPolicy { resource } => ops::get_auth_policy(&current, &resource),
             Call::DeleteAuthPolicy { resource } => {
@@ -458,16 +467,17 @@ impl Running {
             text,
             file_text: Some(self.last_text.clone()),
         };
-        self.change(document)
+        self.change(document, Some(next))
     }
 
-    fn change(&mut self, document: Document) -> Result<(), ApiError> {
+    /// `value`: the document as JSON when the caller has it already.
+    fn change(&mut self, document: Document, value: Option<Value>) -> Result<(), ApiError> {
         let current = self.switch.current();
         let next = Generation::prepare(document, &self.fixed, &self.vips, Some(&current))
             .map_err(|e| ApiError::refused(&e))?;
         drop(current);
         let services = next.resolved.services.len();
-        self.apply(next).map_err(|e| {
+        self.apply(next, value).map_err(|e| {
             // Durable already: the file follower's next tick cannot retry an API
             // change, so say so; the next call or restart applies it.
             error!(
