@@ -1,9 +1,12 @@
 //! Writing a compiled [`Snapshot`] into the kernel maps, in an order no packet can see
 //! half of: backends first, then access entries, then each listener's new slot table
 //! into its inactive bank, then the listener entry that flips to it (one map update);
-//! stale entries are deleted last. The bookkeeping of what was written (listener
-//! indexes, backend ids) is rebuilt from the maps at start, so a restarted agent reuses
-//! them instead of starting over.
+//! stale entries are deleted last. Only what changed is written: a listener whose slot
+//! table is the one in force keeps its bank, and backends and access entries already
+//! holding the wanted value are left alone, so a change to one service of thousands
+//! costs a few map updates. The bookkeeping of what was written (listener indexes,
+//! backend ids and values, access verdicts) is rebuilt from the maps at start, so a
+//! restarted agent reuses them instead of starting over.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -33,8 +36,13 @@ use super::{
 #[derive(Debug, Default)]
 pub struct Programmer {
     listeners: HashMap<ListenerKey, Listener>,
+    /// The backend ids in the active bank of each listener, slot by slot, as this agent
+    /// wrote them (unknown after a restart until the first write).
+    tables: HashMap<ListenerKey, Vec<u32>>,
     backends: HashMap<BackendId, u32>,
-    access: BTreeSet<(u32, [u32; 3])>,
+    /// What each backend id holds.
+    backend_values: HashMap<u32, Backend>,
+    access: BTreeMap<(u32, [u32; 3]), u32>,
 }
 
 /// What one apply did, for the log.
@@ -101,13 +109,16 @@ impl Programmer {
         for entry in backends.iter() {
             let (id, b) = entry.map_err(map_err("reading", BACKENDS_MAP))?;
             p.backends.insert(backend_id_of(&b), id);
+            p.backend_values.insert(id, b);
         }
         let access: LpmTrie<_, AccessData, Access> = open(&mut dp.ebpf, ACCESS_MAP)?;
-        for key in access.keys() {
-            let key = key.map_err(map_err("reading", ACCESS_MAP))?;
+        for entry in access.iter() {
+            let (key, value) = entry.map_err(map_err("reading", ACCESS_MAP))?;
             let data = key.data();
-            p.access
-                .insert((key.prefix_len(), [data.vpc, data.service, data.addr]));
+            p.access.insert(
+                (key.prefix_len(), [data.vpc, data.service, data.addr]),
+                value.verdict,
+            );
         }
         Ok(p)
     }
@@ -167,15 +178,18 @@ impl Programmer {
                             what: format!("{MAX_BACKENDS} backends"),
                         })?,
                 };
-                map.insert(id, backend, 0)
-                    .map_err(map_err("writing", BACKENDS_MAP))?;
+                if self.backend_values.get(&id) != Some(backend) {
+                    map.insert(id, backend, 0)
+                        .map_err(map_err("writing", BACKENDS_MAP))?;
+                    self.backend_values.insert(id, *backend);
+                }
                 self.backends.insert(*target, id);
             }
         }
         applied.backends = wanted_backends.len();
 
         // 2. Access entries.
-        let mut wanted_access = BTreeSet::new();
+        let mut wanted_access = BTreeMap::new();
         {
             let mut map: LpmTrie<_, AccessData, Access> = open(&mut dp.ebpf, ACCESS_MAP)?;
             for a in &snapshot.access {
@@ -196,9 +210,12 @@ impl Programmer {
                 } else {
                     Access::OUTSIDE_ALLOWED_CIDRS
                 };
-                map.insert(&LpmKey::new(prefix_len, data), Access { verdict }, 0)
-                    .map_err(map_err("writing", ACCESS_MAP))?;
-                wanted_access.insert((prefix_len, [a.vpc, a.service, addr]));
+                let id = (prefix_len, [a.vpc, a.service, addr]);
+                if self.access.get(&id) != Some(&verdict) {
+                    map.insert(&LpmKey::new(prefix_len, data), Access { verdict }, 0)
+                        .map_err(map_err("writing", ACCESS_MAP))?;
+                }
+                wanted_access.insert(id, verdict);
             }
         }
 
@@ -217,6 +234,28 @@ impl Programmer {
                 })
                 .collect();
             let table = slot_table(&groups);
+            let ids: Vec<u32> = (0..SLOTS as usize)
+                .map(|slot| {
+                    table
+                        .get(slot)
+                        .and_then(|t| self.backends.get(t))
+                        .copied()
+                        .unwrap_or(0)
+                })
+                .collect();
+            wanted_listeners.insert(plan.key);
+            if table.is_empty() {
+                applied.empty_listeners.push(plan.label.clone());
+            }
+            // The table in force already: nothing to write, no bank to flip.
+            let unchanged = self.listeners.get(&plan.key).is_some_and(|l| {
+                l.service == plan.service
+                    && l.slots == table.len() as u32
+                    && self.tables.get(&plan.key) == Some(&ids)
+            });
+            if unchanged {
+                continue;
+            }
             let (index, bank) = match self.listeners.get(&plan.key) {
                 Some(l) => (l.index, 1 - (l.bank & 1)),
                 None => (
@@ -230,14 +269,9 @@ impl Programmer {
             {
                 let mut slots: Array<_, u32> = open(&mut dp.ebpf, SLOTS_MAP)?;
                 let base = (index * 2 + bank) * SLOTS;
-                for slot in 0..SLOTS {
-                    let id = table
-                        .get(slot as usize)
-                        .and_then(|t| self.backends.get(t))
-                        .copied()
-                        .unwrap_or(0);
+                for (slot, id) in (0..SLOTS).zip(&ids) {
                     slots
-                        .set(base + slot, id, 0)
+                        .set(base + slot, *id, 0)
                         .map_err(map_err("writing", SLOTS_MAP))?;
                 }
             }
@@ -251,10 +285,7 @@ impl Programmer {
             map.insert(plan.key, entry, 0)
                 .map_err(map_err("writing", LISTENERS_MAP))?;
             self.listeners.insert(plan.key, entry);
-            wanted_listeners.insert(plan.key);
-            if table.is_empty() {
-                applied.empty_listeners.push(plan.label.clone());
-            }
+            self.tables.insert(plan.key, ids);
         }
         applied.listeners = wanted_listeners.len();
 
@@ -271,10 +302,16 @@ impl Programmer {
             for key in stale {
                 remove_ok(map.remove(&key)).map_err(map_err("deleting from", LISTENERS_MAP))?;
                 self.listeners.remove(&key);
+                self.tables.remove(&key);
                 applied.removed += 1;
             }
         }
-        let stale: Vec<(u32, [u32; 3])> = self.access.difference(&wanted_access).copied().collect();
+        let stale: Vec<(u32, [u32; 3])> = self
+            .access
+            .keys()
+            .filter(|k| !wanted_access.contains_key(*k))
+            .copied()
+            .collect();
         if !stale.is_empty() {
             let mut map: LpmTrie<_, AccessData, Access> = open(&mut dp.ebpf, ACCESS_MAP)?;
             for (prefix_len, [vpc, service, addr]) in stale {
@@ -295,6 +332,7 @@ impl Programmer {
             for (target, id) in stale {
                 remove_ok(map.remove(&id)).map_err(map_err("deleting from", BACKENDS_MAP))?;
                 self.backends.remove(&target);
+                self.backend_values.remove(&id);
                 applied.removed += 1;
             }
         }
