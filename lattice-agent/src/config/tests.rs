@@ -886,3 +886,18 @@ fn errors_cross_threads_and_into_anyhow() {
     assert_send_sync::<crate::resolve::ResolveError>();
     assert_send_sync::<crate::state::StateError>();
 }
+
+#[test]
+fn a_yaml_file_may_hold_json_or_flow_style_yaml() {
+    let source = Path::new("/etc/lattice/config.yaml");
+    let json = r#"{"accounts": [{"id": "111111111111"}]}"#;
+    let flow = r#"{ accounts: [{ id: 111111111111 }] }"#;
+    for text in [json, flow] {
+        let config = parse_str(text, source).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(config.accounts().len(), 1, "{text}");
+    }
+    // A JSON-looking document with an error is reported by the YAML parser, with its
+    // location.
+    let err = parse_str(r#"{"accounts": [{"idd": "1"}]}"#, source).unwrap_err();
+    assert!(err.to_string().contains("idd"), "{err}");
+}
