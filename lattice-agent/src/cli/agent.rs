@@ -214,6 +214,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         });
         info!(%addr, "serving metrics at /metrics");
     }
+    // The sync thread owns everything that follows the config; signals and control
+    // API calls reach it as messages, and it wakes at least every --sync-interval. The
+    // API's socket is bound before `ready`: a caller that waits for it can connect.
+    let (tx, rx) = std::sync::mpsc::channel::<Wake>();
+    start_api(&args, &runtime, tx.clone())?;
     info!(
         config = %args.config.display(),
         services = running.resolved.services.len(),
@@ -228,11 +233,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ebpf_toolchain = dataplane::toolchain_used(),
         "lattice-agent ready"
     );
-
-    // The sync thread owns everything that follows the config; signals and control
-    // API calls reach it as messages, and it wakes at least every --sync-interval.
-    let (tx, rx) = std::sync::mpsc::channel::<Wake>();
-    start_api(&args, &runtime, tx.clone())?;
     let interval = args.sync_interval;
     let sync_loop = std::thread::Builder::new()
         .name("kernel-sync".into())
