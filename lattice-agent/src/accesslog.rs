@@ -16,7 +16,7 @@ use std::{
     },
 };
 
-use tokio::{io::AsyncWriteExt as _, runtime::Handle, sync::mpsc};
+use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::config::{Config, LogDestination, LoggedResource};
@@ -47,12 +47,11 @@ pub struct AccessLogs {
 }
 
 impl AccessLogs {
-    /// Opens every destination and starts its writer on `runtime`. Destinations that
+    /// Opens every destination and starts its writer thread. Destinations that
     /// `previous` (the running generation's logs) already writes keep their queue and
     /// writer, so records of the two generations never interleave inside a line.
     pub fn start(
         config: &Config,
-        runtime: &Handle,
         previous: Option<&AccessLogs>,
         rotation: Rotation,
     ) -> Result<AccessLogs, AccessLogError> {
@@ -72,7 +71,7 @@ impl AccessLogs {
                     });
                     let tx = match running {
                         Some(tx) => tx,
-                        None => open(index, &sub.destination, rotation, runtime)?,
+                        None => open(index, &sub.destination, rotation)?,
                     };
                     logs.queues.push(tx);
                     logs.destinations.push(sub.destination.clone());
@@ -136,15 +135,16 @@ impl Default for Rotation {
     }
 }
 
-/// Opens the destination of subscription `index` and starts its writer.
+/// Opens the destination of subscription `index` and starts its writer: a thread of
+/// its own, so writing (a slow disk included) never takes a runtime thread, and a
+/// batch costs no task hand-off. The thread ends when the last queue sender goes.
 fn open(
     index: usize,
     destination: &LogDestination,
     rotation: Rotation,
-    runtime: &Handle,
 ) -> Result<mpsc::Sender<String>, AccessLogError> {
-    let sink = match destination {
-        LogDestination::Stdout => Sink::Stdout(tokio::io::stdout()),
+    let (sink, path) = match destination {
+        LogDestination::Stdout => (Sink::Stdout(std::io::stdout()), PathBuf::from("-")),
         LogDestination::File(path) => {
             let err = |source| AccessLogError {
                 index,
@@ -155,18 +155,25 @@ fn open(
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(err)?;
             }
-            Sink::File(Some(LogFile::open(path.clone(), rotation).map_err(err)?))
+            let file = LogFile::open(path.clone(), rotation).map_err(err)?;
+            (Sink::File(file), path.clone())
         }
     };
     let (tx, rx) = mpsc::channel(QUEUE_RECORDS);
-    runtime.spawn(write_records(rx, sink));
+    std::thread::Builder::new()
+        .name("access-log".into())
+        .spawn(move || write_records(rx, sink))
+        .map_err(|source| AccessLogError {
+            index,
+            path,
+            source,
+        })?;
     Ok(tx)
 }
 
 enum Sink {
-    Stdout(tokio::io::Stdout),
-    /// `None` only while a batch is being written on the blocking pool.
-    File(Option<LogFile>),
+    Stdout(std::io::Stdout),
+    File(LogFile),
 }
 
 /// An appended log file that rotates.
@@ -232,9 +239,10 @@ impl LogFile {
 }
 
 /// Writes records as lines, a batch at a time (whatever the queue holds, up to 60 KiB).
-async fn write_records(mut rx: mpsc::Receiver<String>, mut sink: Sink) {
+fn write_records(mut rx: mpsc::Receiver<String>, mut sink: Sink) {
+    use std::io::Write as _;
     let mut buf = Vec::with_capacity(64 * 1024);
-    while let Some(line) = rx.recv().await {
+    while let Some(line) = rx.blocking_recv() {
         buf.extend_from_slice(line.as_bytes());
         buf.push(b'\n');
         while buf.len() < 60 * 1024 {
@@ -247,36 +255,8 @@ async fn write_records(mut rx: mpsc::Receiver<String>, mut sink: Sink) {
             }
         }
         let written = match &mut sink {
-            Sink::Stdout(out) => {
-                async {
-                    out.write_all(&buf).await?;
-                    out.flush().await
-                }
-                .await
-            }
-            // A batch is written on the blocking pool, so a slow disk never holds a
-            // runtime thread.
-            Sink::File(slot) => match slot.take() {
-                Some(mut file) => {
-                    let batch = std::mem::take(&mut buf);
-                    let done = tokio::task::spawn_blocking(move || {
-                        let result = file.write(&batch);
-                        (file, batch, result)
-                    })
-                    .await;
-                    match done {
-                        Ok((file, batch, result)) => {
-                            *slot = Some(file);
-                            buf = batch;
-                            result
-                        }
-                        Err(e) => Err(std::io::Error::other(e)),
-                    }
-                }
-                None => Err(std::io::Error::other(
-                    "the log file was lost to a failed write",
-                )),
-            },
+            Sink::Stdout(out) => out.write_all(&buf).and_then(|()| out.flush()),
+            Sink::File(file) => file.write(&buf),
         };
         if let Err(e) = written {
             warn!(error = %e, "writing access log records failed; they are lost");

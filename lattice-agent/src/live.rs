@@ -140,13 +140,8 @@ impl Generation {
         );
         let tls = crate::l7::tls::acceptors(&config, &resolved, auth.mtls())
             .context("loading service certificates")?;
-        let logs = AccessLogs::start(
-            &config,
-            &fixed.runtime,
-            previous.map(|p| &**p.logs()),
-            fixed.log_rotation,
-        )
-        .context("opening the access log destinations")?;
+        let logs = AccessLogs::start(&config, previous.map(|p| &**p.logs()), fixed.log_rotation)
+            .context("opening the access log destinations")?;
         let metrics = ProxyMetrics::next(&config, previous.map(|p| (&**p.metrics(), p.config())));
         let proxy = Proxy::new(
             config.clone(),
