@@ -11,6 +11,7 @@
 //! | `bench l7` | setup, then lattice's HTTP listeners vs direct, nginx and HAProxy (ratios, JSON) |
 //! | `bench auth` | setup, then policy decision time (criterion) and requests/s with SigV4 verification on vs off (ratio, JSON) |
 //! | `bench sockmap` | setup, then a same-host hop with socket acceleration on, off, and plain loopback (ratios, JSON) |
+//! | `bench control` | setup, then the time to apply a change to 1,000 services vs an nginx reload, the agent's memory, and access logging on vs off (ratios, JSON) |
 
 mod bench;
 mod demo;
@@ -76,6 +77,11 @@ enum BenchKind {
     /// latency p50/p99 and request/response rate (sockperf), bulk throughput (iperf3),
     /// the acceleration counters; JSON under target/bench/.
     Sockmap,
+    /// Control plane: the time to apply a change through the control API to a config
+    /// of 1,000 services x 10 targets (p50, p99) and the agent's memory at that size,
+    /// beside nginx reloading the same fleet; and HTTP requests/s with access logging
+    /// on, as a ratio to logging off in the same run (wrk); JSON under target/bench/.
+    Control,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -128,6 +134,10 @@ fn main() -> anyhow::Result<()> {
                     bench::auth(&root)
                 }
                 BenchKind::Sockmap => bench::sockmap(&root),
+                BenchKind::Control => {
+                    setup::bench_http_tools()?;
+                    bench::control(&root)
+                }
             }
         }
     }

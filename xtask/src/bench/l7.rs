@@ -829,20 +829,58 @@ fn run_nginx(
     http: &str,
     probe: SocketAddrV4,
 ) -> anyhow::Result<Proc> {
-    let cfg = format!(
-        "daemon off;\n\
+    let conf = nginx_conf(work, name, http, None);
+    start_nginx(ns, work, name, &conf, probe).map(|(proc, _)| proc)
+}
+
+/// nginx's whole configuration for instance `name`: 1 worker, its pid file and error
+/// log under `work`, `http` as the http block (access log off) and, when given,
+/// `stream` as the stream block (its module loaded).
+pub(super) fn nginx_conf(work: &Path, name: &str, http: &str, stream: Option<&str>) -> String {
+    let (module, stream) = match stream {
+        Some(block) => (
+            "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n",
+            format!("stream {{\n{block}}}\n"),
+        ),
+        None => ("", String::new()),
+    };
+    format!(
+        "{module}daemon off;\n\
          master_process on;\n\
          worker_processes 1;\n\
          worker_rlimit_nofile 16000;\n\
          pid {pid};\n\
          error_log {log} warn;\n\
          events {{ worker_connections 4000; }}\n\
-         http {{\n    access_log off;\n{http}}}\n",
-        pid = work.join(format!("{name}.pid")).display(),
+         http {{\n    access_log off;\n{http}}}\n{stream}",
+        pid = nginx_pid_path(work, name).display(),
         log = work.join(format!("{name}-error.log")).display(),
-    );
-    let path = work.join(format!("{name}.conf"));
-    fs::write(&path, cfg)?;
+    )
+}
+
+/// Where nginx instance `name` reads its configuration (rewrite it, then SIGHUP the
+/// master to reload).
+pub(super) fn nginx_conf_path(work: &Path, name: &str) -> PathBuf {
+    work.join(format!("{name}.conf"))
+}
+
+/// Where nginx instance `name` writes its master's pid.
+pub(super) fn nginx_pid_path(work: &Path, name: &str) -> PathBuf {
+    work.join(format!("{name}.pid"))
+}
+
+/// Writes `conf` to [`nginx_conf_path`], has `nginx -t` check it, runs nginx in `ns`
+/// and waits until `probe` accepts connections. Returns nginx and the time from
+/// starting it to `probe` accepting (polled every 50 ms).
+pub(super) fn start_nginx(
+    ns: &Netns,
+    work: &Path,
+    name: &str,
+    conf: &str,
+    probe: SocketAddrV4,
+) -> anyhow::Result<(Proc, Duration)> {
+    let path = nginx_conf_path(work, name);
+    fs::write(&path, conf).with_context(|| format!("writing {}", path.display()))?;
     let path_s = path.to_string_lossy().into_owned();
     let errors = work
         .join(format!("{name}-error.log"))
@@ -854,11 +892,13 @@ fn run_nginx(
         .with_context(|| format!("nginx refused the configuration {path_s}"))?;
     let mut cmd = ns.command("nginx");
     cmd.args(args);
+    let spawned = Instant::now();
     let mut proc = Proc::spawn(name, cmd, &work.join(format!("{name}.log")))?;
     let up = net::wait_tcp(ns, probe, Duration::from_secs(10));
+    let up_after = spawned.elapsed();
     proc.check_running()?;
     up?;
-    Ok(proc)
+    Ok((proc, up_after))
 }
 
 /// The backend: nginx in the server namespace, 1 worker, a fixed answer on HTTP/1.1,

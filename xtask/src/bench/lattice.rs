@@ -26,6 +26,8 @@ use crate::shell;
 
 /// How long the agent may take to log `lattice-agent ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often its log is read for that line: the resolution of [`Started::ready_after`].
+const READY_POLL: Duration = Duration::from_millis(20);
 /// How long the first connection through the VIP may take to work after `ready`.
 pub const PATH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -211,6 +213,43 @@ pub fn launch_with(
     config: &str,
     extra_args: &[&str],
 ) -> anyhow::Result<(Proc, serde_json::Value)> {
+    let args = AgentArgs {
+        run: extra_args,
+        settings: &[],
+    };
+    let started = start_agent(bin, bpffs_root, work, file_name, config, args)?;
+    Ok((started.agent, started.shown))
+}
+
+/// The arguments a benchmark adds to the agent's command lines.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AgentArgs<'a> {
+    /// For `run` only.
+    pub run: &'a [&'a str],
+    /// The settings `run` and `show` must share to resolve the document alike
+    /// (`--vip-pool`, `--region`).
+    pub settings: &'a [&'a str],
+}
+
+/// An agent that logged `lattice-agent ready`.
+pub struct Started {
+    pub agent: Proc,
+    /// `show --json` of its document.
+    pub shown: serde_json::Value,
+    /// From starting the process to finding `lattice-agent ready` in its log (polled
+    /// every [`READY_POLL`]).
+    pub ready_after: Duration,
+}
+
+/// [`launch`] with `args`, also telling how long the agent took to be ready.
+pub fn start_agent(
+    bin: &Path,
+    bpffs_root: &Path,
+    work: &Path,
+    file_name: &str,
+    config: &str,
+    args: AgentArgs<'_>,
+) -> anyhow::Result<Started> {
     let config_path = work.join(file_name);
     fs::write(&config_path, config)?;
     let state_dir = work.join("agent-state");
@@ -226,22 +265,35 @@ pub fn launch_with(
         .arg(&state_dir)
         .arg("--bpffs-root")
         .arg(bpffs_root)
-        // The benchmark's own control socket, never the host's default.
         .arg("--api-socket")
-        .arg(work.join("api.sock"))
-        .args(extra_args);
+        .arg(api_socket(work))
+        .args(args.run)
+        .args(args.settings);
+    let spawned = Instant::now();
     let mut agent = Proc::spawn("lattice-agent", cmd, &work.join("agent.log"))?
         .with_grace(Duration::from_secs(10));
     wait_ready(&mut agent)?;
+    let ready_after = spawned.elapsed();
 
     let json = shell::output(
         Command::new(bin)
             .args(["show", "--json", "--state-dir"])
             .arg(&state_dir)
+            .args(args.settings)
             .arg(&config_path),
     )?;
     let shown = serde_json::from_str(&json).context("parsing lattice-agent show --json")?;
-    Ok((agent, shown))
+    Ok(Started {
+        agent,
+        shown,
+        ready_after,
+    })
+}
+
+/// The control API socket of the agents [`launch`] starts with `work`: the
+/// benchmark's own, never the host's default.
+pub fn api_socket(work: &Path) -> PathBuf {
+    work.join("api.sock")
 }
 
 /// The VIP of `service` in `show --json`.
@@ -290,7 +342,7 @@ fn wait_ready(agent: &mut Proc) -> anyhow::Result<()> {
                 log_tail(agent.log(), 8)
             );
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(READY_POLL);
     }
 }
 

@@ -39,6 +39,7 @@
 //! The whole run takes about three minutes (plus the agent's release build).
 
 mod auth;
+mod control;
 mod l7;
 mod lattice;
 mod load;
@@ -58,6 +59,7 @@ use anyhow::bail;
 use lattice_tests::Topology;
 
 pub use auth::auth;
+pub use control::control;
 pub use l7::l7;
 pub use sockmap::sockmap;
 

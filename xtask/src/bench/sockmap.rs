@@ -353,7 +353,7 @@ fn counters(bin: &Path, bpffs_root: &Path) -> anyhow::Result<serde_json::Value> 
 }
 
 /// `lattice-agent cleanup`: the programs detach, so the next variant sees none.
-fn cleanup(bin: &Path, bpffs_root: &Path) {
+pub(super) fn cleanup(bin: &Path, bpffs_root: &Path) {
     if let Err(e) = shell::output(
         Command::new(bin)
             .args(["cleanup", "--bpffs-root"])
