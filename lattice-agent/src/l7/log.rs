@@ -77,7 +77,24 @@ pub enum AuthOutcome {
 pub struct RequestLog {
     start: SystemTime,
     started: Instant,
-    record: Map<String, Value>,
+    record: Fields,
+}
+
+/// A record's fields in the order they are written: no map to build per request.
+type Fields = Vec<(&'static str, Value)>;
+
+/// Writes [`Fields`] as a JSON object.
+struct Record<'a>(&'a Fields);
+
+impl serde::Serialize for Record<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
 }
 
 impl RequestLog {
@@ -88,7 +105,7 @@ impl RequestLog {
         conn: &Connection,
         resolved: &Resolved,
     ) -> RequestLog {
-        let mut record = Map::new();
+        let mut record = Fields::with_capacity(40);
         let header = |name: &str| {
             req.headers()
                 .get(name)
@@ -124,7 +141,7 @@ impl RequestLog {
             ("tlsVersion", json!(conn.tls_version)),
         ];
         for (k, v) in fields {
-            record.insert(k.to_owned(), v);
+            record.push((k, v));
         }
         RequestLog {
             start: SystemTime::now(),
@@ -145,21 +162,21 @@ impl RequestLog {
     ) -> Response<ProxyBody> {
         let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_millis() as u64;
         let r = &mut self.record;
-        r.insert("responseCode".into(), json!(response.status().as_u16()));
+        r.push(("responseCode", json!(response.status().as_u16())));
         let grpc = response
             .headers()
             .get("grpc-status")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u32>().ok());
-        r.insert("grpcResponseCode".into(), json!(grpc));
-        r.insert(
-            "targetGroupArn".into(),
+        r.push(("grpcResponseCode", json!(grpc)));
+        r.push((
+            "targetGroupArn",
             json!(facts
                 .target_group
                 .map(|g| resolved.target_groups[g].arn.clone())),
-        );
-        r.insert(
-            "destinationVpcId".into(),
+        ));
+        r.push((
+            "destinationVpcId",
             json!(facts.target_group.and_then(|g| {
                 let vpc = &resolved.target_groups[g].vpc;
                 resolved
@@ -168,22 +185,19 @@ impl RequestLog {
                     .find(|v| &v.name == vpc)
                     .map(|v| v.id.clone())
             })),
-        );
-        r.insert(
-            "targetIpPort".into(),
-            json!(facts.target.map(|t| t.to_string())),
-        );
-        r.insert(
-            "requestToTargetDuration".into(),
+        ));
+        r.push(("targetIpPort", json!(facts.target.map(|t| t.to_string()))));
+        r.push((
+            "requestToTargetDuration",
             json!(facts.forwarded_at.map(|at| ms(self.started, at))),
-        );
-        r.insert(
-            "responseFromTargetDuration".into(),
+        ));
+        r.push((
+            "responseFromTargetDuration",
             json!(facts
                 .forwarded_at
                 .zip(facts.response_head_at)
                 .map(|(f, h)| ms(f, h))),
-        );
+        ));
         caller_fields(r, facts.caller.as_ref());
         let (decision, reason, statements) = match &facts.auth {
             AuthOutcome::NotEvaluated => ("NotEvaluated", None, Map::new()),
@@ -198,9 +212,9 @@ impl RequestLog {
                 statement_map(by.iter().cloned()),
             ),
         };
-        r.insert("authDeniedReason".into(), json!(reason));
-        r.insert("authDecision".into(), json!(decision));
-        r.insert("authStatements".into(), Value::Object(statements));
+        r.push(("authDeniedReason", json!(reason)));
+        r.push(("authDecision", json!(decision)));
+        r.push(("authStatements", Value::Object(statements)));
         let (parts, body) = response.into_parts();
         let body = Logged {
             inner: body,
@@ -227,7 +241,7 @@ fn statement_map(by: impl Iterator<Item = (Level, String)>) -> Map<String, Value
     .collect()
 }
 
-fn caller_fields(r: &mut Map<String, Value>, caller: Option<&Caller>) {
+fn caller_fields(r: &mut Fields, caller: Option<&Caller>) {
     let (principal, x509) = match caller {
         Some(Caller::Authenticated { principal, proof }) => (
             Some(principal.arn.clone()),
@@ -238,24 +252,18 @@ fn caller_fields(r: &mut Map<String, Value>, caller: Option<&Caller>) {
         ),
         _ => (None, None),
     };
-    r.insert("callerPrincipal".into(), json!(principal));
+    r.push(("callerPrincipal", json!(principal)));
     let x = x509.as_deref();
-    r.insert(
-        "callerX509SubjectCN".into(),
+    r.push((
+        "callerX509SubjectCN",
         json!(x.and_then(|x| x.subject_cn.clone())),
-    );
-    r.insert(
-        "callerX509IssuerOU".into(),
+    ));
+    r.push((
+        "callerX509IssuerOU",
         json!(x.and_then(|x| x.issuer_ou.clone())),
-    );
-    r.insert(
-        "callerX509SANDNS".into(),
-        json!(x.and_then(|x| x.san_dns.clone())),
-    );
-    r.insert(
-        "callerX509SANURI".into(),
-        json!(x.and_then(|x| x.san_uri.clone())),
-    );
+    ));
+    r.push(("callerX509SANDNS", json!(x.and_then(|x| x.san_dns.clone()))));
+    r.push(("callerX509SANURI", json!(x.and_then(|x| x.san_uri.clone()))));
 }
 
 /// A record waiting for its response's end.
@@ -269,20 +277,17 @@ struct Pending {
 impl Pending {
     fn write(mut self, sent: u64) {
         let r = &mut self.log.record;
-        r.insert("bytesSent".into(), json!(sent));
-        r.insert(
-            "duration".into(),
+        r.push(("bytesSent", json!(sent)));
+        r.push((
+            "duration",
             json!(self.log.started.elapsed().as_millis() as u64),
-        );
-        r.insert(
-            "startTime".into(),
-            json!(crate::clock::iso8601_ms(self.log.start)),
-        );
-        r.insert(
-            "eventTimestamp".into(),
+        ));
+        r.push(("startTime", json!(crate::clock::iso8601_ms(self.log.start))));
+        r.push((
+            "eventTimestamp",
             json!(crate::clock::iso8601_ms(SystemTime::now())),
-        );
-        let line = Value::Object(std::mem::take(r)).to_string();
+        ));
+        let line = serde_json::to_string(&Record(r)).unwrap_or_default();
         self.logs.record(self.service, self.network, line);
     }
 }
