@@ -98,8 +98,16 @@ impl AccessLogs {
     pub fn record(&self, service: usize, network: usize, line: String) {
         let service_queues = self.by_service.get(service).into_iter().flatten();
         let network_queues = self.by_network.get(network).into_iter().flatten();
-        for &queue in service_queues.chain(network_queues) {
-            if self.queues[queue].try_send(line.clone()).is_err() {
+        let mut queues = service_queues.chain(network_queues).peekable();
+        let mut line = Some(line);
+        while let Some(&queue) = queues.next() {
+            // The last destination takes the line itself: no copy in the usual case of one.
+            let record = match queues.peek() {
+                Some(_) => line.clone(),
+                None => line.take(),
+            };
+            let Some(record) = record else { break };
+            if self.queues[queue].try_send(record).is_err() {
                 let before = self.dropped.fetch_add(1, Ordering::Relaxed);
                 // Said once, then at every power of two: never a log line per drop.
                 if before.is_power_of_two() || before == 0 {
