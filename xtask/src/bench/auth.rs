@@ -70,7 +70,7 @@ use super::{
     lattice,
     net::BenchNet,
     procs::{log_tail, run_bounded},
-    publish, report, target_dir, WorkDir,
+    publish, report, round_order, target_dir, WorkDir,
 };
 use crate::step;
 
@@ -323,11 +323,7 @@ pub fn auth(root: &Path) -> anyhow::Result<()> {
     }
     let mut signer_failed = None;
     for round in 1..=ROUNDS {
-        let order = if round % 2 == 1 {
-            [Auth::Off, Auth::On]
-        } else {
-            [Auth::On, Auth::Off]
-        };
+        let order = round_order(round, Auth::Off, Auth::On);
         step(&format!(
             "bench auth: round {round}/{ROUNDS} ({}, {})",
             order[0].name(),

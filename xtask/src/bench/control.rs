@@ -91,7 +91,7 @@ use super::{
     lattice::{self, AgentArgs},
     net::{BenchNet, CLIENT_CIDR, NGINX_ADDR, SERVER_CIDR},
     procs::{log_tail, CpuMeter, Memory, Proc},
-    publish, report, sockmap, WorkDir,
+    publish, report, round_order, sockmap, WorkDir,
 };
 use crate::step;
 
@@ -999,11 +999,7 @@ pub fn control(root: &Path) -> anyhow::Result<()> {
     }
     let mut access_log = Vec::new();
     for round in 1..=LOG_ROUNDS {
-        let order = if round % 2 == 1 {
-            [Logging::Off, Logging::On]
-        } else {
-            [Logging::On, Logging::Off]
-        };
+        let order = round_order(round, Logging::Off, Logging::On);
         step(&format!(
             "bench control: logging round {round}/{LOG_ROUNDS} ({}, {})",
             order[0].name(),

@@ -427,6 +427,17 @@ impl Bench<'_> {
     }
 }
 
+/// The order of two variants in round `round` (from 1) of an interleaved run: each
+/// round starts with the variant the previous one ended with, so neither always runs
+/// on a machine fresh from the other's idle gap.
+fn round_order<T: Copy>(round: usize, first: T, second: T) -> [T; 2] {
+    if round % 2 == 1 {
+        [first, second]
+    } else {
+        [second, first]
+    }
+}
+
 /// Busy cores of the machine during half a second with nothing of the benchmark
 /// running; warns when something else (a build, tests) is competing for the CPUs.
 fn idle_check() -> anyhow::Result<f64> {
