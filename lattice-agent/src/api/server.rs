@@ -93,8 +93,7 @@ pub async fn serve_socket(listener: tokio::net::UnixListener, path: PathBuf, dis
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
-                warn!(error = %e, "control API: accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                accept_failed(e).await;
                 continue;
             }
         };
@@ -115,8 +114,7 @@ pub async fn serve_tcp(listener: tokio::net::TcpListener, token: [u8; 32], dispa
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
-                warn!(error = %e, "control API: accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                accept_failed(e).await;
                 continue;
             }
         };
@@ -125,6 +123,13 @@ pub async fn serve_tcp(listener: tokio::net::TcpListener, token: [u8; 32], dispa
         };
         tokio::spawn(serve_connection(stream, caller, Arc::clone(&dispatch)));
     }
+}
+
+/// Logs a failed accept and pauses, so that a lasting error (out of file
+/// descriptors) does not spin.
+async fn accept_failed(error: std::io::Error) {
+    warn!(%error, "control API: accept failed");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 }
 
 async fn serve_connection<IO>(io: IO, caller: Caller, dispatch: Dispatch)
