@@ -117,6 +117,25 @@ fn api(agent: &Agent, method: &str, path: &str, body: Option<Value>) -> (u16, St
     (status, error_type, body)
 }
 
+/// The status code `curl` (the command given, flags added) gets for `url`, with an
+/// extra header; "000" when it could not connect.
+fn status_code(mut curl: Command, url: &str, header: Option<&str>) -> String {
+    curl.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "10",
+    ]);
+    if let Some(h) = header {
+        curl.args(["-H", h]);
+    }
+    let out = curl.arg(url).output().expect("run curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn server(web: &lattice_tests::Netns, addr: SocketAddr, path: &str) -> (u16, Option<String>) {
     let r = client::http_get(web, addr, path, TIMEOUT).expect("HTTP through the VIP");
     (
@@ -391,28 +410,10 @@ fn lattice_cli_and_api_change_a_running_agent() {
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let as_nobody = || {
-        let out = Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "curl",
-                "-s",
-            ])
-            .args([
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "10",
-                "--unix-socket",
-            ])
-            .arg(&socket)
-            .arg("http://lattice/services")
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let mut curl = Command::new("setpriv");
+        curl.args(["--reuid=65534", "--regid=65534", "--clear-groups", "curl"]);
+        curl.arg("--unix-socket").arg(&socket);
+        status_code(curl, "http://lattice/services", None)
     };
     assert_eq!(as_nobody(), "000", "no connection for uid 65534");
     let dir = socket.parent().unwrap();
@@ -420,21 +421,11 @@ fn lattice_cli_and_api_change_a_running_agent() {
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
     assert_eq!(as_nobody(), "403", "refused by its credentials");
     let curl_tcp = |auth: Option<&str>| {
-        let mut cmd = Command::new("curl");
-        cmd.args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "10",
-        ]);
-        if let Some(a) = auth {
-            cmd.args(["-H", a]);
-        }
-        let out = cmd.arg(format!("http://{tcp}/services")).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        status_code(
+            Command::new("curl"),
+            &format!("http://{tcp}/services"),
+            auth,
+        )
     };
     assert_eq!(curl_tcp(None), "401");
     assert_eq!(
