@@ -414,7 +414,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         }
     }
     println!(
-        "    next  TCP flow logs, log rotation, the control benchmark (the control API issue)"
+        "    next  cheaper access log records (the control API issue), the L7 proxy's efficiency (the L7 issue)"
     );
     println!("    removing the demo topology, pins and files");
     drop(topo);
