@@ -391,7 +391,12 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         )
         .map(|_| "shown above".to_owned()),
     });
-    let stopped = running.stop();
+    let stopped = running
+        .stop()
+        .and_then(|status| match api_socket(&state_dir).exists() {
+            false => Ok(format!("{status}, control socket removed")),
+            true => Err("the control socket was left behind".to_owned()),
+        });
     report.push(Outcome {
         what: "clean stop on SIGTERM",
         result: stopped,

@@ -262,6 +262,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .join()
         .map_err(|_| anyhow::anyhow!("the kernel sync thread panicked"))?;
     let _ = runtime.block_on(running.checker.shutdown());
+    // The socket file would outlive the agent; a caller then gets "refused", not a
+    // stale path that looks alive.
+    let _ = std::fs::remove_file(&args.api_socket);
     Ok(())
 }
 
