@@ -20,19 +20,10 @@ const LATTICE: &str = env!("CARGO_BIN_EXE_lattice");
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 fn config(web: &str, orders: &str, dir: &Path, group: &str) -> String {
+    let preamble = common::shop_preamble(web, orders, &["orders", "billing"]);
     format!(
         r#"
-accounts: [{{ id: "111111111111" }}]
-vpcs:
-  - {{ name: vpc-web, account: "111111111111", cidr: 10.91.0.0/16, attachments: [{{ netns: {web} }}] }}
-  - {{ name: vpc-orders, account: "111111111111", cidr: 10.92.0.0/16, attachments: [{{ netns: {orders} }}] }}
-serviceNetworks:
-  - name: shop
-    account: "111111111111"
-    authType: NONE
-    vpcAssociations: [{{ vpc: vpc-web }}]
-    serviceAssociations: [orders, billing]
-services:
+{preamble}services:
   - name: orders
     account: "111111111111"
     authType: NONE

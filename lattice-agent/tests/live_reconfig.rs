@@ -39,19 +39,10 @@ fn config(web: &str, orders: &str, n: usize) -> String {
     } else {
         ", { id: 10.92.0.21 }"
     };
+    let preamble = common::shop_preamble(web, orders, &["orders", "bulk"]);
     format!(
         r#"
-accounts: [{{ id: "111111111111" }}]
-vpcs:
-  - {{ name: vpc-web, account: "111111111111", cidr: 10.91.0.0/16, attachments: [{{ netns: {web} }}] }}
-  - {{ name: vpc-orders, account: "111111111111", cidr: 10.92.0.0/16, attachments: [{{ netns: {orders} }}] }}
-serviceNetworks:
-  - name: shop
-    account: "111111111111"
-    authType: NONE
-    vpcAssociations: [{{ vpc: vpc-web }}]
-    serviceAssociations: [orders, bulk]
-services:
+{preamble}services:
   - name: orders
     account: "111111111111"
     authType: NONE

@@ -17,19 +17,10 @@ use lattice_tests::{client, EchoServer, HttpServer, Topology};
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn config(web: &str, orders: &str) -> String {
+    let preamble = common::shop_preamble(web, orders, &["api"]);
     format!(
         r#"
-accounts: [{{ id: "111111111111" }}]
-vpcs:
-  - {{ name: vpc-web, account: "111111111111", cidr: 10.91.0.0/16, attachments: [{{ netns: {web} }}] }}
-  - {{ name: vpc-orders, account: "111111111111", cidr: 10.92.0.0/16, attachments: [{{ netns: {orders} }}] }}
-serviceNetworks:
-  - name: shop
-    account: "111111111111"
-    authType: NONE
-    vpcAssociations: [{{ vpc: vpc-web }}]
-    serviceAssociations: [api]
-services:
+{preamble}services:
   - name: api
     account: "111111111111"
     authType: NONE

@@ -21,19 +21,10 @@ fn config(client_ns: &str, orders_ns: &str, targets: &[&str]) -> String {
         .iter()
         .map(|t| format!("      - {{ id: {t} }}\n"))
         .collect();
+    let preamble = common::shop_preamble(client_ns, orders_ns, &["orders"]);
     format!(
         r#"
-accounts: [{{ id: "111111111111" }}]
-vpcs:
-  - {{ name: vpc-web, account: "111111111111", cidr: 10.91.0.0/16, attachments: [{{ netns: {client_ns} }}] }}
-  - {{ name: vpc-orders, account: "111111111111", cidr: 10.92.0.0/16, attachments: [{{ netns: {orders_ns} }}] }}
-serviceNetworks:
-  - name: shop
-    account: "111111111111"
-    authType: NONE
-    vpcAssociations: [{{ vpc: vpc-web }}]
-    serviceAssociations: [orders]
-services:
+{preamble}services:
   - name: orders
     account: "111111111111"
     authType: NONE

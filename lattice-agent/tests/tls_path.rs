@@ -49,19 +49,10 @@ fn lab() -> Lab {
 }
 
 fn config(lab: &Lab, certs: &Path) -> String {
+    let preamble = common::shop_preamble(lab.web.name(), lab.orders.name(), &["api", "secure"]);
     format!(
         r#"
-accounts: [{{ id: "111111111111" }}]
-vpcs:
-  - {{ name: vpc-web, account: "111111111111", cidr: 10.91.0.0/16, attachments: [{{ netns: {web} }}] }}
-  - {{ name: vpc-orders, account: "111111111111", cidr: 10.92.0.0/16, attachments: [{{ netns: {orders} }}] }}
-serviceNetworks:
-  - name: shop
-    account: "111111111111"
-    authType: NONE
-    vpcAssociations: [{{ vpc: vpc-web }}]
-    serviceAssociations: [api, secure]
-services:
+{preamble}services:
   - name: api
     account: "111111111111"
     authType: NONE
@@ -105,8 +96,6 @@ targetGroups:
     config: {{ vpcIdentifier: vpc-orders, protocol: TCP, port: 8443 }}
     targets: [{{ id: 10.92.0.40 }}]
 "#,
-        web = lab.web.name(),
-        orders = lab.orders.name(),
         certs = certs.display(),
     )
 }

@@ -265,6 +265,27 @@ impl Drop for Agent {
     }
 }
 
+/// The start of most test documents, up to its `services:`: account 111111111111,
+/// vpc-web (10.91.0.0/16, namespace `web`) and vpc-orders (10.92.0.0/16, namespace
+/// `orders`), and the network `shop` (authType NONE) associating vpc-web with
+/// `services`.
+pub fn shop_preamble(web: &str, orders: &str, services: &[&str]) -> String {
+    format!(
+        r#"accounts: [{{ id: "111111111111" }}]
+vpcs:
+  - {{ name: vpc-web, account: "111111111111", cidr: 10.91.0.0/16, attachments: [{{ netns: {web} }}] }}
+  - {{ name: vpc-orders, account: "111111111111", cidr: 10.92.0.0/16, attachments: [{{ netns: {orders} }}] }}
+serviceNetworks:
+  - name: shop
+    account: "111111111111"
+    authType: NONE
+    vpcAssociations: [{{ vpc: vpc-web }}]
+    serviceAssociations: [{}]
+"#,
+        services.join(", ")
+    )
+}
+
 /// Polls `f` until it is true or `timeout` passes.
 pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
