@@ -452,18 +452,7 @@ async fn run_case(
         OP_ECHO => {
             let data = pattern(case.size, 3);
             let (mut r, mut w) = s.split();
-            let (sent, got) = tokio::join!(
-                async {
-                    write_chunks(&mut w, &data, case.chunk).await?;
-                    w.shutdown().await
-                },
-                read_to_eof(&mut r)
-            );
-            sent.map_err(e("echo send"))?;
-            let got = got.map_err(e("echo receive"))?;
-            if got != data {
-                return Err(mismatch(&data, &got));
-            }
+            echoed(&mut r, &mut w, &data, case.chunk, "echo").await?;
         }
         OP_SLOW_UPLOAD => {
             let data = pattern(case.size, 6);
@@ -525,20 +514,33 @@ async fn run_case(
                 .map_err(e("TLS handshake"))?;
             let data = pattern(case.size, 5);
             let (mut r, mut w) = tokio::io::split(t);
-            let (sent, got) = tokio::join!(
-                async {
-                    write_chunks(&mut w, &data, case.chunk).await?;
-                    w.shutdown().await
-                },
-                read_to_eof(&mut r)
-            );
-            sent.map_err(e("TLS send"))?;
-            let got = got.map_err(e("TLS receive"))?;
-            if got != data {
-                return Err(mismatch(&data, &got));
-            }
+            echoed(&mut r, &mut w, &data, case.chunk, "TLS").await?;
         }
         other => return Err(format!("unknown op {other}")),
+    }
+    Ok(())
+}
+
+/// Sends `data` in `chunk`s and half-closes while reading to the end at the same time
+/// (so neither side's buffers can deadlock): what comes back must be `data`.
+async fn echoed(
+    r: &mut (impl AsyncRead + Unpin),
+    w: &mut (impl AsyncWrite + Unpin),
+    data: &[u8],
+    chunk: u64,
+    what: &str,
+) -> Result<(), String> {
+    let (sent, got) = tokio::join!(
+        async {
+            write_chunks(w, data, chunk).await?;
+            w.shutdown().await
+        },
+        read_to_eof(r)
+    );
+    sent.map_err(|e| format!("{what} send: {e}"))?;
+    let got = got.map_err(|e| format!("{what} receive: {e}"))?;
+    if got != data {
+        return Err(mismatch(data, &got));
     }
     Ok(())
 }
