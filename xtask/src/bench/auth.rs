@@ -65,7 +65,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{
-    fail_unless_measured, idle_check,
+    begin_round, fail_unless_measured, idle_check,
     l7::{self, Certs, Dest, Proto, Ratio, Variant, BODY, LOAD_CONNECTIONS, LOAD_SECONDS},
     lattice,
     net::BenchNet,
@@ -324,15 +324,15 @@ pub fn auth(root: &Path) -> anyhow::Result<()> {
     let mut signer_failed = None;
     for round in 1..=ROUNDS {
         let order = round_order(round, Auth::Off, Auth::On);
-        step(&format!(
-            "bench auth: round {round}/{ROUNDS} ({}, {})",
-            order[0].name(),
-            order[1].name()
-        ));
-        background.push(idle_check()?);
-        if let Err(e) = backend.check_running() {
-            bail!("the backend stopped: {e:#}");
-        }
+        let names = [order[0].name(), order[1].name()];
+        begin_round(
+            "bench auth: round",
+            round,
+            ROUNDS,
+            names,
+            &mut background,
+            &mut backend,
+        )?;
         let Ok(bin) = &agent_bin else { continue };
         let site = Site {
             bin,

@@ -86,7 +86,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{
-    fail_unless_measured, idle_check,
+    begin_round, fail_unless_measured, idle_check,
     l7::{self, Certs, Dest, Proto, Ratio, Variant, BODY, LOAD_CONNECTIONS, LOAD_SECONDS},
     lattice::{self, AgentArgs},
     net::{BenchNet, CLIENT_CIDR, NGINX_ADDR, SERVER_CIDR},
@@ -1000,15 +1000,15 @@ pub fn control(root: &Path) -> anyhow::Result<()> {
     let mut access_log = Vec::new();
     for round in 1..=LOG_ROUNDS {
         let order = round_order(round, Logging::Off, Logging::On);
-        step(&format!(
-            "bench control: logging round {round}/{LOG_ROUNDS} ({}, {})",
-            order[0].name(),
-            order[1].name()
-        ));
-        background.push(idle_check()?);
-        if let Err(e) = backend.check_running() {
-            bail!("the backend stopped: {e:#}");
-        }
+        let names = [order[0].name(), order[1].name()];
+        begin_round(
+            "bench control: logging round",
+            round,
+            LOG_ROUNDS,
+            names,
+            &mut background,
+            &mut backend,
+        )?;
         let Ok(bin) = &agent_bin else { continue };
         for logging_mode in order {
             let v = l7::variant_mut(&mut logging, logging_mode.name());

@@ -438,6 +438,28 @@ fn round_order<T: Copy>(round: usize, first: T, second: T) -> [T; 2] {
     }
 }
 
+/// Starts round `round` of `rounds` of two interleaved variants named by `names` (in
+/// this round's order): says so, records how busy the machine was before it
+/// (`background`), and fails when the shared backend has stopped.
+fn begin_round(
+    what: &str,
+    round: usize,
+    rounds: usize,
+    names: [&str; 2],
+    background: &mut Vec<f64>,
+    backend: &mut Proc,
+) -> anyhow::Result<()> {
+    step(&format!(
+        "{what} {round}/{rounds} ({}, {})",
+        names[0], names[1]
+    ));
+    background.push(idle_check()?);
+    if let Err(e) = backend.check_running() {
+        bail!("the backend stopped: {e:#}");
+    }
+    Ok(())
+}
+
 /// Busy cores of the machine during half a second with nothing of the benchmark
 /// running; warns when something else (a build, tests) is competing for the CPUs.
 fn idle_check() -> anyhow::Result<f64> {
