@@ -5,6 +5,8 @@
 //! functions only check what the document's validation cannot see (that a resource
 //! exists, that a name is free, that a request is well formed).
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
@@ -498,13 +500,14 @@ pub fn delete_auth_policy(doc: &mut Value, resource: &str) -> Result<(), ApiErro
 /// What changed between two documents, resource by resource: `+ kind id`, `- kind id`,
 /// `~ kind id` lines, for `lattice apply`'s diff.
 pub fn diff(before: &Value, after: &Value) -> Vec<String> {
+    // One copy of each (collection() may add empty lists to what it walks).
+    let (mut before, mut after) = (before.clone(), after.clone());
     let mut lines = Vec::new();
     for kind in Kind::ALL {
-        let ids = |doc: &Value| -> Vec<(String, Value)> {
-            let mut doc = doc.clone();
+        let ids = |doc: &mut Value| -> Vec<(String, Value)> {
             let mut out = Vec::new();
-            for parents in parent_ids(&doc, kind) {
-                if let Ok(items) = collection(&mut doc, kind, &parents) {
+            for parents in parent_ids(doc, kind) {
+                if let Ok(items) = collection(doc, kind, &parents) {
                     for item in items.iter() {
                         let mut id = parents.clone();
                         id.push(key_of(kind, item));
@@ -514,21 +517,26 @@ pub fn diff(before: &Value, after: &Value) -> Vec<String> {
             }
             out
         };
-        let (old, new) = (ids(before), ids(after));
+        let (old, new) = (ids(&mut before), ids(&mut after));
+        let old_by_id: HashMap<&str, &Value> =
+            old.iter().map(|(id, item)| (id.as_str(), item)).collect();
+        let new_ids: HashSet<&str> = new.iter().map(|(id, _)| id.as_str()).collect();
         for (id, item) in &new {
-            match old.iter().find(|(o, _)| o == id) {
-                None => lines.push(format!("+ {} {id}", kind.plural())),
-                Some((_, was)) if was != item && !nests(kind) => {
-                    lines.push(format!("~ {} {id}", kind.plural()))
+            let changed = match old_by_id.get(id.as_str()) {
+                None => {
+                    lines.push(format!("+ {} {id}", kind.plural()));
+                    continue;
                 }
-                Some((_, was)) if nests(kind) && shallow(kind, was) != shallow(kind, item) => {
-                    lines.push(format!("~ {} {id}", kind.plural()))
-                }
-                Some(_) => {}
+                // A change inside a child resource is the child's line, not this one's.
+                Some(was) if nests(kind) => shallow(kind, was) != shallow(kind, item),
+                Some(was) => *was != item,
+            };
+            if changed {
+                lines.push(format!("~ {} {id}", kind.plural()));
             }
         }
         for (id, _) in &old {
-            if !new.iter().any(|(n, _)| n == id) {
+            if !new_ids.contains(id.as_str()) {
                 lines.push(format!("- {} {id}", kind.plural()));
             }
         }
