@@ -336,12 +336,13 @@ impl Running {
     /// makes a new document that is prepared and applied like an edit of the file,
     /// and is refused (with every error) the same way.
     pub fn call(&mut self, call: Call) -> Result<Value, ApiError> {
-        let current = self.document_value.clone();
+        // Reads look at the applied document; a change works on a copy of it.
+        let current = &self.document_value;
         match call {
             Call::GetDocument => Ok(json!({
                 "generation": self.generation,
                 "source": self.document.source,
-                "document": current,
+                "document": current.clone(),
             })),
             Call::PutDocument {
                 document,
@@ -359,7 +360,7 @@ impl Running {
                     });
                 }
                 let next = document.value()?;
-                let diff = ops::diff(&current, &next);
+                let diff = ops::diff(current, &next);
                 let document = Document {
                     file_text: Some(self.last_text.clone()),
                     ..document
@@ -380,43 +381,43 @@ impl Running {
                 parents,
                 page,
             } => {
-                let items = ops::list(&current, kind, &parents)?;
+                let items = ops::list(current, kind, &parents)?;
                 let (items, next) = page.take(&items)?;
                 let items: Vec<Value> = items.into_iter().map(|i| self.describe(kind, i)).collect();
                 Ok(json!({ "items": items, "nextToken": next }))
             }
-            Call::Get { kind, id } => Ok(self.describe(kind, ops::get(&current, kind, &id)?)),
+            Call::Get { kind, id } => Ok(self.describe(kind, ops::get(current, kind, &id)?)),
             Call::Create {
                 kind,
                 parents,
                 item,
             } => {
-                let mut next = current;
+                let mut next = current.clone();
                 let key = ops::create(&mut next, kind, &parents, item)?;
                 self.change_value(next)?;
                 let id = [parents, vec![key]].concat();
                 Ok(self.describe(kind, ops::get(&self.document_value, kind, &id)?))
             }
             Call::Update { kind, id, patch } => {
-                let mut next = current;
+                let mut next = current.clone();
                 let item = ops::update(&mut next, kind, &id, &patch)?;
                 self.change_value(next)?;
                 Ok(self.describe(kind, item))
             }
             Call::Delete { kind, id } => {
-                let mut next = current;
+                let mut next = current.clone();
                 let item = ops::delete(&mut next, kind, &id)?;
                 self.change_value(next)?;
                 Ok(self.describe(kind, item))
             }
             Call::RegisterTargets { group, targets } => {
-                let mut next = current;
+                let mut next = current.clone();
                 let done = ops::register_targets(&mut next, &group, &targets)?;
                 self.change_value(next)?;
                 Ok(json!({ "successful": done, "unsuccessful": [] }))
             }
             Call::DeregisterTargets { group, targets } => {
-                let mut next = current;
+                let mut next = current.clone();
                 let (done, failed) = ops::deregister_targets(&mut next, &group, &targets)?;
                 self.change_value(next)?;
                 Ok(json!({ "successful": done, "unsuccessful": failed }))
@@ -437,14 +438,14 @@ impl Running {
                 Ok(json!({ "items": rows, "nextToken": next }))
             }
             Call::PutAuthPolicy { resource, policy } => {
-                let mut next = current;
+                let mut next = current.clone();
                 ops::put_auth_policy(&mut next, &resource, policy)?;
                 self.change_value(next)?;
                 ops::get_auth_policy(&self.document_value, &resource)
             }
-            Call::GetAuthPolicy { resource } => ops::get_auth_policy(&current, &resource),
+            Call::GetAuthPolicy { resource } => ops::get_auth_policy(current, &resource),
             Call::DeleteAuthPolicy { resource } => {
-                let mut next = current;
+                let mut next = current.clone();
                 ops::delete_auth_policy(&mut next, &resource)?;
                 self.change_value(next)?;
                 Ok(json!({}))
