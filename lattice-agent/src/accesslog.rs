@@ -212,21 +212,52 @@ impl LogFile {
         })
     }
 
-    /// Appends whole lines, rotating first when they would pass the limit.
-    fn write(&mut self, lines: &[u8]) -> std::io::Result<()> {
-        use std::{io::Write as _, os::unix::fs::MetadataExt as _};
+    /// Appends whole lines, rotating first when they would pass the limit. A batch that
+    /// would pass it is split at a line end, so every file stays within the limit
+    /// unless one line alone is larger (that line then has a file of its own).
+    fn write(&mut self, mut lines: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt as _;
         let moved = std::fs::metadata(&self.path).map_or(true, |m| m.ino() != self.inode);
-        let full = self.rotation.max_bytes > 0
-            && self.size > 0
-            && self.size + lines.len() as u64 > self.rotation.max_bytes;
-        if full {
-            self.rotate()?;
-        }
-        if moved || full {
+        if moved {
             *self = LogFile::open(self.path.clone(), self.rotation)?;
         }
-        self.file.write_all(lines)?;
-        self.size += lines.len() as u64;
+        while !lines.is_empty() {
+            let mut take = self.fitting_prefix(lines);
+            if take == 0 && self.size > 0 {
+                self.rotate()?;
+                *self = LogFile::open(self.path.clone(), self.rotation)?;
+                take = self.fitting_prefix(lines);
+            }
+            if take == 0 {
+                // One line larger than the limit: it has a file of its own.
+                take = lines
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(lines.len(), |i| i + 1);
+            }
+            self.append(&lines[..take])?;
+            lines = &lines[take..];
+        }
+        Ok(())
+    }
+
+    /// How many bytes of `lines`, ending at a line end, still fit in this file.
+    fn fitting_prefix(&self, lines: &[u8]) -> usize {
+        let max = self.rotation.max_bytes;
+        if max == 0 || self.size + lines.len() as u64 <= max {
+            return lines.len();
+        }
+        let room = max.saturating_sub(self.size) as usize;
+        lines[..room.min(lines.len())]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1)
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write as _;
+        self.file.write_all(bytes)?;
+        self.size += bytes.len() as u64;
         Ok(())
     }
 
@@ -313,6 +344,26 @@ mod tests {
         assert_eq!(read(&dir.path().join("access.jsonl.1")), "line 3\n");
         assert_eq!(read(&dir.path().join("access.jsonl.2")), "line 2\n");
         assert!(!dir.path().join("access.jsonl.3").exists(), "keep: 2");
+    }
+
+    #[test]
+    fn a_batch_past_the_limit_is_split_at_line_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.jsonl");
+        let rotation = Rotation {
+            max_bytes: 15,
+            keep: 3,
+        };
+        let mut file = LogFile::open(path.clone(), rotation).unwrap();
+        file.write(b"line 0\nline 1\nline 2\na line longer than the limit\nline 4\n")
+            .unwrap();
+        assert_eq!(read(&path), "line 4\n");
+        assert_eq!(
+            read(&dir.path().join("access.jsonl.1")),
+            "a line longer than the limit\n"
+        );
+        assert_eq!(read(&dir.path().join("access.jsonl.2")), "line 2\n");
+        assert_eq!(read(&dir.path().join("access.jsonl.3")), "line 0\nline 1\n");
     }
 
     #[test]
