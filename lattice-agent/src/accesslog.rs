@@ -1,29 +1,30 @@
 //! Access log destinations: the `accessLogSubscriptions` of the config, each a file
 //! (JSON lines, appended) or the agent's stdout.
 //!
-//! Logging must never slow traffic down or stop it: a request's record goes into a
-//! bounded queue per destination with `try_send`, and a writer task drains it. When a
-//! queue is full (the disk cannot keep up), the record is dropped and counted
-//! ([`AccessLogs::dropped`]); the agent reports drops in its log. Files are opened when
-//! the agent starts, so a destination that cannot be written stops the start with an
-//! error that names the subscription.
+//! Logging must never slow traffic down or stop it: a request's record is appended to
+//! a bounded buffer per destination (one short lock, no allocation, no hand-off), and a
+//! writer thread takes the whole buffer at a time. When a buffer is full (the disk
+//! cannot keep up), the record is dropped and counted ([`AccessLogs::dropped`]); the
+//! agent reports drops in its log. Files are opened when the agent starts, so a
+//! destination that cannot be written stops the start with an error that names the
+//! subscription.
 
 use std::{
     path::PathBuf,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, Condvar, Mutex,
     },
     time::Duration,
 };
 
-use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::config::{Config, LogDestination, LoggedResource};
 
-/// Records a destination's queue holds before new ones are dropped.
-pub const QUEUE_RECORDS: usize = 16 * 1024;
+/// Bytes of records a destination holds before new ones are dropped: about 16,000
+/// records, a few seconds of a busy agent's traffic.
+pub const BUFFER_BYTES: usize = 16 * 1024 * 1024;
 
 /// A destination could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +39,7 @@ pub struct AccessLogError {
 /// The access logs of one config.
 #[derive(Debug, Default)]
 pub struct AccessLogs {
-    queues: Vec<mpsc::Sender<String>>,
+    queues: Vec<Arc<Queue>>,
     /// Where each queue writes (a destination has one queue and one writer).
     destinations: Vec<LogDestination>,
     /// Per service / per service network (config order): the queues that log it.
@@ -68,7 +69,7 @@ impl AccessLogs {
                 None => {
                     let running = previous.and_then(|p| {
                         let q = p.destinations.iter().position(|d| *d == sub.destination)?;
-                        Some(p.queues[q].clone())
+                        Some(Arc::clone(&p.queues[q]))
                     });
                     let tx = match running {
                         Some(tx) => tx,
@@ -94,20 +95,12 @@ impl AccessLogs {
     }
 
     /// Queues one record (a JSON object, without the newline) for every destination of
-    /// the service and of the network; never waits.
-    pub fn record(&self, service: usize, network: usize, line: String) {
+    /// the service and of the network; never waits for a writer.
+    pub fn record(&self, service: usize, network: usize, line: &str) {
         let service_queues = self.by_service.get(service).into_iter().flatten();
         let network_queues = self.by_network.get(network).into_iter().flatten();
-        let mut queues = service_queues.chain(network_queues).peekable();
-        let mut line = Some(line);
-        while let Some(&queue) = queues.next() {
-            // The last destination takes the line itself: no copy in the usual case of one.
-            let record = match queues.peek() {
-                Some(_) => line.clone(),
-                None => line.take(),
-            };
-            let Some(record) = record else { break };
-            if self.queues[queue].try_send(record).is_err() {
+        for &queue in service_queues.chain(network_queues) {
+            if !self.queues[queue].0.append(line) {
                 let before = self.dropped.fetch_add(1, Ordering::Relaxed);
                 // Said once, then at every power of two: never a log line per drop.
                 if before.is_power_of_two() || before == 0 {
@@ -117,6 +110,21 @@ impl AccessLogs {
                     );
                 }
             }
+        }
+    }
+
+    /// Waits, at most `limit`, until every record queued so far is written: a stopping
+    /// agent loses no record its clients got an answer for. Whether they all were.
+    pub fn flush(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if self.queues.iter().all(|q| q.0.drained()) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
@@ -144,14 +152,104 @@ impl Default for Rotation {
     }
 }
 
+/// One destination's records waiting for its writer, as lines.
+#[derive(Debug, Default)]
+struct Buffer {
+    pending: Mutex<Pending>,
+    /// Signalled when the first line arrives in an empty buffer, and at close.
+    filled: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    lines: Vec<u8>,
+    /// The writer holds a batch it has not finished writing.
+    writing: bool,
+    /// No generation holds the destination any more: the writer writes what is left
+    /// and ends.
+    closed: bool,
+}
+
+impl Buffer {
+    /// Appends a line, unless the buffer is full; never waits for the writer.
+    fn append(&self, line: &str) -> bool {
+        let Ok(mut pending) = self.pending.lock() else {
+            return false;
+        };
+        if pending.lines.len() + line.len() + 1 > BUFFER_BYTES {
+            return false;
+        }
+        let was_empty = pending.lines.is_empty();
+        pending.lines.extend_from_slice(line.as_bytes());
+        pending.lines.push(b'\n');
+        drop(pending);
+        // Only the first line of a batch wakes the writer: under load it is gathering
+        // and takes the rest without being told.
+        if was_empty {
+            self.filled.notify_one();
+        }
+        true
+    }
+
+    /// Waits for lines and swaps them into `batch` (empty); `false` once closed and
+    /// drained.
+    fn take(&self, batch: &mut Vec<u8>) -> bool {
+        let Ok(mut pending) = self.pending.lock() else {
+            return false;
+        };
+        while pending.lines.is_empty() && !pending.closed {
+            pending = match self.filled.wait(pending) {
+                Ok(pending) => pending,
+                Err(_) => return false,
+            };
+        }
+        if pending.lines.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut pending.lines, batch);
+        pending.writing = true;
+        true
+    }
+
+    fn written(&self) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.writing = false;
+        }
+    }
+
+    /// Whether every line appended so far has been written.
+    fn drained(&self) -> bool {
+        self.pending
+            .lock()
+            .map_or(true, |p| p.lines.is_empty() && !p.writing)
+    }
+
+    fn close(&self) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.closed = true;
+        }
+        self.filled.notify_one();
+    }
+}
+
+/// The generations' hold on a destination's buffer; when the last one lets go, the
+/// writer writes what is left and ends.
+#[derive(Debug)]
+struct Queue(Arc<Buffer>);
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// Opens the destination of subscription `index` and starts its writer: a thread of
-/// its own, so writing (a slow disk included) never takes a runtime thread, and a
-/// batch costs no task hand-off. The thread ends when the last queue sender goes.
+/// its own, so writing (a slow disk included) never takes a runtime thread.
 fn open(
     index: usize,
     destination: &LogDestination,
     rotation: Rotation,
-) -> Result<mpsc::Sender<String>, AccessLogError> {
+) -> Result<Arc<Queue>, AccessLogError> {
     let (sink, path) = match destination {
         LogDestination::Stdout => (Sink::Stdout(std::io::stdout()), PathBuf::from("-")),
         LogDestination::File(path) => {
@@ -168,16 +266,17 @@ fn open(
             (Sink::File(file), path.clone())
         }
     };
-    let (tx, rx) = mpsc::channel(QUEUE_RECORDS);
+    let buffer = Arc::new(Buffer::default());
+    let writer = Arc::clone(&buffer);
     std::thread::Builder::new()
         .name("access-log".into())
-        .spawn(move || write_records(rx, sink))
+        .spawn(move || write_records(&writer, sink))
         .map_err(|source| AccessLogError {
             index,
             path,
             source,
         })?;
-    Ok(tx)
+    Ok(Arc::new(Queue(buffer)))
 }
 
 enum Sink {
@@ -278,44 +377,33 @@ impl LogFile {
     }
 }
 
-/// How long the writer lets records gather after writing a batch, while they keep
-/// coming: under load it then wakes once per batch instead of once per record (each
-/// wake-up is a context switch that the request path pays for on a busy machine).
-const GATHER: Duration = Duration::from_millis(2);
-/// The size a batch is written at.
-const BATCH_BYTES: usize = 60 * 1024;
+/// How long the writer lets records gather after writing a batch: under load it wakes
+/// fifty times a second, not once per record. Each wake-up is a context switch that the
+/// request path pays for on a busy machine, and a longer gather makes each write longer
+/// (Envoy flushes its access log files once a second); a record reaches its file at
+/// most this late.
+const GATHER: Duration = Duration::from_millis(20);
+/// A batch buffer larger than this after a burst is given back rather than kept.
+const KEEP_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
-/// Writes records as lines, a batch at a time: blocks for the first record of a quiet
-/// spell, then writes whatever has gathered every [`GATHER`] until the queue runs dry.
-fn write_records(mut rx: mpsc::Receiver<String>, mut sink: Sink) {
+/// Writes the buffer's lines a batch at a time until it is closed and drained.
+fn write_records(buffer: &Buffer, mut sink: Sink) {
     use std::io::Write as _;
-    let mut buf = Vec::with_capacity(64 * 1024);
-    while let Some(first) = rx.blocking_recv() {
-        buf.extend_from_slice(first.as_bytes());
-        buf.push(b'\n');
-        loop {
-            while buf.len() < BATCH_BYTES {
-                match rx.try_recv() {
-                    Ok(line) => {
-                        buf.extend_from_slice(line.as_bytes());
-                        buf.push(b'\n');
-                    }
-                    Err(_) => break,
-                }
-            }
-            let written = match &mut sink {
-                Sink::Stdout(out) => out.write_all(&buf).and_then(|()| out.flush()),
-                Sink::File(file) => file.write(&buf),
-            };
-            if let Err(e) = written {
-                warn!(error = %e, "writing access log records failed; they are lost");
-            }
-            buf.clear();
-            std::thread::sleep(GATHER);
-            if rx.is_empty() {
-                break;
-            }
+    let mut batch = Vec::with_capacity(64 * 1024);
+    while buffer.take(&mut batch) {
+        let written = match &mut sink {
+            Sink::Stdout(out) => out.write_all(&batch).and_then(|()| out.flush()),
+            Sink::File(file) => file.write(&batch),
+        };
+        if let Err(e) = written {
+            warn!(error = %e, "writing access log records failed; they are lost");
         }
+        buffer.written();
+        batch.clear();
+        if batch.capacity() > KEEP_BATCH_BYTES {
+            batch = Vec::with_capacity(64 * 1024);
+        }
+        std::thread::sleep(GATHER);
     }
 }
 
@@ -364,6 +452,29 @@ mod tests {
         );
         assert_eq!(read(&dir.path().join("access.jsonl.2")), "line 2\n");
         assert_eq!(read(&dir.path().join("access.jsonl.3")), "line 0\nline 1\n");
+    }
+
+    #[test]
+    fn lines_reach_the_file_in_order_and_a_full_buffer_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.jsonl");
+        let queue = open(0, &LogDestination::File(path.clone()), Rotation::default()).unwrap();
+        for n in 0..1000 {
+            assert!(queue.0.append(&format!("line {n}")));
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !queue.0.drained() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let expected: String = (0..1000).map(|n| format!("line {n}\n")).collect();
+        assert_eq!(read(&path), expected);
+
+        // No writer takes from this one: it fills up.
+        let buffer = Buffer::default();
+        let half = "x".repeat(BUFFER_BYTES / 2);
+        assert!(buffer.append(&half));
+        assert!(!buffer.append(&half), "a line past the bound is dropped");
+        assert!(buffer.append("short"));
     }
 
     #[test]

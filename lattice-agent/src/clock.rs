@@ -90,13 +90,27 @@ pub fn iso8601(t: SystemTime) -> String {
 
 /// `2026-11-24T23:40:07.123Z`.
 pub fn iso8601_ms(t: SystemTime) -> String {
-    let ms = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_millis())
-        .unwrap_or(0);
-    let mut text = iso8601(t);
-    text.truncate(text.len() - 1);
-    format!("{text}.{ms:03}Z")
+    let mut text = String::with_capacity(26);
+    write_iso8601_ms(&mut text, t);
+    text
+}
+
+/// `2026-11-24T23:40:07.123Z` appended to `out`, with no allocation: access log
+/// records carry two per request.
+pub fn write_iso8601_ms(out: &mut String, t: SystemTime) {
+    use std::fmt::Write as _;
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    );
 }
 
 #[cfg(test)]

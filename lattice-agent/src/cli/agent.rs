@@ -262,6 +262,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .join()
         .map_err(|_| anyhow::anyhow!("the kernel sync thread panicked"))?;
     let _ = runtime.block_on(running.checker.shutdown());
+    if !running
+        .switch
+        .current()
+        .logs()
+        .flush(Duration::from_secs(5))
+    {
+        warn!("some access log records were not written before the agent stopped");
+    }
     // The socket file would outlive the agent; a caller then gets "refused", not a
     // stale path that looks alive.
     let _ = std::fs::remove_file(&args.api_socket);

@@ -24,6 +24,7 @@
 //! that allowed, or the one that denied), so an audit can tell which statement decided.
 
 use std::{
+    fmt::Write as _,
     net::SocketAddr,
     pin::Pin,
     sync::Arc,
@@ -32,10 +33,9 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, Version};
 use hyper::body::{Body, Frame, SizeHint};
 use lattice_policy::StatementId;
-use serde_json::{json, Map, Value};
 
 use super::{
     authz::{Connection, Level},
@@ -45,6 +45,7 @@ use super::{
 use crate::{
     accesslog::AccessLogs,
     auth::identity::{Caller, Proof},
+    config::Config,
     resolve::Resolved,
 };
 
@@ -73,28 +74,13 @@ pub enum AuthOutcome {
     },
 }
 
-/// A request's record in the making, from its arrival.
+/// A request's record in the making, from its arrival: the JSON object is written as
+/// the facts come in, straight into the line that is queued (no map, no value tree, no
+/// copy of the names and ARNs it contains).
 pub struct RequestLog {
     start: SystemTime,
     started: Instant,
-    record: Fields,
-}
-
-/// A record's fields in the order they are written: no map to build per request.
-type Fields = Vec<(&'static str, Value)>;
-
-/// Writes [`Fields`] as a JSON object.
-struct Record<'a>(&'a Fields);
-
-impl serde::Serialize for Record<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap as _;
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (key, value) in self.0 {
-            map.serialize_entry(key, value)?;
-        }
-        map.end()
-    }
+    line: JsonLine,
 }
 
 impl RequestLog {
@@ -105,48 +91,38 @@ impl RequestLog {
         conn: &Connection,
         resolved: &Resolved,
     ) -> RequestLog {
-        let mut record = Fields::with_capacity(40);
-        let header = |name: &str| {
-            req.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
         let path = req
             .uri()
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
         let vpc = &resolved.vpcs[site.vpc];
-        let fields = [
-            ("requestMethod", json!(req.method().as_str())),
-            ("requestPath", json!(path)),
-            ("protocol", json!(format!("{:?}", req.version()))),
-            ("userAgent", json!(header("user-agent"))),
-            (
-                "bytesReceived",
-                json!(header("content-length")
-                    .and_then(|l| l.parse::<u64>().ok())
-                    .unwrap_or(0)),
-            ),
-            ("sourceIpPort", json!(conn.peer.to_string())),
-            ("sourceVpcArn", json!(vpc.arn)),
-            ("sourceVpcId", json!(vpc.id)),
-            (
-                "serviceNetworkArn",
-                json!(resolved.service_networks[site.network].arn),
-            ),
-            ("serviceArn", json!(resolved.services[site.service].arn)),
-            ("serverNameIndication", json!(conn.sni)),
-            ("tlsVersion", json!(conn.tls_version)),
-        ];
-        for (k, v) in fields {
-            record.push((k, v));
-        }
+        let mut line = JsonLine::new();
+        line.str("requestMethod", req.method().as_str());
+        line.str("requestPath", path);
+        line.str("protocol", protocol(req.version()));
+        line.opt_str("userAgent", header("user-agent"));
+        line.u64(
+            "bytesReceived",
+            header("content-length")
+                .and_then(|l| l.parse::<u64>().ok())
+                .unwrap_or(0),
+        );
+        line.display("sourceIpPort", conn.peer);
+        line.str("sourceVpcArn", &vpc.arn);
+        line.str("sourceVpcId", &vpc.id);
+        line.str(
+            "serviceNetworkArn",
+            &resolved.service_networks[site.network].arn,
+        );
+        line.str("serviceArn", &resolved.services[site.service].arn);
+        line.opt_str("serverNameIndication", conn.sni.as_deref());
+        line.opt_str("tlsVersion", conn.tls_version);
         RequestLog {
             start: SystemTime::now(),
             started: Instant::now(),
-            record,
+            line,
         }
     }
 
@@ -156,65 +132,69 @@ impl RequestLog {
         mut self,
         response: Response<ProxyBody>,
         facts: Facts,
+        config: &Config,
         resolved: &Resolved,
         logs: Arc<AccessLogs>,
         site: &Site,
     ) -> Response<ProxyBody> {
         let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_millis() as u64;
-        let r = &mut self.record;
-        r.push(("responseCode", json!(response.status().as_u16())));
+        let r = &mut self.line;
+        r.u64("responseCode", u64::from(response.status().as_u16()));
         let grpc = response
             .headers()
             .get("grpc-status")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u32>().ok());
-        r.push(("grpcResponseCode", json!(grpc)));
-        r.push((
+        r.opt_u64("grpcResponseCode", grpc.map(u64::from));
+        let group = facts.target_group;
+        r.opt_str(
             "targetGroupArn",
-            json!(facts
-                .target_group
-                .map(|g| resolved.target_groups[g].arn.clone())),
-        ));
-        r.push((
+            group.map(|g| resolved.target_groups[g].arn.as_str()),
+        );
+        r.opt_str(
             "destinationVpcId",
-            json!(facts.target_group.and_then(|g| {
-                let vpc = &resolved.target_groups[g].vpc;
-                resolved
-                    .vpcs
-                    .iter()
-                    .find(|v| &v.name == vpc)
-                    .map(|v| v.id.clone())
-            })),
-        ));
-        r.push(("targetIpPort", json!(facts.target.map(|t| t.to_string()))));
-        r.push((
+            group.map(|g| {
+                resolved.vpcs[config.target_groups()[g].vpc.index()]
+                    .id
+                    .as_str()
+            }),
+        );
+        match facts.target {
+            Some(target) => r.display("targetIpPort", target),
+            None => r.null("targetIpPort"),
+        }
+        r.opt_u64(
             "requestToTargetDuration",
-            json!(facts.forwarded_at.map(|at| ms(self.started, at))),
-        ));
-        r.push((
+            facts.forwarded_at.map(|at| ms(self.started, at)),
+        );
+        r.opt_u64(
             "responseFromTargetDuration",
-            json!(facts
+            facts
                 .forwarded_at
                 .zip(facts.response_head_at)
-                .map(|(f, h)| ms(f, h))),
-        ));
+                .map(|(f, h)| ms(f, h)),
+        );
         caller_fields(r, facts.caller.as_ref());
-        let (decision, reason, statements) = match &facts.auth {
-            AuthOutcome::NotEvaluated => ("NotEvaluated", None, Map::new()),
-            AuthOutcome::Allowed(by) => (
-                "Allow",
-                None,
-                statement_map(by.iter().map(|(l, s)| (*l, s.to_string()))),
-            ),
-            AuthOutcome::Denied { reason, by } => (
-                "Deny",
-                Some(reason.clone()),
-                statement_map(by.iter().cloned()),
-            ),
-        };
-        r.push(("authDeniedReason", json!(reason)));
-        r.push(("authDecision", json!(decision)));
-        r.push(("authStatements", Value::Object(statements)));
+        match &facts.auth {
+            AuthOutcome::NotEvaluated => {
+                r.null("authDeniedReason");
+                r.str("authDecision", "NotEvaluated");
+                r.raw("authStatements", "{}");
+            }
+            AuthOutcome::Allowed(by) => {
+                r.null("authDeniedReason");
+                r.str("authDecision", "Allow");
+                let by = by
+                    .iter()
+                    .map(|(level, statement)| (*level, statement.to_string()));
+                statements(r, by);
+            }
+            AuthOutcome::Denied { reason, by } => {
+                r.str("authDeniedReason", reason);
+                r.str("authDecision", "Deny");
+                statements(r, by.iter().cloned());
+            }
+        }
         let (parts, body) = response.into_parts();
         let body = Logged {
             inner: body,
@@ -230,41 +210,170 @@ impl RequestLog {
     }
 }
 
-fn statement_map(by: impl Iterator<Item = (Level, String)>) -> Map<String, Value> {
-    by.map(|(level, statement)| {
+/// `HTTP/1.1`, `HTTP/2.0`, ...: the request's protocol as Lattice logs it.
+fn protocol(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// `"authStatements": {"network": ..., "service": ...}`.
+fn statements(r: &mut JsonLine, by: impl Iterator<Item = (Level, String)>) {
+    let mut object = JsonLine::new();
+    for (level, statement) in by {
         let key = match level {
             Level::Network => "network",
             Level::Service => "service",
         };
-        (key.to_owned(), json!(statement))
-    })
-    .collect()
+        object.str(key, &statement);
+    }
+    r.raw("authStatements", &object.finish());
 }
 
-fn caller_fields(r: &mut Fields, caller: Option<&Caller>) {
+fn caller_fields(r: &mut JsonLine, caller: Option<&Caller>) {
     let (principal, x509) = match caller {
         Some(Caller::Authenticated { principal, proof }) => (
-            Some(principal.arn.clone()),
+            Some(principal.arn.as_str()),
             match proof {
-                Proof::Certificate(x509) => Some(Arc::clone(x509)),
+                Proof::Certificate(x509) => Some(&**x509),
                 Proof::Signature { .. } => None,
             },
         ),
         _ => (None, None),
     };
-    r.push(("callerPrincipal", json!(principal)));
-    let x = x509.as_deref();
-    r.push((
+    r.opt_str("callerPrincipal", principal);
+    r.opt_str(
         "callerX509SubjectCN",
-        json!(x.and_then(|x| x.subject_cn.clone())),
-    ));
-    r.push((
+        x509.and_then(|x| x.subject_cn.as_deref()),
+    );
+    r.opt_str(
         "callerX509IssuerOU",
-        json!(x.and_then(|x| x.issuer_ou.clone())),
-    ));
-    r.push(("callerX509SANDNS", json!(x.and_then(|x| x.san_dns.clone()))));
-    r.push(("callerX509SANURI", json!(x.and_then(|x| x.san_uri.clone()))));
+        x509.and_then(|x| x.issuer_ou.as_deref()),
+    );
+    r.opt_str("callerX509SANDNS", x509.and_then(|x| x.san_dns.as_deref()));
+    r.opt_str("callerX509SANURI", x509.and_then(|x| x.san_uri.as_deref()));
 }
+
+/// A JSON object written field by field, as serde_json would write it (compact, the
+/// same string escapes).
+struct JsonLine(String);
+
+impl JsonLine {
+    fn new() -> JsonLine {
+        // A record is about 1 KiB: one allocation, never grown in the usual case.
+        let mut text = String::with_capacity(1536);
+        text.push('{');
+        JsonLine(text)
+    }
+
+    fn key(&mut self, key: &str) {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        self.0.push('"');
+        self.0.push_str(key);
+        self.0.push_str("\":");
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        escape_into(&mut self.0, value);
+    }
+
+    fn opt_str(&mut self, key: &str, value: Option<&str>) {
+        match value {
+            Some(value) => self.str(key, value),
+            None => self.null(key),
+        }
+    }
+
+    fn null(&mut self, key: &str) {
+        self.raw(key, "null");
+    }
+
+    fn u64(&mut self, key: &str, value: u64) {
+        self.key(key);
+        let _ = write!(self.0, "{value}");
+    }
+
+    fn opt_u64(&mut self, key: &str, value: Option<u64>) {
+        match value {
+            Some(value) => self.u64(key, value),
+            None => self.null(key),
+        }
+    }
+
+    /// A string value that needs no escaping (addresses, times).
+    fn display(&mut self, key: &str, value: impl std::fmt::Display) {
+        self.key(key);
+        let _ = write!(self.0, "\"{value}\"");
+    }
+
+    /// A time as ISO 8601 UTC with milliseconds.
+    fn time(&mut self, key: &str, t: SystemTime) {
+        self.key(key);
+        self.0.push('"');
+        crate::clock::write_iso8601_ms(&mut self.0, t);
+        self.0.push('"');
+    }
+
+    /// A value that is already JSON.
+    fn raw(&mut self, key: &str, json: &str) {
+        self.key(key);
+        self.0.push_str(json);
+    }
+
+    fn finish(mut self) -> String {
+        self.0.push('}');
+        self.0
+    }
+}
+
+/// `value` as a JSON string: quotes, backslashes and control characters escaped as
+/// serde_json escapes them; everything else (UTF-8 included) as it is.
+fn escape_into(out: &mut String, value: &str) {
+    out.push('"');
+    let mut plain = 0;
+    for (i, &b) in value.as_bytes().iter().enumerate() {
+        if !NEEDS_ESCAPE[usize::from(b)] {
+            continue;
+        }
+        // Only ASCII bytes are escaped, so `plain..i` is whole characters.
+        out.push_str(&value[plain..i]);
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            _ => {
+                let _ = write!(out, "\\u{b:04x}");
+            }
+        }
+        plain = i + 1;
+    }
+    out.push_str(&value[plain..]);
+    out.push('"');
+}
+
+/// The bytes a JSON string cannot hold as they are: one lookup per byte.
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
 
 /// A record waiting for its response's end.
 struct Pending {
@@ -276,19 +385,13 @@ struct Pending {
 
 impl Pending {
     fn write(mut self, sent: u64) {
-        let r = &mut self.log.record;
-        r.push(("bytesSent", json!(sent)));
-        r.push((
-            "duration",
-            json!(self.log.started.elapsed().as_millis() as u64),
-        ));
-        r.push(("startTime", json!(crate::clock::iso8601_ms(self.log.start))));
-        r.push((
-            "eventTimestamp",
-            json!(crate::clock::iso8601_ms(SystemTime::now())),
-        ));
-        let line = serde_json::to_string(&Record(r)).unwrap_or_default();
-        self.logs.record(self.service, self.network, line);
+        let r = &mut self.log.line;
+        r.u64("bytesSent", sent);
+        r.u64("duration", self.log.started.elapsed().as_millis() as u64);
+        r.time("startTime", self.log.start);
+        r.time("eventTimestamp", SystemTime::now());
+        let line = self.log.line.finish();
+        self.logs.record(self.service, self.network, &line);
     }
 }
 
@@ -339,5 +442,50 @@ impl Drop for Logged {
         if let Some(pending) = self.log.take() {
             pending.write(self.sent);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        for value in [
+            "",
+            "plain",
+            "a \"quoted\" path",
+            "back\\slash",
+            "tab\there, newline\n, return\r",
+            "\u{0} \u{1} \u{8} \u{c} \u{1f} \u{7f}",
+            "naïve ünïcode ✓ and 🦀",
+            "curl/8.5.0",
+        ] {
+            let mut ours = String::new();
+            escape_into(&mut ours, value);
+            assert_eq!(ours, serde_json::to_string(value).unwrap(), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn a_line_is_one_json_object_with_its_fields_in_order() {
+        let mut line = JsonLine::new();
+        line.str("requestPath", "/a\"b");
+        line.opt_str("userAgent", None);
+        line.u64("bytesReceived", 42);
+        line.opt_u64("grpcResponseCode", None);
+        line.display("sourceIpPort", SocketAddr::from(([10, 0, 0, 1], 80)));
+        line.time("startTime", SystemTime::UNIX_EPOCH);
+        statements(
+            &mut line,
+            [(Level::Network, "Allow#1".to_owned())].into_iter(),
+        );
+        let text = line.finish();
+        assert_eq!(
+            text,
+            r#"{"requestPath":"/a\"b","userAgent":null,"bytesReceived":42,"grpcResponseCode":null,"sourceIpPort":"10.0.0.1:80","startTime":"1970-01-01T00:00:00.000Z","authStatements":{"network":"Allow#1"}}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["requestPath"], "/a\"b");
     }
 }

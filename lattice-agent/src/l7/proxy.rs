@@ -524,6 +524,7 @@ impl Proxy {
         log.finish(
             response,
             facts,
+            &self.config,
             &self.resolved,
             Arc::clone(&self.logs),
             site,
