@@ -85,19 +85,13 @@ pub struct RequestLog {
 
 impl RequestLog {
     /// Notes what the request head says, before the pipeline consumes it.
-    pub fn begin<B>(
-        req: &Request<B>,
-        site: &Site,
-        conn: &Connection,
-        resolved: &Resolved,
-    ) -> RequestLog {
+    pub fn begin<B>(req: &Request<B>, site: &Site, conn: &Connection) -> RequestLog {
         let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
         let path = req
             .uri()
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        let vpc = &resolved.vpcs[site.vpc];
         let mut line = JsonLine::new();
         line.str("requestMethod", req.method().as_str());
         line.str("requestPath", path);
@@ -110,13 +104,7 @@ impl RequestLog {
                 .unwrap_or(0),
         );
         line.display("sourceIpPort", conn.peer);
-        line.str("sourceVpcArn", &vpc.arn);
-        line.str("sourceVpcId", &vpc.id);
-        line.str(
-            "serviceNetworkArn",
-            &resolved.service_networks[site.network].arn,
-        );
-        line.str("serviceArn", &resolved.services[site.service].arn);
+        line.fields(&site.log_fields);
         line.opt_str("serverNameIndication", conn.sni.as_deref());
         line.opt_str("tlsVersion", conn.tls_version);
         RequestLog {
@@ -208,6 +196,18 @@ impl RequestLog {
         };
         Response::from_parts(parts, http_body_util::BodyExt::boxed(body))
     }
+}
+
+/// A site's fields of every record, in their place after `sourceIpPort`.
+pub fn site_fields(resolved: &Resolved, vpc: usize, network: usize, service: usize) -> String {
+    let vpc = &resolved.vpcs[vpc];
+    let mut fields = JsonLine::new();
+    fields.str("sourceVpcArn", &vpc.arn);
+    fields.str("sourceVpcId", &vpc.id);
+    fields.str("serviceNetworkArn", &resolved.service_networks[network].arn);
+    fields.str("serviceArn", &resolved.services[service].arn);
+    let object = fields.finish();
+    object[1..object.len() - 1].to_owned()
 }
 
 /// `HTTP/1.1`, `HTTP/2.0`, ...: the request's protocol as Lattice logs it.
@@ -319,6 +319,17 @@ impl JsonLine {
         self.0.push('"');
         crate::clock::write_iso8601_ms(&mut self.0, t);
         self.0.push('"');
+    }
+
+    /// Fields already written as JSON (`"a":1,"b":2`).
+    fn fields(&mut self, fields: &str) {
+        if fields.is_empty() {
+            return;
+        }
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        self.0.push_str(fields);
     }
 
     /// A value that is already JSON.

@@ -36,6 +36,9 @@ pub struct Site {
     pub port: u16,
     /// Sources that may use the site; `None`: the whole VPC.
     pub allowed: Option<Vec<Ipv4Net>>,
+    /// The access log fields that are the same for every request of the site (the
+    /// caller's VPC, the network, the service), as JSON, made once.
+    pub log_fields: String,
 }
 
 impl Site {
@@ -76,6 +79,12 @@ pub fn sites(config: &Config, resolved: &Resolved) -> Vec<Site> {
                             vip: resolved.services[s].vip,
                             port: listener.port.get(),
                             allowed: allowed.clone(),
+                            log_fields: super::log::site_fields(
+                                resolved,
+                                assoc.vpc.index(),
+                                network.index(),
+                                s,
+                            ),
                         });
                     }
                 }
