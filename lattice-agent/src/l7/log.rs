@@ -84,8 +84,16 @@ pub struct RequestLog {
 }
 
 impl RequestLog {
-    /// Notes what the request head says, before the pipeline consumes it.
-    pub fn begin<B>(req: &Request<B>, site: &Site, conn: &Connection) -> RequestLog {
+    /// Notes what the request head says, before the pipeline consumes it. `bytes_in`
+    /// (its `content-length`, 0 without one) and `started` are the caller's, which
+    /// needs them for its metrics anyway.
+    pub fn begin<B>(
+        req: &Request<B>,
+        site: &Site,
+        conn: &Connection,
+        bytes_in: u64,
+        started: Instant,
+    ) -> RequestLog {
         let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
         let path = req
             .uri()
@@ -97,19 +105,14 @@ impl RequestLog {
         line.str("requestPath", path);
         line.str("protocol", protocol(req.version()));
         line.opt_str("userAgent", header("user-agent"));
-        line.u64(
-            "bytesReceived",
-            header("content-length")
-                .and_then(|l| l.parse::<u64>().ok())
-                .unwrap_or(0),
-        );
+        line.u64("bytesReceived", bytes_in);
         line.display("sourceIpPort", conn.peer);
         line.fields(&site.log_fields);
         line.opt_str("serverNameIndication", conn.sni.as_deref());
         line.opt_str("tlsVersion", conn.tls_version);
         RequestLog {
             start: SystemTime::now(),
-            started: Instant::now(),
+            started,
             line,
         }
     }
@@ -167,7 +170,7 @@ impl RequestLog {
             AuthOutcome::NotEvaluated => {
                 r.null("authDeniedReason");
                 r.str("authDecision", "NotEvaluated");
-                r.raw("authStatements", "{}");
+                statements(r, std::iter::empty::<(Level, &str)>());
             }
             AuthOutcome::Allowed(by) => {
                 r.null("authDeniedReason");
@@ -180,7 +183,7 @@ impl RequestLog {
             AuthOutcome::Denied { reason, by } => {
                 r.str("authDeniedReason", reason);
                 r.str("authDecision", "Deny");
-                statements(r, by.iter().cloned());
+                statements(r, by.iter().map(|(level, s)| (*level, s.as_str())));
             }
         }
         let (parts, body) = response.into_parts();
@@ -222,16 +225,20 @@ fn protocol(version: Version) -> &'static str {
 }
 
 /// `"authStatements": {"network": ..., "service": ...}`.
-fn statements(r: &mut JsonLine, by: impl Iterator<Item = (Level, String)>) {
-    let mut object = JsonLine::new();
-    for (level, statement) in by {
-        let key = match level {
-            Level::Network => "network",
-            Level::Service => "service",
-        };
-        object.str(key, &statement);
+fn statements<S: AsRef<str>>(r: &mut JsonLine, by: impl Iterator<Item = (Level, S)>) {
+    r.key("authStatements");
+    r.0.push('{');
+    for (i, (level, statement)) in by.enumerate() {
+        if i > 0 {
+            r.0.push(',');
+        }
+        r.0.push_str(match level {
+            Level::Network => "\"network\":",
+            Level::Service => "\"service\":",
+        });
+        escape_into(&mut r.0, statement.as_ref());
     }
-    r.raw("authStatements", &object.finish());
+    r.0.push('}');
 }
 
 fn caller_fields(r: &mut JsonLine, caller: Option<&Caller>) {

@@ -508,7 +508,7 @@ impl Proxy {
         let log = self
             .logs
             .wants(site.service, site.network)
-            .then(|| RequestLog::begin(&req, site, conn));
+            .then(|| RequestLog::begin(&req, site, conn, bytes_in, started));
         let mut facts = Facts::default();
         let response = self.pipeline(site, conn, req, &mut facts).await;
         self.metrics.response(
