@@ -66,6 +66,9 @@ pub mod reason {
     /// A host process's connect() picked a target inside a namespace, which host
     /// sockets cannot reach.
     pub const NOT_FROM_HOST: u32 = 6;
+    /// A host process connected to the agent's proxy address itself, not to a VIP:
+    /// only connect4's rewrite may go there (it stands for the VPC).
+    pub const DIRECT_TO_PROXY: u32 = 7;
 
     /// The reason's name as the agent prints it.
     pub fn name(reason: u32) -> &'static str {
@@ -76,6 +79,7 @@ pub mod reason {
             NO_BACKEND => "no-backend",
             NO_SNAT_PORT => "no-snat-port",
             NOT_FROM_HOST => "target-not-reachable-from-host",
+            DIRECT_TO_PROXY => "direct-to-proxy",
             _ => "unknown",
         }
     }

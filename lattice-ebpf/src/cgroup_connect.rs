@@ -5,6 +5,12 @@
 //! Only targets reachable from the host (a VPC made of cgroups, not namespaces) can be
 //! reached this way; a connect() that would need a target inside a namespace is refused
 //! (EPERM) and counted.
+//!
+//! A connect() to an HTTP, HTTPS or TLS passthrough listener goes to the agent's proxy
+//! instead: to the socket the agent keeps for that (VPC, VIP, port) on the loopback
+//! address `HOST_PROXY_ADDR` (`LT_HOSTSITES_V1`), so the socket that accepts tells the
+//! agent who called what. A VPC process's own connect() to that address is refused: it
+//! would let the process speak for any VPC.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_socket_cookie},
@@ -13,14 +19,14 @@ use aya_ebpf::{
     programs::SockAddrContext,
 };
 use lattice_common::{
-    cgroups::{SockVip, MAX_CGROUP_DEPTH},
+    cgroups::{HostSiteKey, SockVip, HOST_PROXY_ADDR, MAX_CGROUP_DEPTH},
     services::{AccessData, ListenerKey, ACCESS_KEY_FIXED_BITS, PROTO_TCP, SLOTS},
     stats::{reason, RefusalKey},
 };
 
 use crate::maps::{
-    LT_ACCESS_V1, LT_BACKENDS_V1, LT_BSTATS_V1, LT_CGROUPS_V1, LT_CONFIG_V1, LT_LISTENERS_V1,
-    LT_LSTATS_V1, LT_REFUSED_V1, LT_SLOTS_V1, LT_SOCKVIP_V1,
+    LT_ACCESS_V1, LT_BACKENDS_V1, LT_BSTATS_V1, LT_CGROUPS_V1, LT_CONFIG_V1, LT_HOSTSITES_V1,
+    LT_LISTENERS_V1, LT_LSTATS_V1, LT_REFUSED_V1, LT_SLOTS_V1, LT_SOCKVIP_V1,
 };
 
 /// Return values of cgroup sock_addr programs.
@@ -65,14 +71,23 @@ fn try_connect4(ctx: &SockAddrContext) -> Result<i32, i64> {
     // SAFETY: as above.
     let config = unsafe { *config };
     let vip = sa.user_ip4;
+    if config.enabled == 0 {
+        return Ok(ALLOW);
+    }
+    if vip == u32::from_ne_bytes(HOST_PROXY_ADDR) {
+        return Ok(to_proxy(ctx));
+    }
     // The agent's own address is inside the pool but is no listener's.
-    if config.enabled == 0 || vip == config.agent_addr || vip & config.vip_mask != config.vip_net {
+    if vip == config.agent_addr || vip & config.vip_mask != config.vip_net {
         return Ok(ALLOW);
     }
     let port = sa.user_port as u16;
     let Some(vpc) = caller_vpc() else {
         return Ok(ALLOW);
     };
+    if let Some(verdict) = to_host_site(ctx, vpc, vip, port) {
+        return verdict;
+    }
     let Some(listener) = LT_LISTENERS_V1.get_ptr(ListenerKey {
         vip,
         port,
@@ -130,6 +145,54 @@ fn try_connect4(ctx: &SockAddrContext) -> Result<i32, i64> {
         unsafe { (*t).connections += 1 };
     }
     Ok(ALLOW)
+}
+
+/// A connect() to an L7 listener's VIP:port goes to the agent's proxy socket for the
+/// caller's VPC and that listener, or is refused when the VPC may not reach it (the
+/// agent writes a VPC-less entry, key 0, for the VIP:port of every L7 listener it
+/// serves). `None`: not an L7 listener's VIP:port, the TCP path decides.
+#[inline(always)]
+fn to_host_site(ctx: &SockAddrContext, vpc: u32, vip: u32, port: u16) -> Option<Result<i32, i64>> {
+    let key = HostSiteKey {
+        vpc,
+        vip,
+        port,
+        _pad: 0,
+    };
+    let Some(site) = LT_HOSTSITES_V1.get_ptr(&key) else {
+        let listener = HostSiteKey { vpc: 0, ..key };
+        LT_HOSTSITES_V1.get_ptr(&listener)?;
+        return Some(Ok(refuse(vpc, reason::NOT_ASSOCIATED)));
+    };
+    // SAFETY: a map value pointer the helper returned; copied at once.
+    let site = unsafe { *site };
+    // SAFETY: a plain helper call on this program's context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+    if let Err(e) = LT_SOCKVIP_V1.insert(cookie, SockVip { vip, port, _pad: 0 }, BPF_ANY) {
+        return Some(Err(i64::from(e)));
+    }
+    // SAFETY: the context pointer is the kernel's bpf_sock_addr for this call.
+    let sa = unsafe { &mut *ctx.sock_addr };
+    sa.user_ip4 = u32::from_ne_bytes(HOST_PROXY_ADDR);
+    sa.user_port = u32::from(site.port);
+    Some(Ok(ALLOW))
+}
+
+/// A connect() to the proxy address itself: fine outside VPC cgroups (the agent's own
+/// checks, tools), and for a socket a lattice connect4 has just rewritten (an earlier
+/// agent's programs run next to this one's during a restart); refused for a VPC
+/// process's own attempt.
+#[inline(always)]
+fn to_proxy(ctx: &SockAddrContext) -> i32 {
+    let Some(vpc) = caller_vpc() else {
+        return ALLOW;
+    };
+    // SAFETY: a plain helper call on this program's context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+    if LT_SOCKVIP_V1.get_ptr(cookie).is_some() {
+        return ALLOW;
+    }
+    refuse(vpc, reason::DIRECT_TO_PROXY)
 }
 
 /// The VPC of the calling task: its cgroup or the nearest ancestor lattice attached.

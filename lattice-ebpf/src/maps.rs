@@ -12,7 +12,7 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use lattice_common::{
-    cgroups::{SockVip, MAX_CGROUPS, MAX_SOCKETS},
+    cgroups::{HostSite, HostSiteKey, SockVip, MAX_CGROUPS, MAX_HOST_SITES, MAX_SOCKETS},
     config::DataplaneConfig,
     conntrack::{FlowKey, Nat, DEFAULT_CT_ENTRIES},
     flowlog::{FlowEvent, FlowLogConfig, EVENTS_BYTES},
@@ -91,6 +91,11 @@ pub static LT_CGROUPS_V1: HashMap<u64, u32, { MAX_CGROUPS as usize }> = HashMap:
 /// `lattice_common::cgroups::SOCKVIP_MAP`
 #[btf_map]
 pub static LT_SOCKVIP_V1: LruHashMap<u64, SockVip, { MAX_SOCKETS as usize }> = LruHashMap::new();
+
+/// `lattice_common::cgroups::HOSTSITES_MAP`
+#[btf_map]
+pub static LT_HOSTSITES_V1: HashMap<HostSiteKey, HostSite, { MAX_HOST_SITES as usize }> =
+    HashMap::new();
 
 /// `lattice_common::sockmap::SOCKS_MAP`
 #[btf_map]
