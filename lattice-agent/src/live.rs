@@ -13,12 +13,12 @@
 
 use std::{
     collections::BTreeMap,
-    net::Ipv4Addr,
     path::{Path, PathBuf},
     sync::Arc,
 };
 
 use anyhow::Context as _;
+use lattice_common::cgroups::{HostSite, HostSiteKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::{runtime::Handle, sync::watch};
@@ -38,7 +38,11 @@ use crate::{
     },
     dns::{DnsServer, Zones},
     health::{self, GroupKey, HealthChecker, HealthSnapshot, Probers},
-    l7::{proxy::Proxy, serve::SiteServer, switch::ProxySwitch},
+    l7::{
+        proxy::Proxy,
+        serve::{Attached, SiteServer},
+        switch::ProxySwitch,
+    },
     metrics::ProxyMetrics,
     resolve::{self, Resolved, Settings, VipAllocations},
     state::StateDir,
@@ -106,6 +110,8 @@ pub struct Fixed {
     pub log_rotation: crate::accesslog::Rotation,
     pub runtime: Handle,
     pub health: watch::Receiver<HealthSnapshot>,
+    /// The namespace of the host's processes, for their L7 sites (`--host-netns`).
+    pub host_netns: Option<PathBuf>,
 }
 
 /// Everything made from one document, before anything running sees it.
@@ -194,6 +200,8 @@ pub struct Running {
     last_text: String,
     /// Target health as last recorded for `targets`.
     written: Option<Vec<TargetRow>>,
+    /// The host sites as last written to the kernel.
+    host_sites_written: Option<BTreeMap<HostSiteKey, HostSite>>,
 }
 
 impl Running {
@@ -210,7 +218,12 @@ impl Running {
         first: Generation,
     ) -> anyhow::Result<Running> {
         let switch = ProxySwitch::new(Arc::clone(&first.proxy));
-        let sites = SiteServer::new(Arc::clone(&switch), Vec::new(), fixed.runtime.clone());
+        let sites = SiteServer::new(
+            Arc::clone(&switch),
+            Vec::new(),
+            fixed.runtime.clone(),
+            fixed.host_netns.clone(),
+        );
         let mut running = Running {
             last_text: first.document.file_text.clone().unwrap_or_default(),
             document: first.document.clone(),
@@ -230,6 +243,7 @@ impl Running {
             vips: first.vips.clone(),
             generation: 0,
             written: None,
+            host_sites_written: None,
         };
         running.apply(first, None)?;
         Ok(running)
@@ -264,9 +278,7 @@ impl Running {
         self.switch.switch(Arc::clone(&next.proxy));
         self.sites.set_sites(next.proxy.sites().cloned().collect());
         self.dns.zones().set(next.zones);
-        let attached = self.attached_netns();
-        self.sites.sync(&attached);
-        self.dns.sync(&attached);
+        self.sync_sites();
         self.document_value = value;
         self.document = next.document;
         self.config = next.config;
@@ -578,17 +590,38 @@ impl Running {
                 Err(e) => warn!(error = %e, "recording target health failed"),
             }
         }
-        let attached = self.attached_netns();
-        self.sites.sync(&attached);
-        self.dns.sync(&attached);
+        drop(usable);
+        self.sync_sites();
     }
 
-    /// The namespaces attached right now, with their VPC addresses.
-    pub fn attached_netns(&self) -> BTreeMap<String, Ipv4Addr> {
-        self.reconciler
-            .attachments()
-            .map(|a| (a.netns.clone(), a.vpc_addr))
-            .collect()
+    /// Serves the L7 sites and DNS of what is attached now, and tells connect4 where
+    /// the host sites are.
+    fn sync_sites(&mut self) {
+        let attached = self.attached();
+        self.sites.sync(&attached);
+        self.dns.sync(&attached.netns);
+        let host_sites = self.sites.host_sites();
+        if self.host_sites_written.as_ref() != Some(&host_sites) {
+            match self.reconciler.dataplane().set_host_sites(&host_sites) {
+                Ok(()) => self.host_sites_written = Some(host_sites),
+                Err(e) => {
+                    warn!(error = %e, "writing the host sites to the kernel failed; retrying")
+                }
+            }
+        }
+    }
+
+    /// The namespaces attached right now, with their VPC addresses, and the VPCs with
+    /// a cgroup attached.
+    pub fn attached(&self) -> Attached {
+        Attached {
+            netns: self
+                .reconciler
+                .attachments()
+                .map(|a| (a.netns.clone(), a.vpc_addr))
+                .collect(),
+            cgroup_vpcs: self.reconciler.cgroup_vpcs().collect(),
+        }
     }
 }
 

@@ -80,6 +80,12 @@ pub struct RunArgs {
     /// every account that names no mtlsCaFile of its own.
     #[arg(long, env = "LATTICE_MTLS_CA", value_name = "FILE")]
     mtls_ca: Option<PathBuf>,
+    /// The network namespace of the host processes that VPC cgroups hold, as a
+    /// namespace file (e.g. /proc/1/ns/net when the agent runs in a namespace of its
+    /// own): their HTTP, HTTPS and TLS passthrough connections are accepted there.
+    /// Default: the agent's own namespace.
+    #[arg(long, env = "LATTICE_HOST_NETNS", value_name = "FILE")]
+    host_netns: Option<PathBuf>,
     #[command(flatten)]
     settings: SettingsArgs,
 }
@@ -150,6 +156,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         settings: settings.clone(),
         mesh_ca: args.mtls_ca.clone(),
+        host_netns: args.host_netns.clone(),
         log_rotation: accesslog::Rotation {
             max_bytes: args.access_log_max_bytes,
             keep: args.access_log_keep,

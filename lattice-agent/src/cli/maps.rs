@@ -104,6 +104,10 @@ pub fn maps(
         "refusals": t.refusals.iter().map(|r| json!({
             "vpc": vpc(r.vpc), "reason": r.reason, "packets": r.packets,
         })).collect::<Vec<_>>(),
+        "hostSites": t.host_sites.iter().map(|h| json!({
+            "vpc": if h.vpc == 0 { "(listener)".to_owned() } else { vpc(h.vpc) },
+            "vip": h.vip, "port": h.port, "proxyPort": h.proxy_port,
+        })).collect::<Vec<_>>(),
         "flows": t.flows,
         "sockmap": t.sockmap,
     });

@@ -7,6 +7,7 @@ use aya::maps::{
     lpm_trie::LpmTrie, Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, PerCpuHashMap,
 };
 use lattice_common::{
+    cgroups::{HostSite, HostSiteKey, HOSTSITES_MAP},
     conntrack::{FlowKey, Nat, CT_MAP},
     ifstats::{self, IfaceCounters},
     services::{
@@ -29,9 +30,23 @@ pub struct Inspection {
     pub backends: Vec<BackendRow>,
     pub access: Vec<AccessRow>,
     pub refusals: Vec<RefusalRow>,
+    /// The agent's proxy sockets for host processes (absent when the maps predate them).
+    pub host_sites: Vec<HostSiteRow>,
     pub flows: usize,
     /// Socket acceleration (absent when the maps predate it).
     pub sockmap: Option<super::sockmap::SockmapRow>,
+}
+
+/// Where connect4 sends a VPC's host processes that connect to an L7 listener.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostSiteRow {
+    /// 0: the listener's VPC-less entry (its VIP:port is an L7 listener's).
+    pub vpc: u32,
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    /// The proxy socket's port on `HOST_PROXY_ADDR` (0 in a VPC-less entry).
+    pub proxy_port: u16,
 }
 
 #[derive(Debug, Serialize)]
@@ -230,6 +245,22 @@ pub fn inspect(root: &Path) -> Result<Inspection, DataplaneError> {
             reason: reason::name(key.reason),
             packets: values.iter().sum(),
         });
+    }
+
+    if root.join(HOSTSITES_MAP).exists() {
+        let sites: BpfHashMap<_, HostSiteKey, HostSite> =
+            BpfHashMap::try_from(Map::HashMap(pinned(root, HOSTSITES_MAP)?))
+                .map_err(map_err(HOSTSITES_MAP))?;
+        for entry in sites.iter() {
+            let (key, site) = entry.map_err(map_err(HOSTSITES_MAP))?;
+            out.host_sites.push(HostSiteRow {
+                vpc: key.vpc,
+                vip: ip_from_net_order(key.vip),
+                port: u16::from_be(key.port),
+                proxy_port: u16::from_be(site.port),
+            });
+        }
+        out.host_sites.sort_by_key(|h| (h.vip, h.port, h.vpc));
     }
 
     let ct: BpfHashMap<_, FlowKey, Nat> =

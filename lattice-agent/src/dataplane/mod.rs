@@ -11,6 +11,7 @@ mod btf;
 pub mod compile;
 mod error;
 mod flows;
+mod host_sites;
 mod inspect;
 mod ip;
 mod loader;

@@ -70,6 +70,16 @@ impl Reconciler {
         self.attachments.values()
     }
 
+    /// Keys of the VPCs that have a cgroup attached (each once).
+    pub fn cgroup_vpcs(&self) -> impl Iterator<Item = u32> + '_ {
+        let mut last = None;
+        // Keys are (vpc, path): a VPC's cgroups are next to each other.
+        self.cgroups
+            .keys()
+            .map(|(vpc, _)| *vpc)
+            .filter(move |vpc| last.replace(*vpc) != Some(*vpc))
+    }
+
     /// Brings the kernel in line with `snapshot`, only `usable` targets taking new flows.
     /// Namespaces that do not exist yet, or have no VPC address yet, are retried on the
     /// next sync; the rest of the state is applied regardless.

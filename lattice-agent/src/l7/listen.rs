@@ -4,9 +4,12 @@
 use std::{
     fs::File,
     io,
-    net::{SocketAddr, SocketAddrV4, TcpListener},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener},
     os::fd::OwnedFd,
+    path::Path,
 };
+
+use lattice_common::cgroups::HOST_PROXY_ADDR;
 
 use nix::{
     sched::{setns, CloneFlags},
@@ -51,14 +54,13 @@ pub enum ListenError {
 /// a client picks, since the VIP itself is local nowhere else), and one policy rule per
 /// allowed source prefix that sends TCP to that port there. Idempotent: rules are
 /// replaced, not added twice.
-pub fn route_site(site: &Site, src: std::net::Ipv4Addr) -> Result<(), ListenError> {
+pub fn route_site(site: &Site, ns: &str, src: std::net::Ipv4Addr) -> Result<(), ListenError> {
     let err = |source| ListenError::Route {
-        netns: site.netns.clone(),
+        netns: ns.to_owned(),
         vip: site.vip,
         port: site.port,
         source: Box::new(source),
     };
-    let ns = site.netns.as_str();
     let vip = format!("{}/32", site.vip);
     let src = src.to_string();
     ip_command(&[
@@ -107,8 +109,7 @@ fn rule_selectors(site: &Site) -> Vec<Vec<String>> {
 /// Undoes [`route_site`] for a site that left the config (or changed its sources):
 /// its rules go, and its VIP's local route too unless `keep_route` (another site of
 /// the namespace still uses the VIP). Absent rules are fine.
-pub fn unroute_site(site: &Site, keep_route: bool) {
-    let ns = site.netns.as_str();
+pub fn unroute_site(site: &Site, ns: &str, keep_route: bool) {
     for selector in rule_selectors(site) {
         let selector: Vec<&str> = selector.iter().map(String::as_str).collect();
         let _ = ip_command(&[&["-n", ns, "rule", "del"], selector.as_slice()].concat());
@@ -138,15 +139,44 @@ pub fn unroute_all(netns: &str) -> usize {
 /// A listening socket bound to `VIP:port` inside the site's namespace. The VIP is local
 /// only through the site table, which neither `bind` nor the route of a SYN-ACK from the
 /// VIP consults: IP_TRANSPARENT lets the socket use it all the same.
-pub fn listen_in_netns(site: &Site) -> Result<TcpListener, ListenError> {
+pub fn listen_in_netns(site: &Site, ns: &str) -> Result<TcpListener, ListenError> {
     let addr = SocketAddrV4::new(site.vip, site.port);
+    let path = std::path::Path::new("/run/netns").join(ns);
+    listen_at(&path, addr, true)
+}
+
+/// A listening socket for a host site: on `HOST_PROXY_ADDR` with a port of the
+/// kernel's choosing, in the host's namespace (`host_netns`, a namespace file such as
+/// `/proc/1/ns/net`; `None`: the agent's own).
+pub fn listen_on_host(host_netns: Option<&Path>) -> Result<TcpListener, ListenError> {
+    let addr = SocketAddrV4::new(Ipv4Addr::from(HOST_PROXY_ADDR), 0);
+    match host_netns {
+        Some(path) => listen_at(path, addr, false),
+        None => {
+            let err = |source| ListenError::Listen {
+                netns: "(the agent's)".to_owned(),
+                addr: addr.into(),
+                source,
+            };
+            let listener = TcpListener::bind(addr).map_err(err)?;
+            listener.set_nonblocking(true).map_err(err)?;
+            Ok(listener)
+        }
+    }
+}
+
+/// A listening socket bound to `addr` in the namespace of the file at `netns`.
+fn listen_at(
+    netns: &Path,
+    addr: SocketAddrV4,
+    transparent: bool,
+) -> Result<TcpListener, ListenError> {
     let err = |source| ListenError::Listen {
-        netns: site.netns.clone(),
+        netns: netns.display().to_string(),
         addr: addr.into(),
         source,
     };
-    let path = std::path::Path::new("/run/netns").join(&site.netns);
-    let file = File::open(&path).map_err(err)?;
+    let file = File::open(netns).map_err(err)?;
     // A thread of its own enters the namespace, so no other thread ever changes
     // namespace; the socket it makes belongs to the namespace for good.
     let handle = std::thread::Builder::new()
@@ -160,7 +190,9 @@ pub fn listen_in_netns(site: &Site) -> Result<TcpListener, ListenError> {
                 None,
             )?;
             setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-            setsockopt(&fd, sockopt::IpTransparent, &true)?;
+            if transparent {
+                setsockopt(&fd, sockopt::IpTransparent, &true)?;
+            }
             bind(
                 std::os::fd::AsRawFd::as_raw_fd(&fd),
                 &SockaddrIn::from(addr),

@@ -353,7 +353,7 @@ impl Proxy {
         site: Arc<Site>,
     ) {
         let Some(acceptor) = self.tls[site.service].clone() else {
-            warn!(netns = %site.netns, "HTTPS listener without a certificate; closing");
+            warn!(place = %site.place, "HTTPS listener without a certificate; closing");
             return;
         };
         let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -416,7 +416,7 @@ impl Proxy {
                 }
             }
             Err(e) => {
-                info!(%peer, netns = %site.netns, vip = %site.vip, port = site.port, error = %e, "TLS passthrough connection refused");
+                info!(%peer, place = %site.place, vip = %site.vip, port = site.port, error = %e, "TLS passthrough connection refused");
                 if let Some(alert) = e.alert() {
                     let _ = tokio::io::AsyncWriteExt::write_all(&mut client, alert).await;
                 }

@@ -1,6 +1,7 @@
-//! Keeping the sites served: a site is started when its namespace is attached and
-//! stopped (its socket closed, so the namespace can go) when it is not any more, or
-//! when a new config no longer has it.
+//! Keeping the sites served: a site is started when its namespace is attached (for a
+//! host site: when a cgroup of its VPC is) and stopped (its socket closed, so the
+//! namespace can go) when it is not any more, or when a new config no longer has it.
+//! The host sites being served are what connect4 reads ([`SiteServer::host_sites`]).
 //!
 //! The first time the agent sees a namespace it removes every site rule and route it
 //! finds there before adding its own: they belong to an earlier agent, whose config
@@ -8,16 +9,18 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    net::{Ipv4Addr, TcpListener},
+    path::PathBuf,
     sync::Arc,
 };
 
+use lattice_common::cgroups::{HostSite, HostSiteKey};
 use tokio::{runtime::Handle, task::JoinHandle};
 use tracing::{info, warn};
 
 use super::{
-    listen::{listen_in_netns, route_site, unroute_all, unroute_site},
-    sites::{Site, SiteKey},
+    listen::{listen_in_netns, listen_on_host, route_site, unroute_all, unroute_site, ListenError},
+    sites::{Place, Site, SiteKey},
     switch::ProxySwitch,
 };
 
@@ -25,6 +28,17 @@ use super::{
 struct Served {
     site: Site,
     task: JoinHandle<()>,
+    /// A host site's socket port.
+    host_port: Option<u16>,
+}
+
+/// What is attached right now, which decides the sites that are served.
+#[derive(Debug, Default)]
+pub struct Attached {
+    /// Namespaces, with their VPC addresses.
+    pub netns: BTreeMap<String, Ipv4Addr>,
+    /// Keys of the VPCs with at least one cgroup attached.
+    pub cgroup_vpcs: BTreeSet<u32>,
 }
 
 /// The sites of the current config and the tasks serving them.
@@ -36,10 +50,17 @@ pub struct SiteServer {
     failing: BTreeMap<SiteKey, String>,
     /// Namespaces whose earlier site rules this agent has removed.
     swept: BTreeSet<String>,
+    /// The namespace of the host's processes (a namespace file); `None`: the agent's.
+    host_netns: Option<PathBuf>,
 }
 
 impl SiteServer {
-    pub fn new(switch: Arc<ProxySwitch>, sites: Vec<Site>, runtime: Handle) -> Self {
+    pub fn new(
+        switch: Arc<ProxySwitch>,
+        sites: Vec<Site>,
+        runtime: Handle,
+        host_netns: Option<PathBuf>,
+    ) -> Self {
         SiteServer {
             switch,
             sites,
@@ -47,6 +68,7 @@ impl SiteServer {
             served: BTreeMap::new(),
             failing: BTreeMap::new(),
             swept: BTreeSet::new(),
+            host_netns,
         }
     }
 
@@ -62,14 +84,41 @@ impl SiteServer {
         self.sites = sites;
     }
 
-    /// Serves the sites of the `attached` namespaces (name -> the namespace's VPC
-    /// address), stops the others. Failures are logged once and retried on the next
-    /// call.
-    pub fn sync(&mut self, attached: &BTreeMap<String, Ipv4Addr>) {
+    /// What connect4 must know of the host sites: where each one served accepts, and
+    /// a VPC-less entry (key 0) for the VIP:port of every site, so that a VPC that may
+    /// not reach a listener is told apart from a VIP:port with no listener.
+    pub fn host_sites(&self) -> BTreeMap<HostSiteKey, HostSite> {
+        let key = |vpc: u32, site: &Site| HostSiteKey {
+            vpc,
+            vip: u32::from_ne_bytes(site.vip.octets()),
+            port: site.port.to_be(),
+            _pad: 0,
+        };
+        let listeners = self
+            .sites
+            .iter()
+            .map(|site| (key(0, site), HostSite::default()));
+        let served = self.served.values().filter_map(|served| {
+            let port = served.host_port?;
+            let entry = HostSite {
+                port: port.to_be(),
+                _pad: 0,
+            };
+            Some((key(served.site.vpc_key, &served.site), entry))
+        });
+        listeners.chain(served).collect()
+    }
+
+    /// Serves the sites of what is `attached`, stops the others. Failures are logged
+    /// once and retried on the next call.
+    pub fn sync(&mut self, attached: &Attached) {
         let wanted: BTreeMap<SiteKey, &Site> = self
             .sites
             .iter()
-            .filter(|s| attached.contains_key(&s.netns))
+            .filter(|s| match &s.place {
+                Place::Netns(netns) => attached.netns.contains_key(netns),
+                Place::Host(_) => attached.cgroup_vpcs.contains(&s.vpc_key),
+            })
             .map(|s| (s.key(), s))
             .collect();
         let gone: Vec<SiteKey> = self
@@ -78,8 +127,9 @@ impl SiteServer {
             .filter(|key| !wanted.contains_key(*key))
             .cloned()
             .collect();
-        self.swept.retain(|netns| attached.contains_key(netns));
-        for netns in attached.keys() {
+        self.swept
+            .retain(|netns| attached.netns.contains_key(netns));
+        for netns in attached.netns.keys() {
             if self.swept.insert(netns.clone()) {
                 let removed = unroute_all(netns);
                 if removed > 0 {
@@ -91,40 +141,43 @@ impl SiteServer {
             if let Some(served) = self.served.remove(&key) {
                 served.task.abort();
                 // A namespace that went away took its rules with it.
-                if attached.contains_key(&key.0) {
-                    let vip_in_use = wanted
-                        .keys()
-                        .any(|(netns, vip, _)| *netns == key.0 && *vip == key.1);
-                    unroute_site(&served.site, vip_in_use);
+                if let Place::Netns(netns) = &key.0 {
+                    if attached.netns.contains_key(netns) {
+                        let vip_in_use = wanted
+                            .keys()
+                            .any(|(place, vip, _)| *place == key.0 && *vip == key.1);
+                        unroute_site(&served.site, netns, vip_in_use);
+                    }
                 }
-                info!(netns = %key.0, vip = %key.1, port = key.2, "stopped serving L7 site");
+                info!(place = %key.0, vip = %key.1, port = key.2, "stopped serving L7 site");
             }
         }
         for (key, site) in wanted {
-            let src = attached[&site.netns];
             if let Some(served) = self.served.get_mut(&key) {
-                if served.site.allowed != site.allowed {
-                    unroute_site(&served.site, true);
-                    match route_site(site, src) {
-                        Ok(()) => served.site = site.clone(),
-                        Err(e) => warn!(error = %e, "cannot route L7 site's new sources"),
+                if let Place::Netns(netns) = &site.place {
+                    if served.site.allowed != site.allowed {
+                        unroute_site(&served.site, netns, true);
+                        match route_site(site, netns, attached.netns[netns]) {
+                            Ok(()) => served.site = site.clone(),
+                            Err(e) => warn!(error = %e, "cannot route L7 site's new sources"),
+                        }
                     }
                 }
                 continue;
             }
-            let started = route_site(site, src).and_then(|()| listen_in_netns(site));
-            match started {
-                Ok(listener) => {
+            match self.start(site, attached) {
+                Ok((listener, host_port)) => {
                     let task = self
                         .runtime
                         .spawn(Arc::clone(&self.switch).serve(listener, key.clone()));
                     self.failing.remove(&key);
-                    info!(netns = %site.netns, vip = %site.vip, port = site.port, "serving L7 site");
+                    info!(place = %site.place, vip = %site.vip, port = site.port, host_port, "serving L7 site");
                     self.served.insert(
                         key,
                         Served {
                             site: site.clone(),
                             task,
+                            host_port,
                         },
                     );
                 }
@@ -135,6 +188,34 @@ impl SiteServer {
                         self.failing.insert(key, message);
                     }
                 }
+            }
+        }
+    }
+}
+
+impl SiteServer {
+    /// The socket of a site that is not served yet (and, for a host site, its port).
+    fn start(
+        &self,
+        site: &Site,
+        attached: &Attached,
+    ) -> Result<(TcpListener, Option<u16>), ListenError> {
+        match &site.place {
+            Place::Netns(netns) => {
+                route_site(site, netns, attached.netns[netns])?;
+                Ok((listen_in_netns(site, netns)?, None))
+            }
+            Place::Host(_) => {
+                let listener = listen_on_host(self.host_netns.as_deref())?;
+                let port = listener
+                    .local_addr()
+                    .map_err(|source| ListenError::Listen {
+                        netns: "(the host's)".to_owned(),
+                        addr: std::net::SocketAddr::from((site.vip, site.port)),
+                        source,
+                    })?
+                    .port();
+                Ok((listener, Some(port)))
             }
         }
     }

@@ -39,11 +39,11 @@ impl ProxySwitch {
     /// task is aborted (the site left the config); each connection is served on its
     /// own task by the generation current when it was accepted.
     pub async fn serve(self: Arc<Self>, listener: std::net::TcpListener, key: SiteKey) {
-        let (netns, vip, port) = &key;
+        let (place, vip, port) = &key;
         let listener = match tokio::net::TcpListener::from_std(listener) {
             Ok(l) => l,
             Err(e) => {
-                warn!(%netns, %vip, port, error = %e, "cannot serve site");
+                warn!(%place, %vip, port, error = %e, "cannot serve site");
                 return;
             }
         };
@@ -51,7 +51,7 @@ impl ProxySwitch {
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    warn!(%netns, %vip, port, error = %e, "accept failed");
+                    warn!(%place, %vip, port, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
