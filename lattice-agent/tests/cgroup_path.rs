@@ -191,3 +191,154 @@ targetGroups:
         "outside the cgroup nothing rewrites connect()"
     );
 }
+
+/// curl run by a process of `cgroup` inside `netns` (quiet, errors shown, at most 10 s).
+fn curl_in(
+    cgroup: &lattice_tests::Cgroup,
+    netns: &lattice_tests::Netns,
+    url: &str,
+) -> std::process::Output {
+    cgroup
+        .command_in(netns, "curl")
+        .args(["-sS", "--max-time", "10", url])
+        .output()
+        .expect("run curl in the cgroup")
+}
+
+#[test]
+fn a_host_process_in_a_vpc_cgroup_reaches_an_http_listener_through_the_agent() {
+    let mut topo = Topology::new().expect("topology (needs root)");
+    let web = topo.add_cgroup("web").unwrap();
+    let other = topo.add_cgroup("other").unwrap();
+    // The test's stand-in for the host's namespace (`--host-netns`): the clients run
+    // there, and so does the agent's proxy socket for them.
+    let host = topo.add_netns("host").unwrap();
+    let orders = topo.add_netns("orders").unwrap();
+    orders.add_addr("lo", "10.92.0.10/32").unwrap();
+    let _target =
+        lattice_tests::HttpServer::start(&orders, "10.92.0.10:8080".parse().unwrap(), "orders")
+            .unwrap();
+    let yaml = format!(
+        r#"
+accounts: [{{ id: "111111111111" }}]
+vpcs:
+  - name: vpc-host-web
+    account: "111111111111"
+    cidr: 10.95.0.0/16
+    attachments: [{{ cgroup: {web} }}]
+  - name: vpc-host-other
+    account: "111111111111"
+    cidr: 10.96.0.0/16
+    attachments: [{{ cgroup: {other} }}]
+  - name: vpc-orders
+    account: "111111111111"
+    cidr: 10.92.0.0/16
+    attachments: [{{ netns: {orders} }}]
+serviceNetworks:
+  - name: host-net
+    account: "111111111111"
+    authType: NONE
+    vpcAssociations: [{{ vpc: vpc-host-web }}]
+    serviceAssociations: [api]
+services:
+  - name: api
+    account: "111111111111"
+    authType: NONE
+    listeners:
+      - name: http
+        protocol: HTTP
+        port: 80
+        defaultAction:
+          forward:
+            targetGroups: [{{ targetGroupIdentifier: api-tg }}]
+targetGroups:
+  - name: api-tg
+    type: IP
+    config:
+      vpcIdentifier: vpc-orders
+      protocol: HTTP
+      port: 8080
+    targets: [{{ id: 10.92.0.10 }}]
+"#,
+        web = web.relative_path().trim_start_matches('/'),
+        other = other.relative_path().trim_start_matches('/'),
+        orders = orders.name(),
+    );
+    let root = topo.bpffs_root("agent").unwrap();
+    let host_netns = format!("/run/netns/{}", host.name());
+    let agent = Agent::start_with(
+        tempfile::tempdir().unwrap(),
+        &yaml,
+        &root,
+        &["--host-netns", &host_netns],
+    );
+    let shown = agent.show();
+    let vip = agent.vip("api");
+    let url = format!("http://{vip}/hello");
+
+    // The target answers once its first health check passed.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let out = loop {
+        let out = curl_in(&web, &host, &url);
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && body.starts_with("orders GET /hello"),
+        "{body}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        agent.log()
+    );
+    let vpc_arn = shown["vpcs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "vpc-host-web")
+        .unwrap()["arn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for line in [
+        format!("x-amzn-lattice-network: SourceVpcArn={vpc_arn}"),
+        "x-forwarded-for-port: 80".to_owned(),
+        "x-forwarded-for-proto: http".to_owned(),
+    ] {
+        assert!(
+            body.lines().any(|l| l == line),
+            "missing {line:?} in:\n{body}"
+        );
+    }
+
+    // A VPC that is not associated is refused at connect() (EPERM), as for TCP.
+    let refused = curl_in(&other, &host, &url);
+    assert!(!refused.status.success(), "{refused:?}");
+    // A VPC process may not connect to the proxy address itself: it would speak for
+    // any VPC.
+    let [a, b, c, d] = lattice_common::cgroups::HOST_PROXY_ADDR;
+    let direct = curl_in(&web, &host, &format!("http://{a}.{b}.{c}.{d}:1/"));
+    assert!(!direct.status.success(), "{direct:?}");
+    let maps = agent.maps();
+    let sites = maps["hostSites"].as_array().unwrap();
+    assert!(
+        sites
+            .iter()
+            .any(|h| h["vpc"] == "vpc-host-web" && h["port"] == 80 && h["proxyPort"] != 0),
+        "{maps:#}"
+    );
+    let refusals = maps["refusals"].as_array().unwrap();
+    for (vpc, reason) in [
+        ("vpc-host-other", "not-associated"),
+        ("vpc-host-web", "direct-to-proxy"),
+    ] {
+        assert!(
+            refusals
+                .iter()
+                .any(|r| r["reason"] == reason && r["vpc"] == vpc),
+            "{vpc}: {reason} in {maps:#}"
+        );
+    }
+    assert!(!agent.log().contains("WARN"), "{}", agent.log());
+}

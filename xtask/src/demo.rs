@@ -187,49 +187,52 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     step("HTTPS to orders.shop.internal (account 222's service, shared into account 111's network): TLS by SNI, then auth");
     let orders_vip = vip_of(&agent, &config, &state_dir, "orders")?;
     let url = "https://orders.shop.internal/api/orders";
-    let https = |what: &str, extra: &[String], method: &str| -> Result<String, String> {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                web.name(),
-                "curl",
-                "-sS",
-                "--max-time",
-                "10",
-            ])
-            .args([
-                "-o",
-                "/dev/stdout",
-                "-w",
-                "\nHTTP %{http_code} over HTTP/%{http_version}\n",
-            ])
-            .arg("--cacert")
-            .arg(work.path.join("certs/ca-111111111111.pem"))
-            .args([
-                "--resolve",
-                &format!("orders.shop.internal:443:{orders_vip}"),
-            ])
-            .args(["-X", method])
-            .args(extra)
-            .arg(url)
-            .output()
-            .map_err(|e| format!("curl: {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        println!("    {what}:");
-        let shown: Vec<&str> = text
-            .lines()
-            .filter(|l| {
-                l.starts_with("HTTP ")
-                    || l.starts_with("x-amzn-lattice-identity")
-                    || l.contains("Exception")
-                    || l.starts_with("orders-v")
-            })
-            .collect();
-        print!("{}", indent(&shown.join("\n")));
-        println!();
-        Ok(text)
-    };
+    // curl in vpc-web: in its namespace, or (`from_host`) as a host process in its
+    // cgroup, which connect4 sends to the agent's socket for vpc-web's host processes.
+    let https_from =
+        |from_host: bool, what: &str, extra: &[String], method: &str| -> Result<String, String> {
+            let mut curl = if from_host {
+                web_cgroup.command("curl")
+            } else {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", web.name(), "curl"]);
+                c
+            };
+            let out = curl
+                .args(["-sS", "--max-time", "10"])
+                .args([
+                    "-o",
+                    "/dev/stdout",
+                    "-w",
+                    "\nHTTP %{http_code} over HTTP/%{http_version}\n",
+                ])
+                .arg("--cacert")
+                .arg(work.path.join("certs/ca-111111111111.pem"))
+                .args([
+                    "--resolve",
+                    &format!("orders.shop.internal:443:{orders_vip}"),
+                ])
+                .args(["-X", method])
+                .args(extra)
+                .arg(url)
+                .output()
+                .map_err(|e| format!("curl: {e}"))?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            println!("    {what}:");
+            let shown: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    l.starts_with("HTTP ")
+                        || l.starts_with("x-amzn-lattice-identity")
+                        || l.contains("Exception")
+                        || l.starts_with("orders-v")
+                })
+                .collect();
+            print!("{}", indent(&shown.join("\n")));
+            println!();
+            Ok(text)
+        };
+    let https = |what: &str, extra: &[String], method: &str| https_from(false, what, extra, method);
     let expect = |text: Result<String, String>, status: &str, needle: &str| match text {
         Ok(text) if text.contains(&format!("HTTP {status}")) && text.contains(needle) => {
             Ok(text.lines().last().unwrap_or("").to_owned())
@@ -286,6 +289,19 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             "200",
             "X509SAN/URI=spiffe://lattice/account/111111111111/role/web",
         ),
+    });
+
+    step("a host process in vpc-web's cgroup -> orders over HTTPS: connect4 hands it to the agent");
+    report.push(Outcome {
+        what: "host process in vpc-web's cgroup, signed as role/web: admitted through the agent's host socket",
+        result: host_site_ready(&agent, &bpffs_root, &config, &state_dir, "vpc-web", 443)
+            .and_then(|()| {
+                expect(
+                    https_from(true, "host process, SigV4", &signed("GET"), "GET"),
+                    "200",
+                    "x-amzn-lattice-identity: Principal=arn:lattice:iam::111111111111:role/web",
+                )
+            }),
     });
 
     step("socket acceleration: curl in a workload cgroup -> the agent's HTTPS listener, socket to socket");
@@ -703,6 +719,43 @@ fn live_step(running: &RunningAgent, config: &Path, web: &Netns, vip: Ipv4Addr) 
 }
 
 /// One service's VIP.
+/// Whether connect4 knows where to send `vpc`'s host processes that connect to an L7
+/// listener on `port` (`maps`' `hostSites`): checked before a host process connects to
+/// a VIP, so that its connect() never leaves the machine unrewritten.
+fn host_site_ready(
+    agent: &Path,
+    bpffs_root: &Path,
+    config: &Path,
+    state_dir: &Path,
+    vpc: &str,
+    port: u16,
+) -> Result<(), String> {
+    let json = shell::output(
+        Command::new(agent)
+            .args(["maps", "--json", "--bpffs-root"])
+            .arg(bpffs_root)
+            .arg("--config")
+            .arg(config)
+            .arg("--state-dir")
+            .arg(state_dir),
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    let maps: serde_json::Value = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+    let ready = maps["hostSites"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|h| h["vpc"] == vpc && h["port"] == port && h["proxyPort"] != 0);
+    if ready {
+        Ok(())
+    } else {
+        Err(format!(
+            "no host site for {vpc} port {port} in `maps`: {}",
+            maps["hostSites"]
+        ))
+    }
+}
+
 fn vip_of(
     agent: &Path,
     config: &Path,
