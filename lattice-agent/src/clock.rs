@@ -95,22 +95,34 @@ pub fn iso8601_ms(t: SystemTime) -> String {
     text
 }
 
-/// `2026-11-24T23:40:07.123Z` appended to `out`, with no allocation: access log
-/// records carry two per request.
+/// `2026-11-24T23:40:07.123Z` appended to `out`, digit by digit into a template (no
+/// formatting machinery, no allocation): access log records carry two per request.
 pub fn write_iso8601_ms(out: &mut String, t: SystemTime) {
-    use std::fmt::Write as _;
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     let (y, m, d) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since.subsec_millis()
-    );
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    for (range, value) in [
+        (0..4, y.clamp(0, 9999) as u64),
+        (5..7, u64::from(m)),
+        (8..10, u64::from(d)),
+        (11..13, rem / 3600),
+        (14..16, rem % 3600 / 60),
+        (17..19, rem % 60),
+        (20..23, u64::from(since.subsec_millis())),
+    ] {
+        put_digits(&mut text[range], value);
+    }
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+}
+
+/// `value`'s last `digits.len()` decimal digits into `digits`, zero-padded.
+fn put_digits(digits: &mut [u8], mut value: u64) {
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 #[cfg(test)]
@@ -132,5 +144,8 @@ mod tests {
         let t = parse_amz_date("20261124T234007Z").unwrap() + Duration::from_millis(5);
         assert_eq!(iso8601(t), "2026-11-24T23:40:07Z");
         assert_eq!(iso8601_ms(t), "2026-11-24T23:40:07.005Z");
+        let t = parse_amz_date("19991231T235959Z").unwrap() + Duration::from_millis(999);
+        assert_eq!(iso8601_ms(t), "1999-12-31T23:59:59.999Z");
+        assert_eq!(iso8601_ms(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
     }
 }

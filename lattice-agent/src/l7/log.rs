@@ -106,7 +106,7 @@ impl RequestLog {
         line.str("protocol", protocol(req.version()));
         line.opt_str("userAgent", header("user-agent"));
         line.u64("bytesReceived", bytes_in);
-        line.display("sourceIpPort", conn.peer);
+        line.addr("sourceIpPort", conn.peer);
         line.fields(&site.log_fields);
         line.opt_str("serverNameIndication", conn.sni.as_deref());
         line.opt_str("tlsVersion", conn.tls_version);
@@ -151,7 +151,7 @@ impl RequestLog {
             }),
         );
         match facts.target {
-            Some(target) => r.display("targetIpPort", target),
+            Some(target) => r.addr("targetIpPort", target),
             None => r.null("targetIpPort"),
         }
         r.opt_u64(
@@ -210,7 +210,9 @@ pub fn site_fields(resolved: &Resolved, vpc: usize, network: usize, service: usi
     fields.str("serviceNetworkArn", &resolved.service_networks[network].arn);
     fields.str("serviceArn", &resolved.services[service].arn);
     let object = fields.finish();
-    object[1..object.len() - 1].to_owned()
+    let inner = object[1..object.len() - 1].to_owned();
+    give_back(object);
+    inner
 }
 
 /// `HTTP/1.1`, `HTTP/2.0`, ...: the request's protocol as Lattice logs it.
@@ -269,10 +271,43 @@ fn caller_fields(r: &mut JsonLine, caller: Option<&Caller>) {
 /// same string escapes).
 struct JsonLine(String);
 
+/// Record buffers a thread has finished with, for its next records: a record is about
+/// 1 KiB, and a fresh allocation of that size per request is a large-chunk malloc (with
+/// glibc, one that may first consolidate the thread's small free chunks).
+const SPARE_BUFFERS: usize = 64;
+/// A buffer that grew past this (a huge path, say) is freed rather than kept.
+const SPARE_BUFFER_BYTES: usize = 8 * 1024;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A record buffer: a spare one of this thread, or a new one.
+fn take_buffer() -> String {
+    SPARE
+        .with_borrow_mut(Vec::pop)
+        .unwrap_or_else(|| String::with_capacity(2048))
+}
+
+/// Keeps a finished record's buffer for the thread's next record.
+fn give_back(mut text: String) {
+    if text.capacity() > SPARE_BUFFER_BYTES {
+        return;
+    }
+    text.clear();
+    // try_with: a record finished while the thread exits just frees its buffer.
+    let _ = SPARE.try_with(|spare| {
+        if let Ok(mut spare) = spare.try_borrow_mut() {
+            if spare.len() < SPARE_BUFFERS {
+                spare.push(text);
+            }
+        }
+    });
+}
+
 impl JsonLine {
     fn new() -> JsonLine {
-        // A record is about 1 KiB: one allocation, never grown in the usual case.
-        let mut text = String::with_capacity(1536);
+        let mut text = take_buffer();
         text.push('{');
         JsonLine(text)
     }
@@ -304,7 +339,7 @@ impl JsonLine {
 
     fn u64(&mut self, key: &str, value: u64) {
         self.key(key);
-        let _ = write!(self.0, "{value}");
+        push_decimal(&mut self.0, value);
     }
 
     fn opt_u64(&mut self, key: &str, value: Option<u64>) {
@@ -314,10 +349,27 @@ impl JsonLine {
         }
     }
 
-    /// A string value that needs no escaping (addresses, times).
-    fn display(&mut self, key: &str, value: impl std::fmt::Display) {
+    /// An address as a string: `10.0.0.1:80`, `[::1]:80`.
+    fn addr(&mut self, key: &str, addr: SocketAddr) {
         self.key(key);
-        let _ = write!(self.0, "\"{value}\"");
+        match addr {
+            // Every request has one or two: digits by hand, not the formatting machinery.
+            SocketAddr::V4(v4) => {
+                self.0.push('"');
+                for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.0.push('.');
+                    }
+                    push_decimal(&mut self.0, u64::from(octet));
+                }
+                self.0.push(':');
+                push_decimal(&mut self.0, u64::from(v4.port()));
+                self.0.push('"');
+            }
+            SocketAddr::V6(v6) => {
+                let _ = write!(self.0, "\"{v6}\"");
+            }
+        }
     }
 
     /// A time as ISO 8601 UTC with milliseconds.
@@ -349,6 +401,21 @@ impl JsonLine {
         self.0.push('}');
         self.0
     }
+}
+
+/// `value` in decimal.
+fn push_decimal(out: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
 }
 
 /// `value` as a JSON string: quotes, backslashes and control characters escaped as
@@ -410,6 +477,7 @@ impl Pending {
         r.time("eventTimestamp", SystemTime::now());
         let line = self.log.line.finish();
         self.logs.record(self.service, self.network, &line);
+        give_back(line);
     }
 }
 
@@ -468,6 +536,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn numbers_and_addresses_are_written_as_the_formatter_would() {
+        for n in [0, 7, 10, 65_535, 1_000_000, u64::MAX] {
+            let mut out = String::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+        for addr in [
+            "10.0.0.1:80",
+            "255.255.255.255:65535",
+            "0.0.0.0:0",
+            "[::1]:8080",
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let mut line = JsonLine(String::from("{"));
+            line.addr("a", addr);
+            assert_eq!(line.finish(), format!("{{\"a\":\"{addr}\"}}"));
+        }
+    }
+
+    #[test]
     fn strings_are_escaped_as_serde_json_escapes_them() {
         for value in [
             "",
@@ -492,7 +580,7 @@ mod tests {
         line.opt_str("userAgent", None);
         line.u64("bytesReceived", 42);
         line.opt_u64("grpcResponseCode", None);
-        line.display("sourceIpPort", SocketAddr::from(([10, 0, 0, 1], 80)));
+        line.addr("sourceIpPort", SocketAddr::from(([10, 0, 0, 1], 80)));
         line.time("startTime", SystemTime::UNIX_EPOCH);
         statements(
             &mut line,
