@@ -76,16 +76,20 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// `2026-11-24T23:40:07Z`.
 pub fn iso8601(t: SystemTime) -> String {
-    let amz = format_amz_date(t);
-    format!(
-        "{}-{}-{}T{}:{}:{}Z",
-        &amz[0..4],
-        &amz[4..6],
-        &amz[6..8],
-        &amz[9..11],
-        &amz[11..13],
-        &amz[13..15]
-    )
+    let text = iso8601_ms_text(t);
+    // The template without `.123`.
+    let mut out = String::with_capacity(20);
+    out.push_str(std::str::from_utf8(&text[..19]).unwrap_or_default());
+    out.push('Z');
+    out
+}
+
+/// `2026-11-24T23:40:07Z` on the stack: the auth phase makes one per request.
+pub fn iso8601_text(t: SystemTime) -> [u8; 20] {
+    let text = iso8601_ms_text(t);
+    let mut out = [b'Z'; 20];
+    out[..19].copy_from_slice(&text[..19]);
+    out
 }
 
 /// `2026-11-24T23:40:07.123Z`.
@@ -95,9 +99,14 @@ pub fn iso8601_ms(t: SystemTime) -> String {
     text
 }
 
-/// `2026-11-24T23:40:07.123Z` appended to `out`, digit by digit into a template (no
-/// formatting machinery, no allocation): access log records carry two per request.
+/// `2026-11-24T23:40:07.123Z` appended to `out`, with no allocation: access log
+/// records carry two per request.
 pub fn write_iso8601_ms(out: &mut String, t: SystemTime) {
+    out.push_str(std::str::from_utf8(&iso8601_ms_text(t)).unwrap_or_default());
+}
+
+/// `2026-11-24T23:40:07.123Z`, digit by digit into a template (no formatting machinery).
+fn iso8601_ms_text(t: SystemTime) -> [u8; 24] {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
@@ -114,7 +123,7 @@ pub fn write_iso8601_ms(out: &mut String, t: SystemTime) {
     ] {
         put_digits(&mut text[range], value);
     }
-    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+    text
 }
 
 /// `value`'s last `digits.len()` decimal digits into `digits`, zero-padded.
@@ -147,5 +156,7 @@ mod tests {
         let t = parse_amz_date("19991231T235959Z").unwrap() + Duration::from_millis(999);
         assert_eq!(iso8601_ms(t), "1999-12-31T23:59:59.999Z");
         assert_eq!(iso8601_ms(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(t), "1999-12-31T23:59:59Z");
+        assert_eq!(&iso8601_text(t), b"1999-12-31T23:59:59Z");
     }
 }

@@ -29,19 +29,21 @@ use crate::{
     resolve::Resolved,
 };
 
-/// Every condition key of one request.
-pub fn request_context(
+/// Every condition key of one request, into `c` (empty; the caller reuses one
+/// context's buffers request after request).
+pub fn fill_request_context(
+    c: &mut Context,
     resolved: &Resolved,
     site: &Site,
     conn: &Connection,
     parts: &Parts,
     caller: &Caller,
     now: SystemTime,
-) -> Context {
-    let mut c = Context::with_capacity(16 + parts.headers.len(), 1024);
+) {
     // One buffer for the keys made of a prefix and a name.
     let mut key = String::with_capacity(64);
-    c.insert("vpc-lattice-svcs:Port", &site.port.to_string());
+    let mut port = [0u8; 5];
+    c.insert("vpc-lattice-svcs:Port", decimal(&mut port, site.port));
     c.insert("vpc-lattice-svcs:RequestMethod", parts.method.as_str());
     c.insert("vpc-lattice-svcs:RequestPath", parts.uri.path());
     for (name, value) in &parts.headers {
@@ -93,13 +95,34 @@ pub fn request_context(
             }
         }
     }
-    c.insert("aws:SourceIp", &conn.peer.ip().to_string());
-    c.insert("aws:CurrentTime", &crate::clock::iso8601(now));
+    // x-forwarded-for holds the same text, made once per connection.
+    match conn.headers.forwarded_for.to_str() {
+        Ok(ip) => c.insert("aws:SourceIp", ip),
+        Err(_) => c.insert("aws:SourceIp", &conn.peer.ip().to_string()),
+    }
+    let now = crate::clock::iso8601_text(now);
+    c.insert(
+        "aws:CurrentTime",
+        std::str::from_utf8(&now).unwrap_or_default(),
+    );
     c.insert(
         "aws:SecureTransport",
         if conn.tls { "true" } else { "false" },
     );
-    c
+}
+
+/// `value` in decimal, in `digits`.
+fn decimal(digits: &mut [u8; 5], mut value: u16) -> &str {
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&digits[start..]).unwrap_or_default()
 }
 
 /// `prefix` + `name` in `buf`.

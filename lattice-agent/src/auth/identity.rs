@@ -4,6 +4,8 @@
 
 use std::{collections::BTreeMap, fmt::Write as _, sync::Arc};
 
+use http::HeaderValue;
+
 use crate::config::PrincipalType;
 
 /// A principal of the config, as the auth phase needs it.
@@ -14,6 +16,35 @@ pub struct Principal {
     pub account: String,
     pub kind: PrincipalType,
     pub tags: BTreeMap<String, String>,
+    /// Its identity headers when a signature proved it, made once: every signed request
+    /// of the principal carries the same (`None` when a value is no valid header value).
+    signed_headers: (Option<HeaderValue>, Option<HeaderValue>),
+}
+
+impl Principal {
+    pub fn new(
+        arn: String,
+        account: String,
+        kind: PrincipalType,
+        tags: BTreeMap<String, String>,
+    ) -> Principal {
+        let mut principal = Principal {
+            arn,
+            account,
+            kind,
+            tags,
+            signed_headers: (None, None),
+        };
+        let signed = Caller::Authenticated {
+            principal: Arc::new(principal.clone()),
+            proof: Proof::Signature {
+                access_key_id: Arc::from(""),
+            },
+        };
+        let value = |text: Option<String>| HeaderValue::try_from(text?).ok();
+        principal.signed_headers = (value(signed.identity_header()), value(signed.tags_header()));
+        principal
+    }
 }
 
 /// The fields of a client certificate that Lattice passes on (Roles Anywhere's).
@@ -29,7 +60,7 @@ pub struct X509Fields {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Proof {
     /// A SigV4 signature with this access key.
-    Signature { access_key_id: String },
+    Signature { access_key_id: Arc<str> },
     /// A client certificate of the principal's account CA.
     Certificate(Arc<X509Fields>),
 }
@@ -78,6 +109,27 @@ impl Caller {
         Some(out)
     }
 
+    /// The `x-amzn-lattice-identity` and `x-amzn-lattice-identity-tags` header values
+    /// (`None`: no such header): a signed caller's are the principal's, made once; a
+    /// certificate's fields are the connection's, so they are made here.
+    pub fn identity_values(&self) -> (Option<HeaderValue>, Option<HeaderValue>) {
+        match self {
+            Caller::Anonymous => (None, None),
+            Caller::Authenticated {
+                principal,
+                proof: Proof::Signature { .. },
+            } => principal.signed_headers.clone(),
+            Caller::Authenticated {
+                principal,
+                proof: Proof::Certificate(_),
+            } => (
+                self.identity_header()
+                    .and_then(|v| HeaderValue::try_from(v).ok()),
+                principal.signed_headers.1.clone(),
+            ),
+        }
+    }
+
     /// The `x-amzn-lattice-identity-tags` value: `principal=<arn>` and each tag as
     /// `key=value`. `None` for anonymous callers.
     pub fn tags_header(&self) -> Option<String> {
@@ -113,12 +165,12 @@ mod tests {
     use super::*;
 
     fn web() -> Arc<Principal> {
-        Arc::new(Principal {
-            arn: "arn:lattice:iam::111111111111:role/web".into(),
-            account: "111111111111".into(),
-            kind: PrincipalType::Role,
-            tags: BTreeMap::from([("team".into(), "store;front".into())]),
-        })
+        Arc::new(Principal::new(
+            "arn:lattice:iam::111111111111:role/web".into(),
+            "111111111111".into(),
+            PrincipalType::Role,
+            BTreeMap::from([("team".into(), "store;front".into())]),
+        ))
     }
 
     #[test]
@@ -128,7 +180,7 @@ mod tests {
         let signed = Caller::Authenticated {
             principal: web(),
             proof: Proof::Signature {
-                access_key_id: "LKIA".into(),
+                access_key_id: Arc::from("LKIA"),
             },
         };
         assert_eq!(
@@ -153,5 +205,18 @@ mod tests {
             "Principal=arn:lattice:iam::111111111111:role/web;X509Issuer/OU=lattice;\
              X509SAN/URI=spiffe://lattice/account/111111111111/role/web;X509Subject/CN=web"
         );
+        // The header values as sent are the same texts, whichever way they are made.
+        for caller in [&signed, &certified] {
+            let (identity, tags) = caller.identity_values();
+            assert_eq!(
+                identity.unwrap().to_str().unwrap(),
+                caller.identity_header().unwrap()
+            );
+            assert_eq!(
+                tags.unwrap().to_str().unwrap(),
+                caller.tags_header().unwrap()
+            );
+        }
+        assert_eq!(Caller::Anonymous.identity_values(), (None, None));
     }
 }

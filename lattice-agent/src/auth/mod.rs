@@ -92,12 +92,12 @@ impl Authenticator {
                 None => {}
             }
             for (p, principal) in account.principals.iter().enumerate() {
-                let info = Arc::new(Principal {
-                    arn: arn::principal(&id, principal.kind.as_str(), principal.name.as_str()),
-                    account: id.clone(),
-                    kind: principal.kind,
-                    tags: principal.tags.clone(),
-                });
+                let info = Arc::new(Principal::new(
+                    arn::principal(&id, principal.kind.as_str(), principal.name.as_str()),
+                    id.clone(),
+                    principal.kind,
+                    principal.tags.clone(),
+                ));
                 for subject in &principal.mtls_subjects {
                     subjects.insert(subject.clone(), Arc::clone(&info));
                 }
@@ -122,7 +122,7 @@ impl Authenticator {
                     let caller = Caller::Authenticated {
                         principal: Arc::clone(&info),
                         proof: Proof::Signature {
-                            access_key_id: key.access_key_id.clone(),
+                            access_key_id: Arc::from(key.access_key_id.as_str()),
                         },
                     };
                     keyring.insert(key.access_key_id.clone(), &secret, caller);

@@ -20,12 +20,14 @@ use bytes::Bytes;
 use http::request::Parts;
 use http_body_util::{BodyExt as _, Either, Full, Limited};
 use hyper::body::{Body as _, Incoming};
-use lattice_policy::{Caller as PolicyCaller, Decision, Request as PolicyRequest, StatementId};
+use lattice_policy::{
+    Caller as PolicyCaller, Context, Decision, Request as PolicyRequest, StatementId,
+};
 
 use super::sites::Site;
 use crate::{
     auth::{
-        context::request_context,
+        context::fill_request_context,
         identity::Caller,
         sigv4::{self, Payload, PayloadCheck, SigV4Error},
         Authenticator,
@@ -195,10 +197,60 @@ pub async fn check(
         });
     }
     let (caller, body) = authenticate(auth, conn, parts, body).await?;
-    let service = &resolved.services[site.service];
-    let resource = format!("{}{}", service.arn, parts.uri.path());
-    let context = request_context(resolved, site, conn, parts, &caller, SystemTime::now());
-    let policy_caller = match &caller {
+    let levels = [(Level::Network, network_iam), (Level::Service, service_iam)];
+    let allowed_by = SCRATCH.with_borrow_mut(|scratch| {
+        decide(
+            scratch, config, resolved, site, conn, parts, &caller, levels,
+        )
+    })?;
+    Ok(Admitted {
+        caller,
+        body,
+        allowed_by,
+    })
+}
+
+/// A request context and a resource name, kept by each thread for its next request:
+/// the decision is made without an await, so one thread's scratch is never shared.
+#[derive(Default)]
+struct Scratch {
+    context: Context,
+    resource: String,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// Whether the network's and the service's policies (at the levels whose auth type is
+/// AWS_IAM) let `caller` invoke the service with this request; the statements that
+/// allowed it.
+#[allow(clippy::too_many_arguments)]
+fn decide(
+    scratch: &mut Scratch,
+    config: &Config,
+    resolved: &Resolved,
+    site: &Site,
+    conn: &Connection,
+    parts: &Parts,
+    caller: &Caller,
+    levels: [(Level, bool); 2],
+) -> Result<Vec<(Level, StatementId)>, Denied> {
+    let Scratch { context, resource } = scratch;
+    resource.clear();
+    resource.push_str(&resolved.services[site.service].arn);
+    resource.push_str(parts.uri.path());
+    context.clear();
+    fill_request_context(
+        context,
+        resolved,
+        site,
+        conn,
+        parts,
+        caller,
+        SystemTime::now(),
+    );
+    let policy_caller = match caller {
         Caller::Anonymous => PolicyCaller::Anonymous,
         Caller::Authenticated { principal, .. } => PolicyCaller::Principal {
             arn: &principal.arn,
@@ -208,58 +260,37 @@ pub async fn check(
     let request = PolicyRequest {
         caller: policy_caller,
         action: INVOKE,
-        resource: &resource,
-        context: &context,
+        resource,
+        context,
     };
     let mut allowed_by = Vec::with_capacity(2);
-    let levels = [
-        (
-            Level::Network,
-            network_iam,
-            config.service_networks()[site.network].auth.policy(),
-        ),
-        (
-            Level::Service,
-            service_iam,
-            config.services()[site.service].auth.policy(),
-        ),
-    ];
-    for (level, iam, policy) in levels {
+    for (level, iam) in levels {
         if !iam {
             continue;
         }
+        let policy = match level {
+            Level::Network => config.service_networks()[site.network].auth.policy(),
+            Level::Service => config.services()[site.service].auth.policy(),
+        };
         let decision = match policy {
             Some(policy) => lattice_policy::evaluate(policy.parsed(), &request),
             // AWS_IAM without a policy: nothing allows.
             None => Decision::ImplicitDeny,
         };
+        let denied = |statement: Option<String>| Denied {
+            caller: caller.name().to_owned(),
+            resource: resource.clone(),
+            level,
+            statement,
+            caller_identity: caller.clone(),
+        };
         match decision {
             Decision::Allow { statement } => allowed_by.push((level, statement)),
-            Decision::Deny { statement } => {
-                return Err(Refusal::Denied(Denied {
-                    caller: caller.name().to_owned(),
-                    resource,
-                    level,
-                    statement: Some(statement.to_string()),
-                    caller_identity: caller,
-                }))
-            }
-            Decision::ImplicitDeny => {
-                return Err(Refusal::Denied(Denied {
-                    caller: caller.name().to_owned(),
-                    resource,
-                    level,
-                    statement: None,
-                    caller_identity: caller,
-                }))
-            }
+            Decision::Deny { statement } => return Err(denied(Some(statement.to_string()))),
+            Decision::ImplicitDeny => return Err(denied(None)),
         }
     }
-    Ok(Admitted {
-        caller,
-        body,
-        allowed_by,
-    })
+    Ok(allowed_by)
 }
 
 /// The caller of a request: its signature's principal when it is signed (and the

@@ -672,12 +672,12 @@ impl Proxy {
         if let Some(target) = self.target_headers.get(&(site.network, group.index())) {
             headers.insert("x-amzn-lattice-target", target.clone());
         }
-        let identity = [
-            ("x-amzn-lattice-identity", caller.identity_header()),
-            ("x-amzn-lattice-identity-tags", caller.tags_header()),
-        ];
-        for (name, value) in identity {
-            if let Some(Ok(value)) = value.map(|v| HeaderValue::from_str(&v)) {
+        let (identity, tags) = caller.identity_values();
+        for (name, value) in [
+            ("x-amzn-lattice-identity", identity),
+            ("x-amzn-lattice-identity-tags", tags),
+        ] {
+            if let Some(value) = value {
                 headers.insert(name, value);
             }
         }
