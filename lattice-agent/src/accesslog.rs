@@ -18,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::config::{Config, LogDestination, LoggedResource};
 
@@ -386,9 +386,18 @@ const GATHER: Duration = Duration::from_millis(20);
 /// A batch buffer larger than this after a burst is given back rather than kept.
 const KEEP_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
+/// The writer threads' nice value: writing records is background work, which the
+/// request path should not wait behind on a busy machine (the buffer absorbs half a
+/// second and more of records at full load).
+const WRITER_NICE: i32 = 10;
+
 /// Writes the buffer's lines a batch at a time until it is closed and drained.
 fn write_records(buffer: &Buffer, mut sink: Sink) {
     use std::io::Write as _;
+    // On Linux a nice value is the calling thread's own.
+    if let Err(e) = rustix::process::setpriority_process(None, WRITER_NICE) {
+        debug!(error = %e, "the access log writer keeps the agent's priority");
+    }
     let mut batch = Vec::with_capacity(64 * 1024);
     while buffer.take(&mut batch) {
         let written = match &mut sink {
