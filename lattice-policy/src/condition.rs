@@ -21,7 +21,7 @@ use ipnet::IpNet;
 use serde_json::Value;
 
 use crate::{
-    context::{lowercase, Context, LowercaseKey},
+    context::{lowercase, Context, ContextKey},
     date::{self, Instant},
     error::{index, join, Problems},
     matching::{ArnPattern, Case, Pattern},
@@ -33,11 +33,18 @@ use crate::{
 #[derive(Debug, Clone)]
 pub(crate) struct Condition {
     /// Lowercased: condition key names are case-insensitive.
-    key: LowercaseKey,
+    key: ContextKey,
     test: Test,
     qualifier: Qualifier,
     if_exists: bool,
     negated: bool,
+}
+
+impl Condition {
+    /// The key it reads, lowercased.
+    pub(crate) fn key(&self) -> &str {
+        self.key.as_str()
+    }
 }
 
 /// How the values of a multivalued request key combine.
@@ -303,7 +310,7 @@ pub(crate) fn parse(condition: &Value, path: &str, problems: &mut Problems) -> V
             };
             if let Some(test) = read_values(name, operator.kind, &scalars, &item_path, problems) {
                 out.push(Condition {
-                    key: LowercaseKey::new(key),
+                    key: ContextKey::new(key),
                     test,
                     qualifier: operator.qualifier,
                     if_exists: operator.if_exists,

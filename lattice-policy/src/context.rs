@@ -74,6 +74,44 @@ impl Context {
         });
     }
 
+    /// Adds `value` to a key lowercased and hashed in advance: the keys a caller fills
+    /// for every request cost a copy, not a lowercasing and a hash each time.
+    pub fn insert_key(&mut self, key: &ContextKey, value: &str) {
+        let key_start = self.text.len();
+        self.text.push_str(&key.text);
+        let value_start = self.text.len();
+        self.text.push_str(value);
+        self.entries.push(Entry {
+            hash: key.hash,
+            key: key_start..value_start,
+            value: value_start..self.text.len(),
+        });
+    }
+
+    /// Adds `value` to the key `prefix` + `name` (`name` in any case), with the prefix
+    /// lowercased and hashed in advance: `vpc-lattice-svcs:RequestHeader/` + a name.
+    pub fn insert_under(&mut self, prefix: &ContextKey, name: &str, value: &str) {
+        let key_start = self.text.len();
+        self.text.push_str(&prefix.text);
+        let name_start = self.text.len();
+        if name.is_ascii() {
+            self.text.push_str(name);
+            if let Some(pushed) = self.text.get_mut(name_start..) {
+                pushed.make_ascii_lowercase();
+            }
+        } else {
+            self.text.extend(name.chars().flat_map(char::to_lowercase));
+        }
+        let value_start = self.text.len();
+        let hash = key_hash_from(prefix.hash, self.text.get(name_start..).unwrap_or_default());
+        self.text.push_str(value);
+        self.entries.push(Entry {
+            hash,
+            key: key_start..value_start,
+            value: value_start..self.text.len(),
+        });
+    }
+
     /// Empties the context, keeping its buffers for the next request.
     pub fn clear(&mut self) {
         self.text.clear();
@@ -105,7 +143,7 @@ impl Context {
     /// The values of `key`, already lowercased and hashed (the evaluator's keys are).
     pub(crate) fn values_of<'a>(
         &'a self,
-        key: &'a LowercaseKey,
+        key: &'a ContextKey,
     ) -> impl Iterator<Item = &'a str> + 'a {
         self.entries
             .iter()
@@ -114,20 +152,26 @@ impl Context {
     }
 }
 
-/// A condition key as the context stores it: lowercased, with its hash.
-#[derive(Debug, Clone)]
-pub(crate) struct LowercaseKey {
+/// A condition key as the context stores it: lowercased, with its hash. Made once for
+/// a key (or a key prefix) that is used again and again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextKey {
     hash: u64,
     text: Box<str>,
 }
 
-impl LowercaseKey {
-    pub(crate) fn new(key: &str) -> Self {
+impl ContextKey {
+    pub fn new(key: &str) -> Self {
         let text = lowercase(key);
         Self {
             hash: key_hash(&text),
             text: text.into(),
         }
+    }
+
+    /// The key, lowercased.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 }
 
@@ -138,7 +182,13 @@ pub(crate) fn lowercase(key: &str) -> String {
 
 /// FNV-1a: a few instructions per byte, and keys are short.
 fn key_hash(key: &str) -> u64 {
-    key.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+    key_hash_from(0xcbf2_9ce4_8422_2325, key)
+}
+
+/// FNV-1a of a key that goes on after a part whose hash is `hash`: the hash of
+/// `prefix + rest` is `key_hash_from(key_hash(prefix), rest)`.
+fn key_hash_from(hash: u64, rest: &str) -> u64 {
+    rest.bytes().fold(hash, |hash, b| {
         (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
@@ -155,7 +205,7 @@ mod tests {
         assert!(c.contains("aws:principaltag/team"));
         assert_eq!(c.values("aws:SourceIp").collect::<Vec<_>>(), ["10.0.0.1"]);
         assert_eq!(
-            c.values_of(&LowercaseKey::new("AWS:PrincipalTag/TEAM"))
+            c.values_of(&ContextKey::new("AWS:PrincipalTag/TEAM"))
                 .collect::<Vec<_>>(),
             ["Payments"]
         );
@@ -163,5 +213,36 @@ mod tests {
         c.clear();
         assert!(c.is_empty());
         assert!(!c.contains("aws:SourceIp"));
+    }
+
+    #[test]
+    fn keys_made_in_advance_are_the_same_keys() {
+        let mut fast = Context::new();
+        fast.insert_key(&ContextKey::new("aws:SourceIp"), "10.0.0.1");
+        let header = ContextKey::new("vpc-lattice-svcs:RequestHeader/");
+        fast.insert_under(&header, "X-Team", "a");
+        fast.insert_under(&header, "x-team", "b");
+        fast.insert_under(&ContextKey::new("aws:PrincipalTag/"), "Équipe", "c");
+        let mut slow = Context::new();
+        slow.insert("aws:SourceIp", "10.0.0.1");
+        slow.insert("vpc-lattice-svcs:RequestHeader/X-Team", "a");
+        slow.insert("vpc-lattice-svcs:RequestHeader/x-team", "b");
+        slow.insert("aws:PrincipalTag/Équipe", "c");
+        for key in [
+            "aws:sourceip",
+            "vpc-lattice-svcs:requestheader/x-team",
+            "aws:principaltag/équipe",
+        ] {
+            let key = ContextKey::new(key);
+            assert_eq!(
+                fast.values_of(&key).collect::<Vec<_>>(),
+                slow.values_of(&key).collect::<Vec<_>>(),
+                "{key:?}"
+            );
+        }
+        assert_eq!(
+            fast.values("VPC-Lattice-Svcs:RequestHeader/X-TEAM").count(),
+            2
+        );
     }
 }

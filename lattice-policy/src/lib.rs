@@ -61,7 +61,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
-pub use context::Context;
+pub use context::{Context, ContextKey};
 pub use error::PolicyError;
 pub use evaluate::{evaluate, Caller, Decision, Request};
 pub use parse::parse;

@@ -37,6 +37,24 @@ impl Policy {
         &self.inner.statements
     }
 
+    /// Every condition key its statements read, lowercased, each once: a caller that
+    /// builds request contexts can leave out the keys no policy reads (a request's
+    /// headers, say).
+    pub fn condition_keys(&self) -> impl Iterator<Item = &str> + '_ {
+        let mut seen: Vec<&str> = Vec::new();
+        self.inner
+            .statements
+            .iter()
+            .flat_map(|s| s.conditions.iter().map(|c| c.key()))
+            .filter(move |key| {
+                let new = !seen.contains(key);
+                if new {
+                    seen.push(key);
+                }
+                new
+            })
+    }
+
     /// Every account id, account root ARN and role/user ARN named in a `Principal` or
     /// `NotPrincipal`, with its JSON path (`Statement[0].Principal.AWS[1]`), in document
     /// order; `*` is not a name and is left out. The agent checks these against the

@@ -187,12 +187,23 @@ pub enum AuthType {
 pub struct AuthPolicy {
     document: serde_json::Value,
     policy: lattice_policy::Policy,
+    reads: crate::auth::context::RequestReads,
 }
 
 impl AuthPolicy {
     /// `policy` must be `document` parsed.
     pub(crate) fn new(document: serde_json::Value, policy: lattice_policy::Policy) -> Self {
-        Self { document, policy }
+        let reads = crate::auth::context::RequestReads::of(&policy);
+        Self {
+            document,
+            policy,
+            reads,
+        }
+    }
+
+    /// The request headers and query parameters its conditions read.
+    pub fn reads(&self) -> &crate::auth::context::RequestReads {
+        &self.reads
     }
 
     pub fn document(&self) -> &serde_json::Value {

@@ -27,7 +27,7 @@ use lattice_policy::{
 use super::sites::Site;
 use crate::{
     auth::{
-        context::fill_request_context,
+        context::{fill_request_context, NO_READS},
         identity::Caller,
         sigv4::{self, Payload, PayloadCheck, SigV4Error},
         Authenticator,
@@ -240,9 +240,20 @@ fn decide(
     resource.clear();
     resource.push_str(&resolved.services[site.service].arn);
     resource.push_str(parts.uri.path());
+    let policy = |level| match level {
+        Level::Network => config.service_networks()[site.network].auth.policy(),
+        Level::Service => config.services()[site.service].auth.policy(),
+    };
+    let mut reads = [&NO_READS; 2];
+    for (read, (level, iam)) in reads.iter_mut().zip(levels) {
+        if let (true, Some(policy)) = (iam, policy(level)) {
+            *read = policy.reads();
+        }
+    }
     context.clear();
     fill_request_context(
         context,
+        &reads,
         resolved,
         site,
         conn,
@@ -268,11 +279,7 @@ fn decide(
         if !iam {
             continue;
         }
-        let policy = match level {
-            Level::Network => config.service_networks()[site.network].auth.policy(),
-            Level::Service => config.services()[site.service].auth.policy(),
-        };
-        let decision = match policy {
+        let decision = match policy(level) {
             Some(policy) => lattice_policy::evaluate(policy.parsed(), &request),
             // AWS_IAM without a policy: nothing allows.
             None => Decision::ImplicitDeny,
