@@ -20,6 +20,7 @@
 //! issued one. Signatures are compared in constant time.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     fmt::Write as _,
     sync::Mutex,
@@ -85,18 +86,21 @@ struct Key<T> {
     /// `"AWS4" + secret`, the HMAC key of the first derivation step.
     k_secret: Vec<u8>,
     owner: T,
-    /// The last derived signing key and its day (`YYYYMMDD`): deriving takes four
-    /// HMACs, and a day's requests all use the same one.
-    signing: Mutex<Option<([u8; 8], [u8; 32])>>,
+    /// The HMAC keyed with the last derived signing key, and its day (`YYYYMMDD`):
+    /// deriving takes four HMACs and keying a fifth one two hashes, and a day's requests
+    /// all use the same one.
+    signing: Mutex<Option<([u8; 8], HmacSha256)>>,
 }
 
 impl<T> Key<T> {
-    fn signing_key(&self, date: &str, region: &str) -> [u8; 32] {
+    /// An HMAC keyed with the signing key of `date` and `region`, ready for the string
+    /// to sign.
+    fn signing_mac(&self, date: &str, region: &str) -> HmacSha256 {
         let day: Option<[u8; 8]> = date.as_bytes().try_into().ok();
         if let (Some(day), Ok(cached)) = (day, self.signing.lock()) {
-            if let Some((cached_day, key)) = *cached {
-                if cached_day == day {
-                    return key;
+            if let Some((cached_day, mac)) = &*cached {
+                if *cached_day == day {
+                    return mac.clone();
                 }
             }
         }
@@ -104,10 +108,11 @@ impl<T> Key<T> {
         let k_region = hmac(&k_date, region.as_bytes());
         let k_service = hmac(&k_region, SERVICE.as_bytes());
         let k_signing = hmac(&k_service, b"aws4_request");
+        let mac = HmacSha256::new_from_slice(&k_signing).expect("HMAC takes any key");
         if let (Some(day), Ok(mut cached)) = (day, self.signing.lock()) {
-            *cached = Some((day, k_signing));
+            *cached = Some((day, mac.clone()));
         }
-        k_signing
+        mac
     }
 }
 
@@ -152,7 +157,7 @@ pub struct Authorization<'a> {
     pub region: &'a str,
     pub service: &'a str,
     pub signed_headers: Vec<&'a str>,
-    pub signature: Vec<u8>,
+    pub signature: [u8; 32],
     /// The SignedHeaders value as sent (`a;b;c`).
     signed_headers_raw: &'a str,
 }
@@ -197,8 +202,15 @@ pub fn parse_authorization(value: &str) -> Result<Authorization<'_>, SigV4Error>
     let credential = credential.ok_or(SigV4Error::Incomplete("a Credential"))?;
     let signed = signed.ok_or(SigV4Error::Incomplete("a SignedHeaders"))?;
     let signature = signature.ok_or(SigV4Error::Incomplete("a Signature"))?;
-    let scope: Vec<&str> = credential.split('/').collect();
-    let [access_key_id, date, region, service, terminator] = scope[..] else {
+    let mut scope = credential.split('/');
+    let (Some(access_key_id), Some(date), Some(region), Some(service), Some(terminator), None) = (
+        scope.next(),
+        scope.next(),
+        scope.next(),
+        scope.next(),
+        scope.next(),
+        scope.next(),
+    ) else {
         return Err(SigV4Error::Malformed(format!(
             "Credential {credential:?} must be <key id>/<yyyymmdd>/<region>/<service>/aws4_request"
         )));
@@ -208,10 +220,10 @@ pub fn parse_authorization(value: &str) -> Result<Authorization<'_>, SigV4Error>
             "Credential {credential:?} must end in aws4_request"
         )));
     }
-    let signature = hex::decode(signature)
-        .ok()
-        .filter(|s| s.len() == 32)
-        .ok_or_else(|| SigV4Error::Malformed("Signature must be 64 hex digits".into()))?;
+    let mut decoded = [0u8; 32];
+    hex::decode_to_slice(signature, &mut decoded)
+        .map_err(|_| SigV4Error::Malformed("Signature must be 64 hex digits".into()))?;
+    let signature = decoded;
     let signed_headers: Vec<&str> = signed.split(';').collect();
     if signed_headers
         .iter()
@@ -322,7 +334,7 @@ pub fn verify<'k, T>(
     };
     let canonical_headers = canonical_headers(parts, &auth.signed_headers)?;
     let uri = canonical_uri(parts.uri.path());
-    let signing_key = key.signing_key(auth.date, &keyring.region);
+    let keyed = key.signing_mac(auth.date, &keyring.region);
     let query = parts.uri.query().unwrap_or("");
     let canonical = canonical_query(query);
     let as_written = query_as_written(query);
@@ -351,7 +363,7 @@ pub fn verify<'k, T>(
         }
         let mut hex_hash = [0u8; 64];
         hex::encode_to_slice(hash.finalize(), &mut hex_hash).expect("64 hex digits");
-        let mut mac = HmacSha256::new_from_slice(&signing_key).expect("HMAC takes any key");
+        let mut mac = keyed.clone();
         for part in [
             ALGORITHM.as_bytes(),
             b"\n",
@@ -470,9 +482,20 @@ fn encode_into(out: &mut String, bytes: &[u8], keep_slash: bool) {
 
 /// The canonical URI of a path as it arrived (already percent-encoded once by the
 /// client): dot and empty segments removed, then encoded again.
-pub fn canonical_uri(path: &str) -> String {
+pub fn canonical_uri(path: &str) -> Cow<'_, str> {
     if path.is_empty() {
-        return "/".to_owned();
+        return Cow::Borrowed("/");
+    }
+    // The usual path (`/api/orders`) is its own canonical form: nothing to remove,
+    // nothing to encode.
+    let plain = path.starts_with('/')
+        && !path.contains("//")
+        && path
+            .split('/')
+            .all(|segment| segment != "." && segment != "..")
+        && path.bytes().all(|b| unreserved(b) || b == b'/');
+    if plain {
+        return Cow::Borrowed(path);
     }
     let mut segments: Vec<&str> = Vec::new();
     for segment in path.split('/') {
@@ -494,7 +517,7 @@ pub fn canonical_uri(path: &str) -> String {
     }
     let mut out = String::with_capacity(normalized.len() + 8);
     encode_into(&mut out, normalized.as_bytes(), true);
-    out
+    Cow::Owned(out)
 }
 
 /// The canonical query string by the SigV4 rules: each key and value decoded, then
@@ -896,6 +919,15 @@ mod tests {
         assert_eq!(canonical_uri(""), "/");
         assert_eq!(canonical_uri("/"), "/");
         assert_eq!(canonical_uri("/~user/a-b_c.d"), "/~user/a-b_c.d");
+        // Paths that look plain but are not: each takes the full rules.
+        assert_eq!(canonical_uri("/a/./b"), "/a/b");
+        assert_eq!(canonical_uri("/a/.."), "/");
+        assert_eq!(canonical_uri("/a b"), "/a%20b");
+        assert_eq!(canonical_uri("a/b"), "a/b");
+        assert!(matches!(
+            canonical_uri("/api/orders/"),
+            Cow::Borrowed("/api/orders/")
+        ));
         // Query pairs sorted by key then value, strictly encoded.
         assert_eq!(canonical_query("b=2&a=1&a=0"), "a=0&a=1&b=2");
         assert_eq!(canonical_query("q=a b*&x"), "q=a%20b%2A&x=");
