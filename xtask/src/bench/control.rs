@@ -130,7 +130,7 @@ const IDLE_WINDOW: Duration = Duration::from_secs(3);
 
 /// Rounds of the two logging variants (their ratio is the target: as many as `bench
 /// auth`).
-const LOG_ROUNDS: usize = 5;
+const LOG_ROUNDS: usize = 7;
 const LOG_SERVICE: &str = "bench-log";
 /// The agent's default `--access-log-keep`: rotated files `<log>.1` .. `<log>.5`.
 const LOG_KEEP: usize = 5;
