@@ -408,11 +408,15 @@ impl Supervisor {
                     (key.clone(), health)
                 })
                 .collect(),
+            version: 0,
         };
         self.publisher.send_if_modified(|current| {
-            let modified = *current != snapshot;
+            let modified = current.groups != snapshot.groups;
             if modified {
-                *current = snapshot;
+                *current = HealthSnapshot {
+                    version: current.version + 1,
+                    ..snapshot
+                };
             }
             modified
         });

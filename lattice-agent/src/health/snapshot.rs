@@ -48,6 +48,9 @@ impl fmt::Display for GroupKey {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HealthSnapshot {
     pub groups: BTreeMap<GroupKey, GroupHealth>,
+    /// Counts the snapshots published (0: none yet): what was derived from one
+    /// snapshot holds until the version changes.
+    pub version: u64,
 }
 
 impl HealthSnapshot {

@@ -16,6 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::{
     header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
@@ -131,6 +132,17 @@ pub struct Proxy {
     /// `x-amzn-lattice-target` per (service network, target group): a target group
     /// serves one service, so the pair names the whole value.
     target_headers: HashMap<(usize, usize), HeaderValue>,
+    /// Per target group (config order): its key in health snapshots, and its usable
+    /// targets as of the last snapshot a request saw. Choosing them takes a pass over
+    /// the group's health; a snapshot changes only when some target's state does.
+    group_keys: Vec<GroupKey>,
+    usable: Vec<ArcSwapOption<UsableTargets>>,
+}
+
+/// A target group's targets that take new requests, as of one health snapshot.
+struct UsableTargets {
+    version: u64,
+    addrs: Vec<SocketAddr>,
 }
 
 struct Upstream {
@@ -200,6 +212,12 @@ impl Proxy {
             .into_iter()
             .map(|site| (site.key(), Arc::new(site)))
             .collect();
+        let group_keys = config.target_groups().iter().map(GroupKey::of).collect();
+        let usable = config
+            .target_groups()
+            .iter()
+            .map(|_| ArcSwapOption::empty())
+            .collect();
         Ok(Proxy {
             config,
             resolved,
@@ -211,6 +229,8 @@ impl Proxy {
             logs,
             metrics,
             target_headers,
+            group_keys,
+            usable,
         })
     }
 
@@ -466,29 +486,46 @@ impl Proxy {
     ) -> Result<(TargetGroupRef, SocketAddr), NoTarget> {
         let group_ref = pick_target_group(groups, rand::random()).ok_or(NoTarget::NoGroup)?;
         let group = self.config.target_group(group_ref);
-        let targets: Vec<SocketAddr> = {
-            let health = self.health.borrow();
-            health
-                .select(&GroupKey::of(group), &group.targets)
-                .targets
-                .into_iter()
-                .filter_map(|t| match t.id {
-                    TargetId::Ip(ip) => Some(SocketAddr::from((ip, t.port.get()))),
-                    TargetId::Instance(_) => None,
-                })
-                .collect()
-        };
-        if targets.is_empty() {
+        let targets = self.usable_targets(group_ref);
+        if targets.addrs.is_empty() {
             return Err(NoTarget::NoHealthyTarget);
         }
         let upstream = &self.upstreams[group_ref.index()];
         let target = pick(
-            &targets,
+            &targets.addrs,
             group.load_balancing,
             &upstream.next,
             &upstream.outstanding,
         );
         Ok((group_ref, target))
+    }
+
+    /// The usable targets of a group under the current health snapshot: chosen again
+    /// only when the snapshot is newer than the one they were chosen under.
+    fn usable_targets(&self, group_ref: TargetGroupRef) -> Arc<UsableTargets> {
+        let health = self.health.borrow();
+        let cache = &self.usable[group_ref.index()];
+        if let Some(cached) = cache.load_full() {
+            if cached.version == health.version {
+                return cached;
+            }
+        }
+        let group = self.config.target_group(group_ref);
+        let addrs = health
+            .select(&self.group_keys[group_ref.index()], &group.targets)
+            .targets
+            .into_iter()
+            .filter_map(|t| match t.id {
+                TargetId::Ip(ip) => Some(SocketAddr::from((ip, t.port.get()))),
+                TargetId::Instance(_) => None,
+            })
+            .collect();
+        let fresh = Arc::new(UsableTargets {
+            version: health.version,
+            addrs,
+        });
+        cache.store(Some(Arc::clone(&fresh)));
+        fresh
     }
 
     /// One request through the pipeline, and its access log record when the site's
