@@ -436,6 +436,18 @@ fn signed_certified_and_anonymous_callers_meet_the_policies() {
     assert_eq!(allowed["authStatements"]["service"], "Sid \"WebCalls\"");
     assert_eq!(allowed["responseCode"], 200);
     assert_eq!(allowed["targetIpPort"], "10.92.0.10:8080");
+    assert!(
+        allowed["targetGroupArn"]
+            .as_str()
+            .is_some_and(|arn| arn.contains(":targetgroup/tg-")),
+        "{allowed:#}"
+    );
+    assert!(
+        allowed["destinationVpcId"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("vpc-")),
+        "{allowed:#}"
+    );
     assert_eq!(
         allowed["sourceIpPort"].as_str().unwrap().split(':').next(),
         Some("10.91.0.5")
@@ -447,6 +459,7 @@ fn signed_certified_and_anonymous_callers_meet_the_policies() {
     assert_eq!(denied["authDecision"], "Deny");
     assert_eq!(denied["authStatements"]["service"], "Sid \"NoAdmin\"");
     assert_eq!(denied["responseCode"], 403);
+    assert!(denied["targetGroupArn"].is_null() && denied["destinationVpcId"].is_null());
     assert!(denied["authDeniedReason"]
         .as_str()
         .unwrap()

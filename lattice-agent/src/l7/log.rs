@@ -119,12 +119,12 @@ impl RequestLog {
 
     /// Completes the record with what the pipeline learned and the response, and
     /// returns the response with a body that writes the record when it ends.
+    /// `group_fields` are the forward's target group's fields ([`group_fields`]).
     pub fn finish(
         mut self,
         response: Response<ProxyBody>,
         facts: Facts,
-        config: &Config,
-        resolved: &Resolved,
+        group_fields: Option<&str>,
         logs: Arc<AccessLogs>,
         site: &Site,
     ) -> Response<ProxyBody> {
@@ -137,19 +137,13 @@ impl RequestLog {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u32>().ok());
         r.opt_u64("grpcResponseCode", grpc.map(u64::from));
-        let group = facts.target_group;
-        r.opt_str(
-            "targetGroupArn",
-            group.map(|g| resolved.target_groups[g].arn.as_str()),
-        );
-        r.opt_str(
-            "destinationVpcId",
-            group.map(|g| {
-                resolved.vpcs[config.target_groups()[g].vpc.index()]
-                    .id
-                    .as_str()
-            }),
-        );
+        match group_fields {
+            Some(fields) => r.fields(fields),
+            None => {
+                r.null("targetGroupArn");
+                r.null("destinationVpcId");
+            }
+        }
         match facts.target {
             Some(target) => r.addr("targetIpPort", target),
             None => r.null("targetIpPort"),
@@ -209,6 +203,19 @@ pub fn site_fields(resolved: &Resolved, vpc: usize, network: usize, service: usi
     fields.str("sourceVpcId", &vpc.id);
     fields.str("serviceNetworkArn", &resolved.service_networks[network].arn);
     fields.str("serviceArn", &resolved.services[service].arn);
+    let object = fields.finish();
+    let inner = object[1..object.len() - 1].to_owned();
+    give_back(object);
+    inner
+}
+
+/// A target group's fields of every record forwarded to it, in their place after
+/// `grpcResponseCode`.
+pub fn group_fields(config: &Config, resolved: &Resolved, group: usize) -> String {
+    let vpc = config.target_groups()[group].vpc.index();
+    let mut fields = JsonLine::new();
+    fields.str("targetGroupArn", &resolved.target_groups[group].arn);
+    fields.str("destinationVpcId", &resolved.vpcs[vpc].id);
     let object = fields.finish();
     let inner = object[1..object.len() - 1].to_owned();
     give_back(object);

@@ -137,6 +137,8 @@ pub struct Proxy {
     /// the group's health; a snapshot changes only when some target's state does.
     group_keys: Vec<GroupKey>,
     usable: Vec<ArcSwapOption<UsableTargets>>,
+    /// Per target group: its access log fields, escaped once.
+    group_log_fields: Vec<String>,
 }
 
 /// A target group's targets that take new requests, as of one health snapshot.
@@ -213,6 +215,9 @@ impl Proxy {
             .map(|site| (site.key(), Arc::new(site)))
             .collect();
         let group_keys = config.target_groups().iter().map(GroupKey::of).collect();
+        let group_log_fields = (0..config.target_groups().len())
+            .map(|g| super::log::group_fields(&config, &resolved, g))
+            .collect();
         let usable = config
             .target_groups()
             .iter()
@@ -231,6 +236,7 @@ impl Proxy {
             target_headers,
             group_keys,
             usable,
+            group_log_fields,
         })
     }
 
@@ -558,14 +564,10 @@ impl Proxy {
         let Some(log) = log else {
             return response;
         };
-        log.finish(
-            response,
-            facts,
-            &self.config,
-            &self.resolved,
-            Arc::clone(&self.logs),
-            site,
-        )
+        let group_fields = facts
+            .target_group
+            .map(|g| self.group_log_fields[g].as_str());
+        log.finish(response, facts, group_fields, Arc::clone(&self.logs), site)
     }
 
     /// The phases of one request: rule, authn/authz, target pick, forward.
