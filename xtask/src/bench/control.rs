@@ -52,8 +52,8 @@
 //!    `accessLogSubscriptions` entry `{ resource: bench-log, destination:
 //!    "file:<work>/access.jsonl" }`, started in turn for [`LOG_ROUNDS`] rounds (each
 //!    starting with the variant the previous one ended with). The load is `bench l7`'s
-//!    `http1`: wrk, HTTP/1.1 keep-alive, 16 connections, 1 thread, 3 s, then 1
-//!    connection. After each logging-on round the log must hold lines (JSON objects);
+//!    `http1`: wrk, HTTP/1.1 keep-alive, 16 connections, 1 thread, for
+//!    [`RATIO_LOAD_SECONDS`], then 1 connection for 3 s. After each logging-on round the log must hold lines (JSON objects);
 //!    the lines, the requests sent and the agent's count of dropped records
 //!    (`accessLogRecordsDropped` of `GET /stats`: records the writer could not keep up
 //!    with are dropped, never waited for) are reported, so a ratio bought by dropping
@@ -66,7 +66,7 @@
 //! measured), writes the same as JSON to `target/bench/control-<UTC timestamp>.json`,
 //! and fails only when it cannot measure: nginx's reloads or the logging-off variant.
 //!
-//! The whole run takes about three minutes, plus the release build.
+//! The whole run takes about six minutes, plus the release build.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -125,12 +125,16 @@ const PAUSE: Duration = Duration::from_millis(100);
 const APPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the control API may take to answer after `lattice-agent ready`.
 const API_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long nginx may take to write its pid once its port answers.
+const PID_FILE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Process CPU of each side doing nothing after the changes.
 const IDLE_WINDOW: Duration = Duration::from_secs(3);
 
 /// Rounds of the two logging variants (their ratio is the target: as many as `bench
 /// auth`).
 const LOG_ROUNDS: usize = 7;
+/// How long each round's load under 16 connections runs (as in `bench auth`).
+const RATIO_LOAD_SECONDS: u32 = super::auth::RATIO_LOAD_SECONDS;
 const LOG_SERVICE: &str = "bench-log";
 /// The agent's default `--access-log-keep`: rotated files `<log>.1` .. `<log>.5`.
 const LOG_KEEP: usize = 5;
@@ -470,11 +474,20 @@ impl<'a> NginxFleet<'a> {
         let conf = nginx_fleet_conf(work, &edits, 0);
         let (nginx, up_after) = l7::start_nginx(ns, work, NGINX_NAME, &conf, probe_addr())?;
         let pid_file = l7::nginx_pid_path(work, NGINX_NAME);
-        let master: i32 = fs::read_to_string(&pid_file)
-            .with_context(|| format!("reading nginx's pid file {}", pid_file.display()))?
-            .trim()
-            .parse()
-            .with_context(|| format!("{} holds no pid", pid_file.display()))?;
+        // nginx opens its ports before it writes its pid file: the file may be empty
+        // for a moment after the port answers.
+        let deadline = Instant::now() + PID_FILE_TIMEOUT;
+        let master: i32 = loop {
+            // Not there yet reads as empty.
+            let text = fs::read_to_string(&pid_file).unwrap_or_default();
+            match text.trim().parse() {
+                Ok(pid) => break pid,
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(e).with_context(|| format!("{} holds no pid", pid_file.display()))
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
         let mut fleet = NginxFleet {
             nginx,
             ns,
@@ -1122,7 +1135,7 @@ fn settings() -> Settings {
             .to_owned(),
         logging_rounds: LOG_ROUNDS,
         load_tool: "wrk (HTTP/1.1 keep-alive)",
-        load_seconds: LOAD_SECONDS,
+        load_seconds: RATIO_LOAD_SECONDS,
         load_connections: LOAD_CONNECTIONS,
         backend: format!(
             "nginx, 1 worker, GET / -> 200 with a {}-byte body, reached over HTTP/1.1 keep-alive",
@@ -1380,7 +1393,7 @@ fn measure_logging(
         tls: 443,
         headers: &[],
     };
-    l7::run_round(
+    l7::run_round_for(
         site.net,
         site.work,
         v,
@@ -1388,6 +1401,7 @@ fn measure_logging(
         dest,
         Some(&agent),
         &[Proto::Http1],
+        RATIO_LOAD_SECONDS,
     );
     let logged = match logging {
         Logging::Off => None,
@@ -1639,7 +1653,7 @@ impl Report {
         let _ = writeln!(
             out,
             "\naccess logging: medians of {} rounds; wrk, {LOAD_CONNECTIONS} connections, 1 \
-             thread, {LOAD_SECONDS} s, then 1 connection; logging-on writes every request to a \
+             thread, {RATIO_LOAD_SECONDS} s, then 1 connection ({LOAD_SECONDS} s); logging-on writes every request to a \
              JSON lines file; ratios are column / logging-off",
             s.logging_rounds
         );

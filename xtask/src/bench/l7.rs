@@ -532,7 +532,8 @@ pub(super) fn variant_mut<'a>(variants: &'a mut [Variant], name: &str) -> &'a mu
         .expect("every variant is in the list")
 }
 
-/// Each of `protos` once under load and once with a single connection.
+/// Each of `protos` once under load and once with a single connection, each for
+/// [`LOAD_SECONDS`].
 pub(super) fn run_round(
     net: &BenchNet,
     work: &Path,
@@ -541,6 +542,21 @@ pub(super) fn run_round(
     dest: Dest<'_>,
     forwarder: Option<&Proc>,
     protos: &[Proto],
+) {
+    run_round_for(net, work, v, round, dest, forwarder, protos, LOAD_SECONDS);
+}
+
+/// [`run_round`] with the load under many connections running `load_seconds`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run_round_for(
+    net: &BenchNet,
+    work: &Path,
+    v: &mut Variant,
+    round: usize,
+    dest: Dest<'_>,
+    forwarder: Option<&Proc>,
+    protos: &[Proto],
+    load_seconds: u32,
 ) {
     let name = v.name;
     v.destination.get_or_insert_with(|| {
@@ -559,7 +575,13 @@ pub(super) fn run_round(
             let conns = if single { 1 } else { LOAD_CONNECTIONS };
             let label = format!("{name}-{round}-{}-{conns}", proto.key());
             let what = format!("{} {} x{conns}", proto.key(), proto.tool());
-            let result = http_load(&net.client, proto, dest, conns, &cost, work, &label);
+            let seconds = if single { LOAD_SECONDS } else { load_seconds };
+            let load = Load {
+                proto,
+                conns,
+                seconds,
+            };
+            let result = http_load(&net.client, load, dest, &cost, work, &label);
             if let Some(l) = record(&mut v.errors, name, &what, result) {
                 println!(
                     "    {name:8} {what:22} {:>8.0} req/s, p50 {:>7.1} us, p99 {:>7.1} us, {:.2} busy cores, {:.1} us CPU/req{}",
@@ -578,16 +600,28 @@ pub(super) fn run_round(
     v.rounds.push(r);
 }
 
+/// What one load sends: which protocol, over how many connections, for how long.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    proto: Proto,
+    conns: u32,
+    seconds: u32,
+}
+
 /// One bounded load from the client namespace.
 fn http_load(
     client: &Netns,
-    proto: Proto,
+    load: Load,
     dest: Dest<'_>,
-    conns: u32,
     cost: &[u32],
     work: &Path,
     label: &str,
 ) -> anyhow::Result<HttpLoad> {
+    let Load {
+        proto,
+        conns,
+        seconds,
+    } = load;
     let port = dest.port(proto);
     let addr = dest.addr;
     let log = work.join(format!("h2load-{label}.log"));
@@ -599,19 +633,19 @@ fn http_load(
         Proto::Http1 | Proto::HttpsH1 => {
             let scheme = if proto.tls() { "https" } else { "http" };
             cmd.args(["-t", "1", "-c", &conns.to_string()])
-                .args(["-d", &format!("{LOAD_SECONDS}s"), "--timeout", "5s"])
+                .args(["-d", &format!("{seconds}s"), "--timeout", "5s"])
                 .arg("--latency")
                 .arg(format!("{scheme}://{addr}:{port}/"));
         }
         Proto::H2c => {
             cmd.args(["-t", "1", "-c", &conns.to_string(), "-m", "1"])
-                .args(["-D", &LOAD_SECONDS.to_string(), "--warm-up-time", "200ms"])
+                .args(["-D", &seconds.to_string(), "--warm-up-time", "200ms"])
                 .arg(format!("--log-file={}", log.display()))
                 .arg(format!("http://{addr}:{port}/"));
         }
         Proto::HttpsH2 => {
             cmd.args(["-t", "1", "-c", &conns.to_string(), "-m", "1"])
-                .args(["-D", &LOAD_SECONDS.to_string(), "--warm-up-time", "200ms"])
+                .args(["-D", &seconds.to_string(), "--warm-up-time", "200ms"])
                 .args(["--npn-list", "h2"])
                 .arg(format!("--connect-to={addr}:{port}"))
                 .arg(format!("--log-file={}", log.display()))
@@ -621,7 +655,7 @@ fn http_load(
     let meter = CpuMeter::start(cost)?;
     let ran = run_bounded(
         cmd,
-        Duration::from_secs(u64::from(LOAD_SECONDS) + 20),
+        Duration::from_secs(u64::from(seconds) + 20),
         work,
         &format!("{}-{label}", proto.tool()),
     )?;
