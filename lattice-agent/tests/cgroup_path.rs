@@ -15,6 +15,8 @@ use lattice_tests::{EchoServer, Topology};
 const TIMEOUT: Duration = Duration::from_secs(20);
 /// Set for the child process this test runs inside the cgroup: where to connect.
 const CLIENT_ENV: &str = "LATTICE_TEST_CGROUP_CLIENT";
+/// What the child process sends (default: 20 bytes for an echo server).
+const SEND_ENV: &str = "LATTICE_TEST_CGROUP_SEND";
 
 /// Not a test of its own: the body of the child process that runs inside the VPC
 /// cgroup (a test binary re-run with a filter; without the variable it does nothing).
@@ -27,7 +29,8 @@ fn cgroup_client_process() {
     let mut s = TcpStream::connect_timeout(&vip, TIMEOUT).expect("connect to the VIP");
     s.set_read_timeout(Some(TIMEOUT)).unwrap();
     println!("PEER={}", s.peer_addr().unwrap());
-    s.write_all(b"ping from the cgroup").unwrap();
+    let send = std::env::var(SEND_ENV).unwrap_or_else(|_| "ping from the cgroup".into());
+    s.write_all(send.as_bytes()).unwrap();
     let mut buf = [0u8; 20];
     s.read_exact(&mut buf).unwrap();
     println!("ECHO={}", String::from_utf8_lossy(&buf));
@@ -311,6 +314,29 @@ targetGroups:
             "missing {line:?} in:\n{body}"
         );
     }
+
+    // getpeername() shows the VIP, not the agent's socket (the client process sends a
+    // bare HTTP request and prints what it is connected to).
+    let peer = web
+        .command_in(&host, std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "cgroup_client_process",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CLIENT_ENV, format!("{vip}:80"))
+        .env(SEND_ENV, "GET /peer HTTP/1.1\r\nhost: api\r\n\r\n")
+        .output()
+        .unwrap();
+    let peer_out = String::from_utf8_lossy(&peer.stdout);
+    assert!(
+        peer.status.success() && peer_out.contains(&format!("PEER={vip}:80")),
+        "{peer_out}\n{}",
+        String::from_utf8_lossy(&peer.stderr)
+    );
+    assert!(peer_out.contains("ECHO=HTTP/1.1 200 OK"), "{peer_out}");
 
     // A VPC that is not associated is refused at connect() (EPERM), as for TCP.
     let refused = curl_in(&other, &host, &url);
