@@ -85,15 +85,26 @@ fn try_connect4(ctx: &SockAddrContext) -> Result<i32, i64> {
     let Some(vpc) = caller_vpc() else {
         return Ok(ALLOW);
     };
-    if let Some(verdict) = to_host_site(ctx, vpc, vip, port) {
-        return verdict;
-    }
-    let Some(listener) = LT_LISTENERS_V1.get_ptr(ListenerKey {
+    let listener = LT_LISTENERS_V1.get_ptr(ListenerKey {
         vip,
         port,
         proto: PROTO_TCP as u8,
         _pad: 0,
-    }) else {
+    });
+    // A TCP listener with targets goes on below at once; L7 listeners are in the table
+    // with no slots (for tc's refusals), so those, and VIP:ports with no TCP listener,
+    // are tried as host sites first.
+    let has_slots = match listener {
+        // SAFETY: as above.
+        Some(l) => (unsafe { (*l).slots }) != 0,
+        None => false,
+    };
+    if !has_slots {
+        if let Some(verdict) = to_host_site(ctx, vpc, vip, port) {
+            return verdict;
+        }
+    }
+    let Some(listener) = listener else {
         return Ok(refuse(vpc, reason::NO_LISTENER));
     };
     // SAFETY: as above.

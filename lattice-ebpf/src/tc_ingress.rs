@@ -36,8 +36,8 @@ use lattice_common::{
 use crate::{
     maps::{
         LT_ACCESS_V1, LT_BACKENDS_V1, LT_BSTATS_V1, LT_CONFIG_V1, LT_CT_V1, LT_FLOWLOGCFG_V1,
-        LT_FLOWLOG_V1, LT_IFACES_V1, LT_IFSTATS_V1, LT_LISTENERS_V1, LT_LSTATS_V1,
-        LT_REFUSED_V1, LT_SLOTS_V1,
+        LT_FLOWLOG_V1, LT_IFACES_V1, LT_IFSTATS_V1, LT_LISTENERS_V1, LT_LSTATS_V1, LT_REFUSED_V1,
+        LT_SLOTS_V1,
     },
     packet::{parse, rewrite, set_macs, Parsed, Tcp4, TCP_ACK, TCP_SYN},
     rst::reply_rst,
