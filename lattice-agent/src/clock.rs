@@ -121,17 +121,9 @@ fn iso8601_ms_text(t: SystemTime) -> [u8; 24] {
         (17..19, rem % 60),
         (20..23, u64::from(since.subsec_millis())),
     ] {
-        put_digits(&mut text[range], value);
+        crate::decimal::put_padded(&mut text[range], value);
     }
     text
-}
-
-/// `value`'s last `digits.len()` decimal digits into `digits`, zero-padded.
-fn put_digits(digits: &mut [u8], mut value: u64) {
-    for digit in digits.iter_mut().rev() {
-        *digit = b'0' + (value % 10) as u8;
-        value /= 10;
-    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dataplane;
+pub mod decimal;
 pub mod dns;
 pub mod flowlog;
 pub mod health;

@@ -121,8 +121,10 @@ pub fn fill_request_context(
     now: SystemTime,
 ) {
     let k = &*KEYS;
-    let mut port = [0u8; 5];
-    c.insert_key(&k.port, decimal(&mut port, site.port));
+    c.insert_key(
+        &k.port,
+        crate::decimal::to_str(&mut [0; 20], u64::from(site.port)),
+    );
     c.insert_key(&k.method, parts.method.as_str());
     c.insert_key(&k.path, parts.uri.path());
     request_keys(c, reads, parts);
@@ -195,20 +197,6 @@ fn request_keys(c: &mut Context, reads: &[&RequestReads], parts: &Parts) {
             c.insert_under(&k.query, &name, &value);
         }
     }
-}
-
-/// `value` in decimal, in `digits`.
-fn decimal(digits: &mut [u8; 5], mut value: u16) -> &str {
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&digits[start..]).unwrap_or_default()
 }
 
 #[cfg(test)]

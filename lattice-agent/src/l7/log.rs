@@ -198,24 +198,29 @@ impl RequestLog {
 /// A site's fields of every record, in their place after `sourceIpPort`.
 pub fn site_fields(resolved: &Resolved, vpc: usize, network: usize, service: usize) -> String {
     let vpc = &resolved.vpcs[vpc];
-    let mut fields = JsonLine::new();
-    fields.str("sourceVpcArn", &vpc.arn);
-    fields.str("sourceVpcId", &vpc.id);
-    fields.str("serviceNetworkArn", &resolved.service_networks[network].arn);
-    fields.str("serviceArn", &resolved.services[service].arn);
-    let object = fields.finish();
-    let inner = object[1..object.len() - 1].to_owned();
-    give_back(object);
-    inner
+    fields_once(|fields| {
+        fields.str("sourceVpcArn", &vpc.arn);
+        fields.str("sourceVpcId", &vpc.id);
+        fields.str("serviceNetworkArn", &resolved.service_networks[network].arn);
+        fields.str("serviceArn", &resolved.services[service].arn);
+    })
 }
 
 /// A target group's fields of every record forwarded to it, in their place after
 /// `grpcResponseCode`.
 pub fn group_fields(config: &Config, resolved: &Resolved, group: usize) -> String {
     let vpc = config.target_groups()[group].vpc.index();
+    fields_once(|fields| {
+        fields.str("targetGroupArn", &resolved.target_groups[group].arn);
+        fields.str("destinationVpcId", &resolved.vpcs[vpc].id);
+    })
+}
+
+/// Fields made once and spliced into every record: the JSON object `write` makes,
+/// without its braces (`"a":1,"b":2`).
+fn fields_once(write: impl FnOnce(&mut JsonLine)) -> String {
     let mut fields = JsonLine::new();
-    fields.str("targetGroupArn", &resolved.target_groups[group].arn);
-    fields.str("destinationVpcId", &resolved.vpcs[vpc].id);
+    write(&mut fields);
     let object = fields.finish();
     let inner = object[1..object.len() - 1].to_owned();
     give_back(object);
@@ -346,7 +351,7 @@ impl JsonLine {
 
     fn u64(&mut self, key: &str, value: u64) {
         self.key(key);
-        push_decimal(&mut self.0, value);
+        crate::decimal::push(&mut self.0, value);
     }
 
     fn opt_u64(&mut self, key: &str, value: Option<u64>) {
@@ -367,10 +372,10 @@ impl JsonLine {
                     if i > 0 {
                         self.0.push('.');
                     }
-                    push_decimal(&mut self.0, u64::from(octet));
+                    crate::decimal::push(&mut self.0, u64::from(octet));
                 }
                 self.0.push(':');
-                push_decimal(&mut self.0, u64::from(v4.port()));
+                crate::decimal::push(&mut self.0, u64::from(v4.port()));
                 self.0.push('"');
             }
             SocketAddr::V6(v6) => {
@@ -408,21 +413,6 @@ impl JsonLine {
         self.0.push('}');
         self.0
     }
-}
-
-/// `value` in decimal.
-fn push_decimal(out: &mut String, mut value: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
 }
 
 /// `value` as a JSON string: quotes, backslashes and control characters escaped as
@@ -543,12 +533,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_and_addresses_are_written_as_the_formatter_would() {
-        for n in [0, 7, 10, 65_535, 1_000_000, u64::MAX] {
-            let mut out = String::new();
-            push_decimal(&mut out, n);
-            assert_eq!(out, n.to_string());
-        }
+    fn addresses_are_written_as_the_formatter_would() {
         for addr in [
             "10.0.0.1:80",
             "255.255.255.255:65535",
