@@ -435,7 +435,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         }
     }
     println!(
-        "    next  cheaper access log records (the control API issue), the L7 proxy's efficiency (the L7 issue)"
+        "    next  cheaper access log records (the control API issue), cheaper SigV4 requests (the auth issue), the L7 proxy's efficiency (the L7 issue)"
     );
     println!("    removing the demo topology, pins and files");
     drop(topo);
