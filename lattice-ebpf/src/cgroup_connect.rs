@@ -85,30 +85,24 @@ fn try_connect4(ctx: &SockAddrContext) -> Result<i32, i64> {
     let Some(vpc) = caller_vpc() else {
         return Ok(ALLOW);
     };
-    let listener = LT_LISTENERS_V1.get_ptr(ListenerKey {
+    let Some(listener) = LT_LISTENERS_V1.get_ptr(ListenerKey {
         vip,
         port,
         proto: PROTO_TCP as u8,
         _pad: 0,
-    });
-    // A TCP listener with targets goes on below at once; L7 listeners are in the table
-    // with no slots (for tc's refusals), so those, and VIP:ports with no TCP listener,
-    // are tried as host sites first.
-    let has_slots = match listener {
-        // SAFETY: as above.
-        Some(l) => (unsafe { (*l).slots }) != 0,
-        None => false,
-    };
-    if !has_slots {
-        if let Some(verdict) = to_host_site(ctx, vpc, vip, port) {
-            return verdict;
-        }
-    }
-    let Some(listener) = listener else {
+    }) else {
         return Ok(refuse(vpc, reason::NO_LISTENER));
     };
     // SAFETY: as above.
     let listener = unsafe { *listener };
+    // L7 listeners are in the table with no slots (for tc's refusals): one the caller's
+    // VPC has a host site for goes to the agent. Without one, the checks below refuse
+    // it as for a TCP listener (not associated, or no target).
+    if listener.slots == 0 {
+        if let Some(verdict) = to_host_site(ctx, vpc, vip, port) {
+            return verdict;
+        }
+    }
     // A host process has no VPC source address yet: the association decides, the
     // allowedCidrs (which name VPC addresses) do not apply.
     let access = Key::new(
@@ -159,9 +153,8 @@ fn try_connect4(ctx: &SockAddrContext) -> Result<i32, i64> {
 }
 
 /// A connect() to an L7 listener's VIP:port goes to the agent's proxy socket for the
-/// caller's VPC and that listener, or is refused when the VPC may not reach it (the
-/// agent writes a VPC-less entry, key 0, for the VIP:port of every L7 listener it
-/// serves). `None`: not an L7 listener's VIP:port, the TCP path decides.
+/// caller's VPC and that listener. `None`: the agent serves no such site (the VPC may
+/// not reach the listener, or its socket is not up yet).
 #[inline(always)]
 fn to_host_site(ctx: &SockAddrContext, vpc: u32, vip: u32, port: u16) -> Option<Result<i32, i64>> {
     let key = HostSiteKey {
@@ -170,11 +163,7 @@ fn to_host_site(ctx: &SockAddrContext, vpc: u32, vip: u32, port: u16) -> Option<
         port,
         _pad: 0,
     };
-    let Some(site) = LT_HOSTSITES_V1.get_ptr(&key) else {
-        let listener = HostSiteKey { vpc: 0, ..key };
-        LT_HOSTSITES_V1.get_ptr(&listener)?;
-        return Some(Ok(refuse(vpc, reason::NOT_ASSOCIATED)));
-    };
+    let site = LT_HOSTSITES_V1.get_ptr(&key)?;
     // SAFETY: a map value pointer the helper returned; copied at once.
     let site = unsafe { *site };
     // SAFETY: a plain helper call on this program's context.

@@ -105,7 +105,7 @@ pub fn maps(
             "vpc": vpc(r.vpc), "reason": r.reason, "packets": r.packets,
         })).collect::<Vec<_>>(),
         "hostSites": t.host_sites.iter().map(|h| json!({
-            "vpc": if h.vpc == 0 { "(listener)".to_owned() } else { vpc(h.vpc) },
+            "vpc": vpc(h.vpc),
             "vip": h.vip, "port": h.port, "proxyPort": h.proxy_port,
         })).collect::<Vec<_>>(),
         "flows": t.flows,

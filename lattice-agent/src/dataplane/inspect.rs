@@ -41,11 +41,10 @@ pub struct Inspection {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HostSiteRow {
-    /// 0: the listener's VPC-less entry (its VIP:port is an L7 listener's).
     pub vpc: u32,
     pub vip: Ipv4Addr,
     pub port: u16,
-    /// The proxy socket's port on `HOST_PROXY_ADDR` (0 in a VPC-less entry).
+    /// The proxy socket's port on `HOST_PROXY_ADDR`.
     pub proxy_port: u16,
 }
 

@@ -84,29 +84,24 @@ impl SiteServer {
         self.sites = sites;
     }
 
-    /// What connect4 must know of the host sites: where each one served accepts, and
-    /// a VPC-less entry (key 0) for the VIP:port of every site, so that a VPC that may
-    /// not reach a listener is told apart from a VIP:port with no listener.
+    /// What connect4 must know of the host sites: where each one served accepts.
     pub fn host_sites(&self) -> BTreeMap<HostSiteKey, HostSite> {
-        let key = |vpc: u32, site: &Site| HostSiteKey {
-            vpc,
-            vip: u32::from_ne_bytes(site.vip.octets()),
-            port: site.port.to_be(),
-            _pad: 0,
-        };
-        let listeners = self
-            .sites
-            .iter()
-            .map(|site| (key(0, site), HostSite::default()));
-        let served = self.served.values().filter_map(|served| {
-            let port = served.host_port?;
-            let entry = HostSite {
-                port: port.to_be(),
-                _pad: 0,
-            };
-            Some((key(served.site.vpc_key, &served.site), entry))
-        });
-        listeners.chain(served).collect()
+        self.served
+            .values()
+            .filter_map(|served| {
+                let key = HostSiteKey {
+                    vpc: served.site.vpc_key,
+                    vip: u32::from_ne_bytes(served.site.vip.octets()),
+                    port: served.site.port.to_be(),
+                    _pad: 0,
+                };
+                let entry = HostSite {
+                    port: served.host_port?.to_be(),
+                    _pad: 0,
+                };
+                Some((key, entry))
+            })
+            .collect()
     }
 
     /// Serves the sites of what is `attached`, stops the others. Failures are logged
