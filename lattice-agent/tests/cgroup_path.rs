@@ -113,18 +113,7 @@ targetGroups:
     let vip = agent.vip_addr("echo", 7777);
 
     let exe = std::env::current_exe().unwrap();
-    let out = cgroup
-        .command_in(&host, &exe)
-        .args([
-            "--exact",
-            "cgroup_client_process",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CLIENT_ENV, vip.to_string())
-        .output()
-        .expect("run the client in the cgroup");
+    let out = run_client(cgroup.command_in(&host, &exe), &vip.to_string(), None);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -141,18 +130,7 @@ targetGroups:
     // A target inside a namespace can't be reached by a host socket: connect() is
     // refused at once (EPERM) rather than sent along the host's default route.
     let netns_vip = agent.vip_addr("in-netns", 7778);
-    let refused = cgroup
-        .command_in(&host, &exe)
-        .args([
-            "--exact",
-            "cgroup_client_process",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CLIENT_ENV, netns_vip.to_string())
-        .output()
-        .unwrap();
+    let refused = run_client(cgroup.command_in(&host, &exe), &netns_vip.to_string(), None);
     let text = String::from_utf8_lossy(&refused.stdout).into_owned()
         + &String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{text}");
@@ -177,8 +155,22 @@ targetGroups:
     assert!(!agent.log().contains("WARN"), "{}", agent.log());
 
     // The same client outside the cgroup is not rewritten: the VIP is unreachable.
-    let plain = host
-        .command(&exe)
+    let plain = run_client(host.command(&exe), &vip.to_string(), None);
+    assert!(
+        !plain.status.success(),
+        "outside the cgroup nothing rewrites connect()"
+    );
+}
+
+/// Runs [`cgroup_client_process`] as `runner` (a command for this test binary, in or
+/// out of a cgroup and namespace), connecting to `target` and sending `send` (or the
+/// echo server's 20 bytes).
+fn run_client(
+    mut runner: std::process::Command,
+    target: &str,
+    send: Option<&str>,
+) -> std::process::Output {
+    runner
         .args([
             "--exact",
             "cgroup_client_process",
@@ -186,13 +178,11 @@ targetGroups:
             "--test-threads",
             "1",
         ])
-        .env(CLIENT_ENV, vip.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        !plain.status.success(),
-        "outside the cgroup nothing rewrites connect()"
-    );
+        .env(CLIENT_ENV, target);
+    if let Some(send) = send {
+        runner.env(SEND_ENV, send);
+    }
+    runner.output().expect("run the client process")
 }
 
 /// curl run by a process of `cgroup` inside `netns` (quiet, errors shown, at most 10 s).
@@ -317,19 +307,11 @@ targetGroups:
 
     // getpeername() shows the VIP, not the agent's socket (the client process sends a
     // bare HTTP request and prints what it is connected to).
-    let peer = web
-        .command_in(&host, std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "cgroup_client_process",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CLIENT_ENV, format!("{vip}:80"))
-        .env(SEND_ENV, "GET /peer HTTP/1.1\r\nhost: api\r\n\r\n")
-        .output()
-        .unwrap();
+    let peer = run_client(
+        web.command_in(&host, std::env::current_exe().unwrap()),
+        &format!("{vip}:80"),
+        Some("GET /peer HTTP/1.1\r\nhost: api\r\n\r\n"),
+    );
     let peer_out = String::from_utf8_lossy(&peer.stdout);
     assert!(
         peer.status.success() && peer_out.contains(&format!("PEER={vip}:80")),
