@@ -460,7 +460,7 @@ fn measure(site: &Site<'_>, v: &mut Variant, round: usize, auth: Auth) -> anyhow
         tls: 443,
         headers: &headers,
     };
-    l7::run_round_for(
+    l7::run_round(
         site.net,
         site.work,
         v,

@@ -1393,7 +1393,7 @@ fn measure_logging(
         tls: 443,
         headers: &[],
     };
-    l7::run_round_for(
+    l7::run_round(
         site.net,
         site.work,
         v,

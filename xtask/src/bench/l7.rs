@@ -417,7 +417,16 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
                         tls: BACKEND_TLS,
                         headers: &[],
                     };
-                    run_round(&net, &work.path, v, round, dest, None, &PROTOS);
+                    run_round(
+                        &net,
+                        &work.path,
+                        v,
+                        round,
+                        dest,
+                        None,
+                        &PROTOS,
+                        LOAD_SECONDS,
+                    );
                     net.remove_baseline_routes()?;
                 }
                 "haproxy" | "nginx" => {
@@ -436,7 +445,16 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
                                 tls: PEER_TLS,
                                 headers: &[],
                             };
-                            run_round(&net, &work.path, v, round, dest, Some(proc), &PROTOS);
+                            run_round(
+                                &net,
+                                &work.path,
+                                v,
+                                round,
+                                dest,
+                                Some(proc),
+                                &PROTOS,
+                                LOAD_SECONDS,
+                            );
                         }
                         Err(e) => {
                             v.errors.push(format!("round {round}: {e:#}"));
@@ -456,7 +474,16 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
                                 tls: 443,
                                 headers: &[],
                             };
-                            run_round(&net, &work.path, v, round, dest, Some(&agent), &PROTOS);
+                            run_round(
+                                &net,
+                                &work.path,
+                                v,
+                                round,
+                                dest,
+                                Some(&agent),
+                                &PROTOS,
+                                LOAD_SECONDS,
+                            );
                             if let Err(e) = agent.check_running() {
                                 v.errors.push(format!("round {round}: {e:#}"));
                             }
@@ -532,23 +559,10 @@ pub(super) fn variant_mut<'a>(variants: &'a mut [Variant], name: &str) -> &'a mu
         .expect("every variant is in the list")
 }
 
-/// Each of `protos` once under load and once with a single connection, each for
-/// [`LOAD_SECONDS`].
-pub(super) fn run_round(
-    net: &BenchNet,
-    work: &Path,
-    v: &mut Variant,
-    round: usize,
-    dest: Dest<'_>,
-    forwarder: Option<&Proc>,
-    protos: &[Proto],
-) {
-    run_round_for(net, work, v, round, dest, forwarder, protos, LOAD_SECONDS);
-}
-
-/// [`run_round`] with the load under many connections running `load_seconds`.
+/// Each of `protos` once under load (for `load_seconds`) and once with a single
+/// connection (for [`LOAD_SECONDS`]).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn run_round_for(
+pub(super) fn run_round(
     net: &BenchNet,
     work: &Path,
     v: &mut Variant,
