@@ -224,6 +224,32 @@ fn run_refuses_a_bad_document_before_touching_the_kernel() {
 }
 
 #[test]
+fn run_refuses_a_host_netns_it_cannot_open_before_touching_the_kernel() {
+    let mut topo = Topology::new().expect("topology (needs root)");
+    let root = topo.bpffs_root("agent").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lattice.yaml");
+    std::fs::copy(data("config-contract.yaml"), &config).unwrap();
+    let out = Command::new(AGENT)
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--bpffs-root")
+        .arg(&root)
+        .args(["--host-netns", "/nonexistent/netns"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--host-netns /nonexistent/netns"),
+        "{stderr}"
+    );
+    assert!(!root.exists(), "nothing pinned for a refused flag");
+}
+
+#[test]
 fn run_names_missing_key_and_certificate_files() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("lattice.yaml");

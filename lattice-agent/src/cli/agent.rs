@@ -132,6 +132,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         "--max-flows {}: must be between 1024 and 16777216",
         args.max_flows
     );
+    if let Some(netns) = &args.host_netns {
+        // Checked before anything starts: the host sites would only retry it forever.
+        std::fs::File::open(netns)
+            .with_context(|| format!("--host-netns {}: cannot open it", netns.display()))?;
+    }
     let state_dir = state::StateDir::open(&args.state_dir)
         .with_context(|| format!("opening state directory {}", args.state_dir.display()))?;
     let vips = resolve::VipAllocations::load(&state_dir)?;
