@@ -374,8 +374,9 @@ fn lattice_cli_and_api_change_a_running_agent() {
     }
     let log = files.path().join("access.jsonl");
     let rotated = files.path().join("access.jsonl.1");
+    // A rotation renames the file, then starts the next one: both exist once it is done.
     assert!(
-        eventually(TIMEOUT, || rotated.exists()),
+        eventually(TIMEOUT, || rotated.exists() && log.exists()),
         "no rotated log file next to {}",
         log.display()
     );
