@@ -30,7 +30,7 @@ use std::{
 use hmac::{Hmac, Mac};
 
 use crate::clock::{format_amz_date, parse_amz_date};
-use http::{request::Parts, HeaderMap};
+use http::{header, request::Parts, HeaderMap, HeaderName};
 use sha2::{Digest, Sha256};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -45,6 +45,11 @@ pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 pub const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
 /// The SHA-256 of an empty body, in hex.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+// The headers SigV4 reads, named once (a name given as text is parsed at each lookup).
+const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
+const X_AMZ_CONTENT_SHA256: HeaderName = HeaderName::from_static("x-amz-content-sha256");
+const X_AMZ_SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-amz-security-token");
 
 /// Why a signed request is refused. The messages are AWS's where AWS has one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,10 +161,16 @@ pub struct Authorization<'a> {
     pub date: &'a str,
     pub region: &'a str,
     pub service: &'a str,
-    pub signed_headers: Vec<&'a str>,
+    /// The SignedHeaders value as sent (`a;b;c`: lowercase, none empty).
+    pub signed_headers: &'a str,
     pub signature: [u8; 32],
-    /// The SignedHeaders value as sent (`a;b;c`).
-    signed_headers_raw: &'a str,
+}
+
+impl<'a> Authorization<'a> {
+    /// The names of the signed headers, in their order.
+    pub fn signed_header_names(&self) -> impl Iterator<Item = &'a str> {
+        self.signed_headers.split(';')
+    }
 }
 
 /// Whether a request claims to be SigV4-signed (an `Authorization` header of this
@@ -220,13 +231,10 @@ pub fn parse_authorization(value: &str) -> Result<Authorization<'_>, SigV4Error>
             "Credential {credential:?} must end in aws4_request"
         )));
     }
-    let mut decoded = [0u8; 32];
-    hex::decode_to_slice(signature, &mut decoded)
-        .map_err(|_| SigV4Error::Malformed("Signature must be 64 hex digits".into()))?;
-    let signature = decoded;
-    let signed_headers: Vec<&str> = signed.split(';').collect();
-    if signed_headers
-        .iter()
+    let signature = decode_signature(signature)
+        .ok_or_else(|| SigV4Error::Malformed("Signature must be 64 hex digits".into()))?;
+    if signed
+        .split(';')
         .any(|h| h.is_empty() || h.bytes().any(|b| b.is_ascii_uppercase()))
     {
         return Err(SigV4Error::Malformed(format!(
@@ -238,10 +246,25 @@ pub fn parse_authorization(value: &str) -> Result<Authorization<'_>, SigV4Error>
         date,
         region,
         service,
-        signed_headers,
+        signed_headers: signed,
         signature,
-        signed_headers_raw: signed,
     })
+}
+
+/// 64 hex digits (either case) as the 32 bytes of a signature.
+fn decode_signature(hex: &str) -> Option<[u8; 32]> {
+    let digits: &[u8; 64] = hex.as_bytes().try_into().ok()?;
+    let nibble = |d: u8| match d {
+        b'0'..=b'9' => Some(d - b'0'),
+        b'a'..=b'f' => Some(d - b'a' + 10),
+        b'A'..=b'F' => Some(d - b'A' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
 }
 
 /// What remains to check once the head verified.
@@ -266,7 +289,7 @@ impl<'a> Payload<'a> {
     /// The claimed payload hash of a request, if it names one.
     pub fn claimed(headers: &'a HeaderMap) -> Option<Payload<'a>> {
         headers
-            .get("x-amz-content-sha256")
+            .get(X_AMZ_CONTENT_SHA256)
             .and_then(|v| v.to_str().ok())
             .map(|v| Payload::Claimed(v.trim()))
     }
@@ -287,7 +310,7 @@ pub fn verify<'k, T>(
         .and_then(|v| v.to_str().ok())
         .ok_or(SigV4Error::Incomplete("an Authorization header"))?;
     let auth = parse_authorization(header)?;
-    if parts.headers.contains_key("x-amz-security-token") {
+    if parts.headers.contains_key(X_AMZ_SECURITY_TOKEN) {
         return Err(SigV4Error::SessionToken);
     }
     let key = keyring
@@ -315,7 +338,7 @@ pub fn verify<'k, T>(
     };
     if skew > MAX_SKEW {
         return Err(SigV4Error::Expired {
-            request_time: amz_date,
+            request_time: amz_date.into_owned(),
             now: format_amz_date(now),
         });
     }
@@ -326,13 +349,13 @@ pub fn verify<'k, T>(
             got: auth.date.into(),
         });
     }
-    if !auth.signed_headers.contains(&"host") {
+    if !auth.signed_header_names().any(|h| h == "host") {
         return Err(SigV4Error::HostNotSigned);
     }
     let payload_hash = match payload {
         Payload::Claimed(v) | Payload::Hashed(v) => v,
     };
-    let canonical_headers = canonical_headers(parts, &auth.signed_headers)?;
+    let canonical_headers = canonical_headers(parts, auth.signed_header_names())?;
     let uri = canonical_uri(parts.uri.path());
     let keyed = key.signing_mac(auth.date, &keyring.region);
     let query = parts.uri.query().unwrap_or("");
@@ -355,7 +378,7 @@ pub fn verify<'k, T>(
             "\n",
             &canonical_headers,
             "\n",
-            auth.signed_headers_raw,
+            auth.signed_headers,
             "\n",
             payload_hash,
         ] {
@@ -410,14 +433,14 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 
 /// The request's signing time: `x-amz-date` (`20261124T234007Z`), or else `Date`
 /// (RFC 9110 format). Returned as the x-amz-date string and as a time.
-fn request_time(headers: &HeaderMap) -> Result<(String, SystemTime), SigV4Error> {
-    if let Some(v) = headers.get("x-amz-date") {
+fn request_time(headers: &HeaderMap) -> Result<(Cow<'_, str>, SystemTime), SigV4Error> {
+    if let Some(v) = headers.get(X_AMZ_DATE) {
         let text = v
             .to_str()
             .map_err(|_| SigV4Error::BadDate(format!("{v:?}")))?
             .trim();
         let time = parse_amz_date(text).ok_or_else(|| SigV4Error::BadDate(text.to_owned()))?;
-        return Ok((text.to_owned(), time));
+        return Ok((Cow::Borrowed(text), time));
     }
     let v = headers
         .get(http::header::DATE)
@@ -427,21 +450,31 @@ fn request_time(headers: &HeaderMap) -> Result<(String, SystemTime), SigV4Error>
         .map_err(|_| SigV4Error::BadDate(format!("{v:?}")))?;
     let time =
         httpdate::parse_http_date(text.trim()).map_err(|_| SigV4Error::BadDate(text.to_owned()))?;
-    Ok((format_amz_date(time), time))
+    Ok((Cow::Owned(format_amz_date(time)), time))
 }
 
 /// `name:value\n` for each signed header, in the order SignedHeaders lists them.
-fn canonical_headers(parts: &Parts, signed: &[&str]) -> Result<String, SigV4Error> {
+fn canonical_headers<'a>(
+    parts: &Parts,
+    signed: impl Iterator<Item = &'a str>,
+) -> Result<String, SigV4Error> {
     let mut out = String::with_capacity(256);
     for name in signed {
         out.push_str(name);
         out.push(':');
-        let mut values = parts.headers.get_all(*name).iter().peekable();
+        // The names every signer signs are looked up without parsing them.
+        let values = match name {
+            "host" => parts.headers.get_all(header::HOST),
+            "x-amz-date" => parts.headers.get_all(X_AMZ_DATE),
+            "x-amz-content-sha256" => parts.headers.get_all(X_AMZ_CONTENT_SHA256),
+            other => parts.headers.get_all(other),
+        };
+        let mut values = values.iter().peekable();
         if values.peek().is_none() {
             // HTTP/2 carries the host in `:authority`, which hyper puts in the URI.
-            match (*name, parts.uri.authority()) {
+            match (name, parts.uri.authority()) {
                 ("host", Some(authority)) => out.push_str(authority.as_str()),
-                _ => return Err(SigV4Error::SignedHeaderMissing((*name).to_owned())),
+                _ => return Err(SigV4Error::SignedHeaderMissing(name.to_owned())),
             }
         }
         let mut first = true;
@@ -658,7 +691,7 @@ mod tests {
         names.sort();
         names.dedup();
         let signed: Vec<&str> = names.iter().map(String::as_str).collect();
-        let ch = canonical_headers(parts, &signed).unwrap();
+        let ch = canonical_headers(parts, signed.iter().copied()).unwrap();
         let cr = format!(
             "{}\n{}\n{}\n{ch}\n{}\n{payload}",
             parts.method,
