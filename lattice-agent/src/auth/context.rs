@@ -17,9 +17,9 @@
 //! | `aws:CurrentTime` | now, ISO 8601 UTC |
 //! | `aws:SecureTransport` | `true` on TLS connections |
 //!
-//! Request headers and query parameters go into the context only when a policy being
-//! evaluated reads them ([`RequestReads`], found once per policy): a key no condition
-//! reads cannot change a decision, and a request carries a dozen headers.
+//! A key goes into the context only when a policy being evaluated reads it
+//! ([`RequestReads`], found once per policy): a key no condition reads cannot change a
+//! decision, and a request carries a dozen headers.
 
 use std::{sync::LazyLock, time::SystemTime};
 
@@ -36,9 +36,50 @@ use crate::{
 const HEADER_PREFIX: &str = "vpc-lattice-svcs:requestheader/";
 const QUERY_PREFIX: &str = "vpc-lattice-svcs:requestquerystring/";
 
-/// The request headers and query parameters a policy's conditions read.
+const PRINCIPAL_TAG_PREFIX: &str = "aws:principaltag/";
+
+/// The keys of a request that are not per header or query parameter, in the order of
+/// [`FIXED_KEYS`]; `PrincipalTag` stands for every `aws:PrincipalTag/<key>`.
+#[derive(Debug, Clone, Copy)]
+enum Fixed {
+    Port,
+    Method,
+    Path,
+    ServiceArn,
+    NetworkArn,
+    SourceVpc,
+    SourceVpcOwner,
+    PrincipalType,
+    PrincipalAccount,
+    PrincipalArn,
+    PrincipalTag,
+    SourceIp,
+    CurrentTime,
+    SecureTransport,
+}
+
+const FIXED_KEYS: [&str; 14] = [
+    "vpc-lattice-svcs:Port",
+    "vpc-lattice-svcs:RequestMethod",
+    "vpc-lattice-svcs:RequestPath",
+    "vpc-lattice-svcs:ServiceArn",
+    "vpc-lattice-svcs:ServiceNetworkArn",
+    "vpc-lattice-svcs:SourceVpc",
+    "vpc-lattice-svcs:SourceVpcOwnerAccount",
+    "aws:PrincipalType",
+    "aws:PrincipalAccount",
+    "aws:PrincipalArn",
+    PRINCIPAL_TAG_PREFIX,
+    "aws:SourceIp",
+    "aws:CurrentTime",
+    "aws:SecureTransport",
+];
+
+/// The keys a policy's conditions read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestReads {
+    /// One bit per [`Fixed`] key.
+    fixed: u16,
     headers: Vec<HeaderName>,
     /// Lowercased, as the context compares keys.
     queries: Vec<Box<str>>,
@@ -46,65 +87,52 @@ pub struct RequestReads {
 
 /// Reads nothing (a level whose auth type is NONE).
 pub static NO_READS: RequestReads = RequestReads {
+    fixed: 0,
     headers: Vec::new(),
     queries: Vec::new(),
 };
 
 impl RequestReads {
     pub fn of(policy: &lattice_policy::Policy) -> RequestReads {
-        let mut headers = Vec::new();
-        let mut queries = Vec::new();
+        let mut reads = RequestReads::default();
+        // The policy's keys are lowercased.
         for key in policy.condition_keys() {
             if let Some(name) = key.strip_prefix(HEADER_PREFIX) {
                 // A name no header can have is a key no request has.
                 if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
-                    headers.push(name);
+                    reads.headers.push(name);
                 }
             } else if let Some(name) = key.strip_prefix(QUERY_PREFIX) {
-                queries.push(name.into());
+                reads.queries.push(name.into());
+            } else if key.starts_with(PRINCIPAL_TAG_PREFIX) {
+                reads.fixed |= Fixed::PrincipalTag.bit();
+            } else if let Some(i) = FIXED_KEYS.iter().position(|k| k.eq_ignore_ascii_case(key)) {
+                reads.fixed |= 1 << i;
             }
+            // Any other key is one no request of lattice's has.
         }
-        RequestReads { headers, queries }
+        reads
     }
 }
 
-/// The keys every context holds, lowercased and hashed once.
+impl Fixed {
+    fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+/// The keys of [`Fixed`], lowercased and hashed once, and the prefixes of the keys per
+/// header and query parameter.
 struct Keys {
-    port: ContextKey,
-    method: ContextKey,
-    path: ContextKey,
+    fixed: [ContextKey; 14],
     header: ContextKey,
     query: ContextKey,
-    service_arn: ContextKey,
-    network_arn: ContextKey,
-    source_vpc: ContextKey,
-    source_vpc_owner: ContextKey,
-    principal_type: ContextKey,
-    principal_account: ContextKey,
-    principal_arn: ContextKey,
-    principal_tag: ContextKey,
-    source_ip: ContextKey,
-    current_time: ContextKey,
-    secure_transport: ContextKey,
 }
 
 static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
-    port: ContextKey::new("vpc-lattice-svcs:Port"),
-    method: ContextKey::new("vpc-lattice-svcs:RequestMethod"),
-    path: ContextKey::new("vpc-lattice-svcs:RequestPath"),
+    fixed: FIXED_KEYS.map(ContextKey::new),
     header: ContextKey::new(HEADER_PREFIX),
     query: ContextKey::new(QUERY_PREFIX),
-    service_arn: ContextKey::new("vpc-lattice-svcs:ServiceArn"),
-    network_arn: ContextKey::new("vpc-lattice-svcs:ServiceNetworkArn"),
-    source_vpc: ContextKey::new("vpc-lattice-svcs:SourceVpc"),
-    source_vpc_owner: ContextKey::new("vpc-lattice-svcs:SourceVpcOwnerAccount"),
-    principal_type: ContextKey::new("aws:PrincipalType"),
-    principal_account: ContextKey::new("aws:PrincipalAccount"),
-    principal_arn: ContextKey::new("aws:PrincipalArn"),
-    principal_tag: ContextKey::new("aws:PrincipalTag/"),
-    source_ip: ContextKey::new("aws:SourceIp"),
-    current_time: ContextKey::new("aws:CurrentTime"),
-    secure_transport: ContextKey::new("aws:SecureTransport"),
 });
 
 /// The condition keys of one request that the policies of `reads` can read, into `c`
@@ -121,47 +149,67 @@ pub fn fill_request_context(
     now: SystemTime,
 ) {
     let k = &*KEYS;
-    c.insert_key(
-        &k.port,
+    let read = reads.iter().fold(0, |bits, r| bits | r.fixed);
+    let mut insert = |key: Fixed, value: &str| {
+        if read & key.bit() != 0 {
+            c.insert_key(&k.fixed[key as usize], value);
+        }
+    };
+    insert(
+        Fixed::Port,
         crate::decimal::to_str(&mut [0; 20], u64::from(site.port)),
     );
-    c.insert_key(&k.method, parts.method.as_str());
-    c.insert_key(&k.path, parts.uri.path());
-    request_keys(c, reads, parts);
-    c.insert_key(&k.service_arn, resolved.services[site.service].arn.as_str());
-    c.insert_key(
-        &k.network_arn,
+    insert(Fixed::Method, parts.method.as_str());
+    insert(Fixed::Path, parts.uri.path());
+    insert(
+        Fixed::ServiceArn,
+        resolved.services[site.service].arn.as_str(),
+    );
+    insert(
+        Fixed::NetworkArn,
         resolved.service_networks[site.network].arn.as_str(),
     );
     let vpc = &resolved.vpcs[site.vpc];
-    c.insert_key(&k.source_vpc, vpc.id.as_str());
-    c.insert_key(&k.source_vpc_owner, vpc.account.as_str());
+    insert(Fixed::SourceVpc, vpc.id.as_str());
+    insert(Fixed::SourceVpcOwner, vpc.account.as_str());
     match caller {
-        Caller::Anonymous => c.insert_key(&k.principal_type, "Anonymous"),
+        Caller::Anonymous => insert(Fixed::PrincipalType, "Anonymous"),
         Caller::Authenticated { principal, .. } => {
             let kind = match principal.kind {
                 PrincipalType::Role => "AssumedRole",
                 PrincipalType::User => "User",
             };
-            c.insert_key(&k.principal_type, kind);
-            c.insert_key(&k.principal_account, principal.account.as_str());
-            c.insert_key(&k.principal_arn, principal.arn.as_str());
+            insert(Fixed::PrincipalType, kind);
+            insert(Fixed::PrincipalAccount, principal.account.as_str());
+            insert(Fixed::PrincipalArn, principal.arn.as_str());
+        }
+    }
+    if read & Fixed::SourceIp.bit() != 0 {
+        // x-forwarded-for holds the same text, made once per connection.
+        match conn.headers.forwarded_for.to_str() {
+            Ok(ip) => insert(Fixed::SourceIp, ip),
+            Err(_) => insert(Fixed::SourceIp, &conn.peer.ip().to_string()),
+        }
+    }
+    if read & Fixed::CurrentTime.bit() != 0 {
+        let now = crate::clock::iso8601_text(now);
+        insert(
+            Fixed::CurrentTime,
+            std::str::from_utf8(&now).unwrap_or_default(),
+        );
+    }
+    insert(
+        Fixed::SecureTransport,
+        if conn.tls { "true" } else { "false" },
+    );
+    if read & Fixed::PrincipalTag.bit() != 0 {
+        if let Caller::Authenticated { principal, .. } = caller {
             for (tag, value) in &principal.tags {
-                c.insert_under(&k.principal_tag, tag, value);
+                c.insert_under(&k.fixed[Fixed::PrincipalTag as usize], tag, value);
             }
         }
     }
-    // x-forwarded-for holds the same text, made once per connection.
-    match conn.headers.forwarded_for.to_str() {
-        Ok(ip) => c.insert_key(&k.source_ip, ip),
-        Err(_) => c.insert_key(&k.source_ip, &conn.peer.ip().to_string()),
-    }
-    let now = crate::clock::iso8601_text(now);
-    c.insert_key(
-        &k.current_time,
-        std::str::from_utf8(&now).unwrap_or_default(),
-    );
-    c.insert_key(&k.secure_transport, if conn.tls { "true" } else { "false" });
+    request_keys(c, reads, parts);
 }
 
 /// The request headers and query parameters some policy of `reads` reads (query
@@ -210,6 +258,118 @@ mod tests {
                 "Condition": {condition}}}}}"#
         );
         lattice_policy::parse(&serde_json::from_str(&document).unwrap()).unwrap()
+    }
+
+    /// The context of a signed `GET /orders` from vpc-web to service api through
+    /// network shop, for `policy`.
+    fn filled(policy: &lattice_policy::Policy) -> Context {
+        let yaml = r#"
+accounts: [{ id: "111111111111" }]
+vpcs:
+  - { name: vpc-web, account: "111111111111", cidr: 10.91.0.0/16, attachments: [{ netns: web }] }
+serviceNetworks:
+  - { name: shop, account: "111111111111", authType: NONE, vpcAssociations: [{ vpc: vpc-web }], serviceAssociations: [api] }
+services:
+  - name: api
+    account: "111111111111"
+    authType: NONE
+    listeners: [{ name: http, protocol: HTTP, port: 80, defaultAction: { fixedResponse: { statusCode: 404 } } }]
+"#;
+        let config = crate::config::parse_str(yaml, std::path::Path::new("t.yaml")).unwrap();
+        let resolved = crate::resolve::resolve(
+            &config,
+            &crate::resolve::Settings::default(),
+            &mut crate::resolve::VipAllocations::default(),
+        )
+        .unwrap();
+        let site = crate::l7::sites::sites(&config, &resolved).remove(0);
+        let peer = std::net::SocketAddr::from(([10, 91, 0, 7], 40000));
+        let conn = Connection {
+            peer,
+            tls: false,
+            certified: Caller::Anonymous,
+            sni: None,
+            tls_version: None,
+            headers: crate::l7::authz::ConnectionHeaders::new(peer, &site, &resolved),
+        };
+        let principal = super::super::identity::Principal::new(
+            "arn:lattice:iam::111111111111:role/web".into(),
+            "111111111111".into(),
+            PrincipalType::Role,
+            [("team".to_owned(), "shop".to_owned())].into(),
+        );
+        let caller = Caller::Authenticated {
+            principal: std::sync::Arc::new(principal),
+            proof: super::super::identity::Proof::Signature {
+                access_key_id: "LKIAWEB0000000000001".into(),
+            },
+        };
+        let (parts, ()) = http::Request::get("/orders").body(()).unwrap().into_parts();
+        let mut c = Context::new();
+        let reads = RequestReads::of(policy);
+        fill_request_context(
+            &mut c,
+            &[&NO_READS, &reads],
+            &resolved,
+            &site,
+            &conn,
+            &parts,
+            &caller,
+            SystemTime::UNIX_EPOCH,
+        );
+        c
+    }
+
+    #[test]
+    fn every_fixed_key_a_policy_reads_has_its_value() {
+        let keys = FIXED_KEYS
+            .iter()
+            .map(|k| format!(r#""{k}": "*""#))
+            .chain([r#""aws:PrincipalTag/Team": "*""#.to_owned()])
+            .collect::<Vec<_>>()
+            .join(", ");
+        let c = filled(&policy(&format!(r#"{{"StringLike": {{{keys}}}}}"#)));
+        let value = |key: &str| c.values(key).collect::<Vec<_>>().join(",");
+        assert_eq!(value("vpc-lattice-svcs:Port"), "80");
+        assert_eq!(value("vpc-lattice-svcs:RequestMethod"), "GET");
+        assert_eq!(value("vpc-lattice-svcs:RequestPath"), "/orders");
+        assert!(value("vpc-lattice-svcs:ServiceArn").contains(":service/svc-"));
+        assert!(value("vpc-lattice-svcs:ServiceNetworkArn").contains(":servicenetwork/"));
+        assert!(value("vpc-lattice-svcs:SourceVpc").starts_with("vpc-"));
+        assert_eq!(
+            value("vpc-lattice-svcs:SourceVpcOwnerAccount"),
+            "111111111111"
+        );
+        assert_eq!(value("aws:PrincipalType"), "AssumedRole");
+        assert_eq!(value("aws:PrincipalAccount"), "111111111111");
+        assert_eq!(
+            value("aws:PrincipalArn"),
+            "arn:lattice:iam::111111111111:role/web"
+        );
+        assert_eq!(value("aws:PrincipalTag/team"), "shop");
+        assert_eq!(value("aws:SourceIp"), "10.91.0.7");
+        assert_eq!(value("aws:CurrentTime"), "1970-01-01T00:00:00Z");
+        assert_eq!(value("aws:SecureTransport"), "false");
+    }
+
+    #[test]
+    fn fixed_keys_no_policy_reads_stay_out() {
+        let c = filled(&policy(
+            r#"{"IpAddress": {"aws:SourceIp": "10.91.0.0/16"}, "Bool": {"aws:SecureTransport": "false"}}"#,
+        ));
+        assert_eq!(c.values("aws:SourceIp").collect::<Vec<_>>(), ["10.91.0.7"]);
+        assert_eq!(
+            c.values("aws:securetransport").collect::<Vec<_>>(),
+            ["false"]
+        );
+        for unread in [
+            "vpc-lattice-svcs:Port",
+            "aws:PrincipalArn",
+            "aws:CurrentTime",
+            "aws:PrincipalTag/team",
+        ] {
+            assert!(!c.contains(unread), "{unread}");
+        }
     }
 
     #[test]
