@@ -38,6 +38,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use lattice_policy::StatementId;
 
 use super::{
+    answer::Answer,
     authz::{Connection, Level},
     proxy::ProxyBody,
     sites::Site,
@@ -48,6 +49,8 @@ use crate::{
     config::Config,
     resolve::Resolved,
 };
+
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
 /// What the pipeline learned about a request, for its record.
 #[derive(Debug, Default)]
@@ -94,7 +97,7 @@ impl RequestLog {
         bytes_in: u64,
         started: Instant,
     ) -> RequestLog {
-        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
         let path = req
             .uri()
             .path_and_query()
@@ -104,7 +107,7 @@ impl RequestLog {
         line.str("requestMethod", req.method().as_str());
         line.str("requestPath", path);
         line.str("protocol", protocol(req.version()));
-        line.opt_str("userAgent", header("user-agent"));
+        line.opt_str("userAgent", header(http::header::USER_AGENT));
         line.u64("bytesReceived", bytes_in);
         line.addr("sourceIpPort", conn.peer);
         line.fields(&site.log_fields);
@@ -122,7 +125,7 @@ impl RequestLog {
     /// `group_fields` are the forward's target group's fields ([`group_fields`]).
     pub fn finish(
         mut self,
-        response: Response<ProxyBody>,
+        response: Response<Answer>,
         facts: Facts,
         group_fields: Option<&str>,
         logs: Arc<AccessLogs>,
@@ -133,7 +136,7 @@ impl RequestLog {
         r.u64("responseCode", u64::from(response.status().as_u16()));
         let grpc = response
             .headers()
-            .get("grpc-status")
+            .get(GRPC_STATUS)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u32>().ok());
         r.opt_u64("grpcResponseCode", grpc.map(u64::from));
@@ -191,7 +194,7 @@ impl RequestLog {
                 network: site.network,
             }),
         };
-        Response::from_parts(parts, http_body_util::BodyExt::boxed(body))
+        Response::from_parts(parts, ProxyBody::new(body))
     }
 }
 
@@ -481,7 +484,7 @@ impl Pending {
 /// A response body that counts what it sends and writes the request's record when it
 /// ends or is dropped (a client that went away still gets its record).
 struct Logged {
-    inner: ProxyBody,
+    inner: Answer,
     sent: u64,
     log: Option<Pending>,
 }

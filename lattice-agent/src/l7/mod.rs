@@ -15,11 +15,13 @@
 //! | [`authz`] | authn/authz | the caller (signature, certificate, anonymous), then the network's and the service's auth policies |
 //! | [`route`] | rule, target pick | which rule of a listener takes a request, and which target group of a forward gets it |
 //! | [`proxy`] | the pipeline | serving connections, picking targets, forwarding, answering errors |
+//! | [`answer`] | forward | the body of the pipeline's answer: the target's, or the proxy's own text |
 //! | [`serve`] | accept | starting and stopping sites as namespaces and the config come and go |
 //! | [`switch`] | accept | which proxy generation (config) new connections and requests get |
 //! | [`balance`] | target pick | round robin or least outstanding requests within a group |
 //! | [`upstream`] | forward | pooled clients that connect from the target's namespace |
 //! | [`log`] | log | one access log record per request, with Lattice's fields and the auth decision |
+pub mod answer;
 pub mod authz;
 pub mod balance;
 pub mod listen;

@@ -18,10 +18,8 @@ use std::{
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use http::{
-    header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
-};
-use http_body_util::{combinators::BoxBody, BodyExt as _, Full};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version};
+use http_body_util::combinators::BoxBody;
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -32,6 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::{
+    answer::{plain, Answer},
     authz::{self, Connection, ConnectionHeaders, Refusal},
     balance::{pick, BytesOut, Outstanding, Tracked},
     log::{AuthOutcome, Facts, RequestLog},
@@ -76,25 +75,36 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The body of every response the proxy sends.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
+// Lattice's header names, made once: a name given as text is parsed and checked each
+// time a header map is asked for it.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_FOR_PORT: HeaderName = HeaderName::from_static("x-forwarded-for-port");
+const X_FORWARDED_FOR_PROTO: HeaderName = HeaderName::from_static("x-forwarded-for-proto");
+const X_AMZN_LATTICE_IDENTITY: HeaderName = HeaderName::from_static("x-amzn-lattice-identity");
+const X_AMZN_LATTICE_IDENTITY_TAGS: HeaderName =
+    HeaderName::from_static("x-amzn-lattice-identity-tags");
+const X_AMZN_LATTICE_NETWORK: HeaderName = HeaderName::from_static("x-amzn-lattice-network");
+const X_AMZN_LATTICE_TARGET: HeaderName = HeaderName::from_static("x-amzn-lattice-target");
+
 /// Headers a caller may not set: Lattice removes them from incoming requests so they
 /// cannot be spoofed, and sets its own.
-const CALLER_HEADERS: [&str; 4] = [
-    "x-amzn-lattice-identity",
-    "x-amzn-lattice-identity-tags",
-    "x-amzn-lattice-network",
-    "x-amzn-lattice-target",
+const CALLER_HEADERS: [HeaderName; 4] = [
+    X_AMZN_LATTICE_IDENTITY,
+    X_AMZN_LATTICE_IDENTITY_TAGS,
+    X_AMZN_LATTICE_NETWORK,
+    X_AMZN_LATTICE_TARGET,
 ];
 
 /// Hop-by-hop headers (RFC 9110 7.6.1): they describe one connection, not the request.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
 ];
 
 /// The proxy could not be set up.
@@ -342,7 +352,7 @@ impl Proxy {
                         let mut gone = plain(503, "the listener no longer exists\n");
                         gone.headers_mut()
                             .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                        gone
+                        gone.map(BoxBody::new)
                     }
                 })
             }
@@ -562,7 +572,7 @@ impl Proxy {
             bytes_in,
         );
         let Some(log) = log else {
-            return response;
+            return response.map(BoxBody::new);
         };
         let group_fields = facts
             .target_group
@@ -577,7 +587,7 @@ impl Proxy {
         conn: &Connection,
         req: Request<Incoming>,
         facts: &mut Facts,
-    ) -> Response<ProxyBody> {
+    ) -> Response<Answer> {
         let peer = conn.peer;
         let listener = &self.config.services()[site.service].listeners[site.listener];
         let (mut parts, body) = req.into_parts();
@@ -664,7 +674,7 @@ impl Proxy {
                     service: site.service,
                     group: group_ref.index(),
                 };
-                response.map(|b| Tracked::new(b.boxed(), in_flight, counted).boxed())
+                response.map(|b| Answer::Target(Tracked::new(b, in_flight, counted)))
             }
             Ok(Err(e)) => {
                 debug!(%target, error = %e, "forwarding failed");
@@ -697,24 +707,24 @@ impl Proxy {
             }
         }
         for name in HOP_BY_HOP.iter().chain(&CALLER_HEADERS) {
-            headers.remove(*name);
+            headers.remove(name);
         }
         // Values that only depend on the connection and the site are made once.
         let values = &conn.headers;
-        headers.insert("x-forwarded-for", values.forwarded_for.clone());
-        headers.insert("x-forwarded-for-port", values.port.clone());
+        headers.insert(X_FORWARDED_FOR, values.forwarded_for.clone());
+        headers.insert(X_FORWARDED_FOR_PORT, values.port.clone());
         headers.insert(
-            "x-forwarded-for-proto",
+            X_FORWARDED_FOR_PROTO,
             HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
         );
-        headers.insert("x-amzn-lattice-network", values.network.clone());
+        headers.insert(X_AMZN_LATTICE_NETWORK, values.network.clone());
         if let Some(target) = self.target_headers.get(&(site.network, group.index())) {
-            headers.insert("x-amzn-lattice-target", target.clone());
+            headers.insert(X_AMZN_LATTICE_TARGET, target.clone());
         }
         let (identity, tags) = caller.identity_values();
         for (name, value) in [
-            ("x-amzn-lattice-identity", identity),
-            ("x-amzn-lattice-identity-tags", tags),
+            (X_AMZN_LATTICE_IDENTITY, identity),
+            (X_AMZN_LATTICE_IDENTITY_TAGS, tags),
         ] {
             if let Some(value) = value {
                 headers.insert(name, value);
@@ -779,21 +789,6 @@ impl NoTarget {
 }
 
 /// The answer to a request the auth phase refused: Lattice's exception text.
-fn refusal_response(refusal: &Refusal) -> Response<ProxyBody> {
+fn refusal_response(refusal: &Refusal) -> Response<Answer> {
     plain(refusal.status(), format!("{refusal}\n"))
-}
-
-/// A short plain-text response of the proxy's own.
-fn plain(status: u16, text: impl Into<Bytes>) -> Response<ProxyBody> {
-    let mut response = Response::new(
-        Full::new(text.into())
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
