@@ -170,28 +170,33 @@ impl Denied {
 
 /// The outcome of the phase for an admitted request.
 #[derive(Debug)]
-pub struct Admitted {
-    pub caller: Caller,
+pub struct Admitted<'a> {
+    /// Borrowed from the keyring or the connection: a request does not touch the
+    /// principal's reference count, which every worker thread shares.
+    pub caller: &'a Caller,
     pub body: ForwardBody,
     /// The statements that allowed it (network, service), for the access log.
     pub allowed_by: Vec<(Level, StatementId)>,
 }
 
+/// The caller of requests that prove nothing.
+static ANONYMOUS: Caller = Caller::Anonymous;
+
 /// Runs the phase for one request.
-pub async fn check(
+pub async fn check<'a>(
     config: &Config,
     resolved: &Resolved,
-    auth: &Authenticator,
+    auth: &'a Authenticator,
     site: &Site,
-    conn: &Connection,
+    conn: &'a Connection,
     parts: &Parts,
     body: Incoming,
-) -> Result<Admitted, Refusal> {
+) -> Result<Admitted<'a>, Refusal> {
     let network_iam = config.service_networks()[site.network].auth.auth_type() == AuthType::AwsIam;
     let service_iam = config.services()[site.service].auth.auth_type() == AuthType::AwsIam;
     if !network_iam && !service_iam {
         return Ok(Admitted {
-            caller: Caller::Anonymous,
+            caller: &ANONYMOUS,
             body: Either::Left(body),
             allowed_by: Vec::new(),
         });
@@ -199,9 +204,7 @@ pub async fn check(
     let (caller, body) = authenticate(auth, conn, parts, body).await?;
     let levels = [(Level::Network, network_iam), (Level::Service, service_iam)];
     let allowed_by = SCRATCH.with_borrow_mut(|scratch| {
-        decide(
-            scratch, config, resolved, site, conn, parts, &caller, levels,
-        )
+        decide(scratch, config, resolved, site, conn, parts, caller, levels)
     })?;
     Ok(Admitted {
         caller,
@@ -302,14 +305,14 @@ fn decide(
 
 /// The caller of a request: its signature's principal when it is signed (and the
 /// signature must then verify), else the connection's certificate's, else anonymous.
-async fn authenticate(
-    auth: &Authenticator,
-    conn: &Connection,
+async fn authenticate<'a>(
+    auth: &'a Authenticator,
+    conn: &'a Connection,
     parts: &Parts,
     body: Incoming,
-) -> Result<(Caller, ForwardBody), Refusal> {
+) -> Result<(&'a Caller, ForwardBody), Refusal> {
     if !sigv4::is_signed(&parts.headers) {
-        return Ok((conn.certified.clone(), Either::Left(body)));
+        return Ok((&conn.certified, Either::Left(body)));
     }
     let now = SystemTime::now();
     let (caller, body) = match Payload::claimed(&parts.headers) {
@@ -342,7 +345,7 @@ async fn authenticate(
             (caller, Either::Right(Full::new(bytes)))
         }
     };
-    Ok((caller.clone(), body))
+    Ok((caller, body))
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, Refusal> {

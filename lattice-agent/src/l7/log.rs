@@ -24,6 +24,7 @@
 //! that allowed, or the one that denied), so an audit can tell which statement decided.
 
 use std::{
+    borrow::Cow,
     fmt::Write as _,
     net::SocketAddr,
     pin::Pin,
@@ -54,8 +55,9 @@ const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status
 
 /// What the pipeline learned about a request, for its record.
 #[derive(Debug, Default)]
-pub struct Facts {
-    pub caller: Option<Caller>,
+pub struct Facts<'a> {
+    /// Borrowed from the keyring or the connection when the request was admitted.
+    pub caller: Option<Cow<'a, Caller>>,
     pub auth: AuthOutcome,
     pub target_group: Option<usize>,
     pub target: Option<SocketAddr>,
@@ -126,7 +128,7 @@ impl RequestLog {
     pub fn finish(
         mut self,
         response: Response<Answer>,
-        facts: Facts,
+        facts: Facts<'_>,
         group_fields: Option<&str>,
         logs: Arc<AccessLogs>,
         site: &Site,
@@ -162,7 +164,7 @@ impl RequestLog {
                 .zip(facts.response_head_at)
                 .map(|(f, h)| ms(f, h)),
         );
-        caller_fields(r, facts.caller.as_ref());
+        caller_fields(r, facts.caller.as_deref());
         match &facts.auth {
             AuthOutcome::NotEvaluated => {
                 r.null("authDeniedReason");

@@ -9,6 +9,7 @@
 //! the target refuses or breaks the exchange, 504 when it does not answer in time.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
     convert::Infallible,
     net::SocketAddr,
@@ -581,12 +582,12 @@ impl Proxy {
     }
 
     /// The phases of one request: rule, authn/authz, target pick, forward.
-    async fn pipeline(
-        &self,
+    async fn pipeline<'a>(
+        &'a self,
         site: &Site,
-        conn: &Connection,
+        conn: &'a Connection,
         req: Request<Incoming>,
-        facts: &mut Facts,
+        facts: &mut Facts<'a>,
     ) -> Response<Answer> {
         let peer = conn.peer;
         let listener = &self.config.services()[site.service].listeners[site.listener];
@@ -613,11 +614,11 @@ impl Proxy {
                         _ => None,
                     },
                 };
-                facts.caller = refusal.caller().cloned();
+                facts.caller = refusal.caller().cloned().map(Cow::Owned);
                 return refusal_response(&refusal);
             }
         };
-        facts.caller = Some(admitted.caller.clone());
+        facts.caller = Some(Cow::Borrowed(admitted.caller));
         if !admitted.allowed_by.is_empty() {
             facts.auth = AuthOutcome::Allowed(std::mem::take(&mut admitted.allowed_by));
         }
@@ -658,7 +659,7 @@ impl Proxy {
             Some(ProtocolVersion::Http2 | ProtocolVersion::Grpc) => Version::HTTP_2,
             _ => Version::HTTP_11,
         };
-        self.lattice_headers(&mut parts.headers, site, conn, group_ref, &admitted.caller);
+        self.lattice_headers(&mut parts.headers, site, conn, group_ref, admitted.caller);
         let forwarded = Request::from_parts(parts, admitted.body);
         // Only least outstanding requests reads the counts: round robin skips the lock.
         let in_flight = (group.load_balancing == LoadBalancing::LeastOutstandingRequests)
