@@ -23,10 +23,11 @@ use std::{
     borrow::Cow,
     collections::HashMap,
     fmt::Write as _,
-    sync::Mutex,
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
+use arc_swap::ArcSwapOption;
 use hmac::{Hmac, Mac};
 
 use crate::clock::{format_amz_date, parse_amz_date};
@@ -93,8 +94,9 @@ struct Key<T> {
     owner: T,
     /// The HMAC keyed with the last derived signing key, and its day (`YYYYMMDD`):
     /// deriving takes four HMACs and keying a fifth one two hashes, and a day's requests
-    /// all use the same one.
-    signing: Mutex<Option<([u8; 8], HmacSha256)>>,
+    /// all use the same one. Read without a lock: a mutex here was a write to a cache
+    /// line every worker thread shares, twice per request.
+    signing: ArcSwapOption<([u8; 8], HmacSha256)>,
 }
 
 impl<T> Key<T> {
@@ -102,11 +104,9 @@ impl<T> Key<T> {
     /// to sign.
     fn signing_mac(&self, date: &str, region: &str) -> HmacSha256 {
         let day: Option<[u8; 8]> = date.as_bytes().try_into().ok();
-        if let (Some(day), Ok(cached)) = (day, self.signing.lock()) {
-            if let Some((cached_day, mac)) = &*cached {
-                if *cached_day == day {
-                    return mac.clone();
-                }
+        if let (Some(day), Some(cached)) = (day, &*self.signing.load()) {
+            if cached.0 == day {
+                return cached.1.clone();
             }
         }
         let k_date = hmac(&self.k_secret, date.as_bytes());
@@ -114,8 +114,8 @@ impl<T> Key<T> {
         let k_service = hmac(&k_region, SERVICE.as_bytes());
         let k_signing = hmac(&k_service, b"aws4_request");
         let mac = HmacSha256::new_from_slice(&k_signing).expect("HMAC takes any key");
-        if let (Some(day), Ok(mut cached)) = (day, self.signing.lock()) {
-            *cached = Some((day, mac.clone()));
+        if let Some(day) = day {
+            self.signing.store(Some(Arc::new((day, mac.clone()))));
         }
         mac
     }
@@ -144,7 +144,7 @@ impl<T> Keyring<T> {
         let key = Key {
             k_secret,
             owner,
-            signing: Mutex::new(None),
+            signing: ArcSwapOption::empty(),
         };
         self.keys.insert(access_key_id.into(), key);
     }
