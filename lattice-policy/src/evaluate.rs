@@ -7,7 +7,7 @@
 //! Deny statements are tried first, then allow statements, each in document order, so
 //! the first deny or (with no deny) the first allow is the deciding statement. Nothing
 //! here allocates; the only cost beyond comparisons is an atomic increment when the
-//! deciding statement's Sid is cloned into the decision.
+//! deciding statement's Sid is cloned into the decision ([`evaluate_ref`] borrows it).
 
 use crate::{
     context::Context,
@@ -56,21 +56,50 @@ impl Decision {
     }
 }
 
+/// A [`Decision`] that borrows the deciding statement from the policy: for a caller
+/// that decides request after request on several threads, where cloning a Sid is an
+/// atomic write to memory every thread shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionRef<'p> {
+    Allow(&'p StatementId),
+    Deny(&'p StatementId),
+    ImplicitDeny,
+}
+
+impl DecisionRef<'_> {
+    pub fn to_decision(self) -> Decision {
+        match self {
+            Self::Allow(statement) => Decision::Allow {
+                statement: statement.clone(),
+            },
+            Self::Deny(statement) => Decision::Deny {
+                statement: statement.clone(),
+            },
+            Self::ImplicitDeny => Decision::ImplicitDeny,
+        }
+    }
+}
+
 /// Decides `request` against `policy`.
 pub fn evaluate(policy: &Policy, request: &Request<'_>) -> Decision {
+    evaluate_ref(policy, request).to_decision()
+}
+
+/// Decides `request` against `policy`, borrowing the deciding statement.
+pub fn evaluate_ref<'p>(policy: &'p Policy, request: &Request<'_>) -> DecisionRef<'p> {
     let statements = policy.statements();
     let first = |effect| {
         statements
             .iter()
             .find(|s| s.effect == effect && applies(s, request))
-            .map(|s| s.id.clone())
+            .map(|s| &s.id)
     };
     if let Some(statement) = first(Effect::Deny) {
-        return Decision::Deny { statement };
+        return DecisionRef::Deny(statement);
     }
     match first(Effect::Allow) {
-        Some(statement) => Decision::Allow { statement },
-        None => Decision::ImplicitDeny,
+        Some(statement) => DecisionRef::Allow(statement),
+        None => DecisionRef::ImplicitDeny,
     }
 }
 

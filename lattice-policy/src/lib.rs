@@ -63,6 +63,6 @@ mod tests;
 
 pub use context::{Context, ContextKey};
 pub use error::PolicyError;
-pub use evaluate::{evaluate, Caller, Decision, Request};
+pub use evaluate::{evaluate, evaluate_ref, Caller, Decision, DecisionRef, Request};
 pub use parse::parse;
 pub use policy::{Policy, StatementId};

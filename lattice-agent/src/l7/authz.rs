@@ -21,7 +21,7 @@ use http::request::Parts;
 use http_body_util::{BodyExt as _, Either, Full, Limited};
 use hyper::body::{Body as _, Incoming};
 use lattice_policy::{
-    Caller as PolicyCaller, Context, Decision, Request as PolicyRequest, StatementId,
+    Caller as PolicyCaller, Context, DecisionRef, Request as PolicyRequest, StatementId,
 };
 
 use super::sites::Site;
@@ -175,8 +175,28 @@ pub struct Admitted<'a> {
     /// principal's reference count, which every worker thread shares.
     pub caller: &'a Caller,
     pub body: ForwardBody,
-    /// The statements that allowed it (network, service), for the access log.
-    pub allowed_by: Vec<(Level, StatementId)>,
+    /// The statements that allowed it, for the access log.
+    pub allowed_by: AllowedBy<'a>,
+}
+
+/// The statements that allowed a request, per level (none at a level whose auth type
+/// is NONE); borrowed from the policies, as the caller is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllowedBy<'a> {
+    pub network: Option<&'a StatementId>,
+    pub service: Option<&'a StatementId>,
+}
+
+impl<'a> AllowedBy<'a> {
+    pub fn is_empty(&self) -> bool {
+        self.network.is_none() && self.service.is_none()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Level, &'a StatementId)> {
+        let network = self.network.map(|s| (Level::Network, s));
+        let service = self.service.map(|s| (Level::Service, s));
+        network.into_iter().chain(service)
+    }
 }
 
 /// The caller of requests that prove nothing.
@@ -184,7 +204,7 @@ static ANONYMOUS: Caller = Caller::Anonymous;
 
 /// Runs the phase for one request.
 pub async fn check<'a>(
-    config: &Config,
+    config: &'a Config,
     resolved: &Resolved,
     auth: &'a Authenticator,
     site: &Site,
@@ -198,7 +218,7 @@ pub async fn check<'a>(
         return Ok(Admitted {
             caller: &ANONYMOUS,
             body: Either::Left(body),
-            allowed_by: Vec::new(),
+            allowed_by: AllowedBy::default(),
         });
     }
     let (caller, body) = authenticate(auth, conn, parts, body).await?;
@@ -229,16 +249,16 @@ thread_local! {
 /// AWS_IAM) let `caller` invoke the service with this request; the statements that
 /// allowed it.
 #[allow(clippy::too_many_arguments)]
-fn decide(
+fn decide<'a>(
     scratch: &mut Scratch,
-    config: &Config,
+    config: &'a Config,
     resolved: &Resolved,
     site: &Site,
     conn: &Connection,
     parts: &Parts,
     caller: &Caller,
     levels: [(Level, bool); 2],
-) -> Result<Vec<(Level, StatementId)>, Denied> {
+) -> Result<AllowedBy<'a>, Denied> {
     let Scratch { context, resource } = scratch;
     resource.clear();
     resource.push_str(&resolved.services[site.service].arn);
@@ -277,15 +297,15 @@ fn decide(
         resource,
         context,
     };
-    let mut allowed_by = Vec::with_capacity(2);
+    let mut allowed_by = AllowedBy::default();
     for (level, iam) in levels {
         if !iam {
             continue;
         }
         let decision = match policy(level) {
-            Some(policy) => lattice_policy::evaluate(policy.parsed(), &request),
+            Some(policy) => lattice_policy::evaluate_ref(policy.parsed(), &request),
             // AWS_IAM without a policy: nothing allows.
-            None => Decision::ImplicitDeny,
+            None => DecisionRef::ImplicitDeny,
         };
         let denied = |statement: Option<String>| Denied {
             caller: caller.name().to_owned(),
@@ -295,9 +315,12 @@ fn decide(
             caller_identity: caller.clone(),
         };
         match decision {
-            Decision::Allow { statement } => allowed_by.push((level, statement)),
-            Decision::Deny { statement } => return Err(denied(Some(statement.to_string()))),
-            Decision::ImplicitDeny => return Err(denied(None)),
+            DecisionRef::Allow(statement) => match level {
+                Level::Network => allowed_by.network = Some(statement),
+                Level::Service => allowed_by.service = Some(statement),
+            },
+            DecisionRef::Deny(statement) => return Err(denied(Some(statement.to_string()))),
+            DecisionRef::ImplicitDeny => return Err(denied(None)),
         }
     }
     Ok(allowed_by)

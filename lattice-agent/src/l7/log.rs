@@ -36,11 +36,10 @@ use std::{
 use bytes::Bytes;
 use http::{Request, Response, Version};
 use hyper::body::{Body, Frame, SizeHint};
-use lattice_policy::StatementId;
 
 use super::{
     answer::Answer,
-    authz::{Connection, Level},
+    authz::{AllowedBy, Connection, Level},
     proxy::ProxyBody,
     sites::Site,
 };
@@ -58,7 +57,7 @@ const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status
 pub struct Facts<'a> {
     /// Borrowed from the keyring or the connection when the request was admitted.
     pub caller: Option<Cow<'a, Caller>>,
-    pub auth: AuthOutcome,
+    pub auth: AuthOutcome<'a>,
     pub target_group: Option<usize>,
     pub target: Option<SocketAddr>,
     pub forwarded_at: Option<Instant>,
@@ -67,11 +66,11 @@ pub struct Facts<'a> {
 
 /// The auth phase's outcome.
 #[derive(Debug, Default)]
-pub enum AuthOutcome {
+pub enum AuthOutcome<'a> {
     /// Both auth types NONE (or the request never reached the phase).
     #[default]
     NotEvaluated,
-    Allowed(Vec<(Level, StatementId)>),
+    Allowed(AllowedBy<'a>),
     Denied {
         reason: String,
         /// The level and statement that denied, if one did explicitly.
@@ -176,7 +175,7 @@ impl RequestLog {
                 r.str("authDecision", "Allow");
                 let by = by
                     .iter()
-                    .map(|(level, statement)| (*level, statement.to_string()));
+                    .map(|(level, statement)| (level, statement.to_string()));
                 statements(r, by);
             }
             AuthOutcome::Denied { reason, by } => {

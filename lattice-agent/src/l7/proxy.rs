@@ -593,7 +593,7 @@ impl Proxy {
         let listener = &self.config.services()[site.service].listeners[site.listener];
         let (mut parts, body) = req.into_parts();
         let decision = route(listener, &RequestHead::from(&parts));
-        let mut admitted = match authz::check(
+        let admitted = match authz::check(
             &self.config,
             &self.resolved,
             &self.auth,
@@ -620,7 +620,7 @@ impl Proxy {
         };
         facts.caller = Some(Cow::Borrowed(admitted.caller));
         if !admitted.allowed_by.is_empty() {
-            facts.auth = AuthOutcome::Allowed(std::mem::take(&mut admitted.allowed_by));
+            facts.auth = AuthOutcome::Allowed(admitted.allowed_by);
         }
         let groups = match decision.action {
             Action::FixedResponse(status) => return plain(status.code(), ""),
