@@ -105,10 +105,31 @@ pub fn write_iso8601_ms(out: &mut String, t: SystemTime) {
     out.push_str(std::str::from_utf8(&iso8601_ms_text(t)).unwrap_or_default());
 }
 
+thread_local! {
+    /// The last second this thread wrote, as text: a busy thread writes many times per
+    /// second (two per access log record), and only the milliseconds change.
+    static LAST_SECOND: std::cell::Cell<(u64, [u8; 24])> =
+        const { std::cell::Cell::new((u64::MAX, [0; 24])) };
+}
+
 /// `2026-11-24T23:40:07.123Z`, digit by digit into a template (no formatting machinery).
 fn iso8601_ms_text(t: SystemTime) -> [u8; 24] {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
+    let mut text = match LAST_SECOND.try_with(std::cell::Cell::get) {
+        Ok((last, text)) if last == secs => text,
+        _ => {
+            let text = second_text(secs);
+            let _ = LAST_SECOND.try_with(|last| last.set((secs, text)));
+            text
+        }
+    };
+    crate::decimal::put_padded(&mut text[20..23], u64::from(since.subsec_millis()));
+    text
+}
+
+/// `2026-11-24T23:40:07.000Z` for `secs` since the epoch.
+fn second_text(secs: u64) -> [u8; 24] {
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     let (y, m, d) = civil_from_days(days);
     let mut text = *b"0000-00-00T00:00:00.000Z";
@@ -119,7 +140,6 @@ fn iso8601_ms_text(t: SystemTime) -> [u8; 24] {
         (11..13, rem / 3600),
         (14..16, rem % 3600 / 60),
         (17..19, rem % 60),
-        (20..23, u64::from(since.subsec_millis())),
     ] {
         crate::decimal::put_padded(&mut text[range], value);
     }
@@ -147,6 +167,15 @@ mod tests {
         assert_eq!(iso8601_ms(t), "2026-11-24T23:40:07.005Z");
         let t = parse_amz_date("19991231T235959Z").unwrap() + Duration::from_millis(999);
         assert_eq!(iso8601_ms(t), "1999-12-31T23:59:59.999Z");
+        // The same second again (the thread's cached text), then the next one.
+        assert_eq!(
+            iso8601_ms(t - Duration::from_millis(998)),
+            "1999-12-31T23:59:59.001Z"
+        );
+        assert_eq!(
+            iso8601_ms(t + Duration::from_millis(1)),
+            "2000-01-01T00:00:00.000Z"
+        );
         assert_eq!(iso8601_ms(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso8601(t), "1999-12-31T23:59:59Z");
         assert_eq!(&iso8601_text(t), b"1999-12-31T23:59:59Z");
