@@ -177,10 +177,12 @@ impl<'a> Authorization<'a> {
 /// algorithm). Other `Authorization` schemes are the application's business: such a
 /// request is anonymous to lattice and the header goes on to the target.
 pub fn is_signed(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with(ALGORITHM))
+    // The scheme is all that is read here: `verify` checks the whole value's text.
+    headers.get(http::header::AUTHORIZATION).is_some_and(|v| {
+        v.as_bytes()
+            .trim_ascii_start()
+            .starts_with(ALGORITHM.as_bytes())
+    })
 }
 
 /// Parses `AWS4-HMAC-SHA256 Credential=AKID/20261124/local/vpc-lattice-svcs/aws4_request,
@@ -307,8 +309,9 @@ pub fn verify<'k, T>(
     let header = parts
         .headers
         .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(SigV4Error::Incomplete("an Authorization header"))?;
+        .ok_or(SigV4Error::Incomplete("an Authorization header"))?
+        .to_str()
+        .map_err(|_| SigV4Error::Malformed("the Authorization header is not ASCII text".into()))?;
     let auth = parse_authorization(header)?;
     if parts.headers.contains_key(X_AMZ_SECURITY_TOKEN) {
         return Err(SigV4Error::SessionToken);
@@ -966,6 +969,31 @@ mod tests {
         assert_eq!(canonical_query("q=a b*&x"), "q=a%20b%2A&x=");
         assert_eq!(canonical_query("q=%7e%2f"), "q=~%2F");
         assert_eq!(query_as_written("q=a*&b=1"), "b=1&q=a*");
+    }
+
+    #[test]
+    fn only_the_sigv4_scheme_claims_a_signature() {
+        let headers = |value: &[u8]| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_bytes(value).unwrap(),
+            );
+            h
+        };
+        assert!(is_signed(&headers(b"  AWS4-HMAC-SHA256 Credential=x")));
+        assert!(!is_signed(&headers(b"Bearer abc")));
+        assert!(!is_signed(&HeaderMap::new()));
+        // Claimed, but not text: refused, never taken as anonymous.
+        let mut p = parts("GET", "/", &[("host", "h"), ("x-amz-date", NOW)]);
+        p.headers = headers(b"AWS4-HMAC-SHA256 Credential=\xff");
+        p.headers.insert("host", "h".parse().unwrap());
+        assert!(is_signed(&p.headers));
+        let k = keyring();
+        assert!(matches!(
+            verify(&k, &p, Payload::Hashed(EMPTY_SHA256), at(NOW)),
+            Err(SigV4Error::Malformed(_))
+        ));
     }
 
     #[test]
