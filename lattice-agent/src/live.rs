@@ -535,18 +535,18 @@ impl Running {
         let proxy = self.switch.current();
         let metrics = proxy.metrics();
         let row = |name: &str, c: &crate::metrics::counters::Counters| {
-            use std::sync::atomic::Ordering::Relaxed;
+            let c = c.totals();
             json!({
                 "name": name,
-                "requests": c.requests.load(Relaxed),
-                "http2xx": c.http_2xx.load(Relaxed),
-                "http3xx": c.http_3xx.load(Relaxed),
-                "http4xx": c.http_4xx.load(Relaxed),
-                "http5xx": c.http_5xx.load(Relaxed),
-                "bytesIn": c.bytes_in.load(Relaxed),
-                "bytesOut": c.bytes_out.load(Relaxed),
-                "activeConnections": c.active_connections.load(Relaxed),
-                "totalConnections": c.total_connections.load(Relaxed),
+                "requests": c.requests,
+                "http2xx": c.http_2xx,
+                "http3xx": c.http_3xx,
+                "http4xx": c.http_4xx,
+                "http5xx": c.http_5xx,
+                "bytesIn": c.bytes_in,
+                "bytesOut": c.bytes_out,
+                "activeConnections": c.active_connections,
+                "totalConnections": c.total_connections,
             })
         };
         let services: Vec<Value> = proxy

@@ -20,9 +20,9 @@
 //! Every series also carries the ARN of its resource (`service_arn`,
 //! `target_group_arn`) so that names reused across accounts stay apart.
 
-use std::{fmt::Write as _, sync::atomic::Ordering::Relaxed};
+use std::fmt::Write as _;
 
-use super::counters::{Counters, ProxyMetrics, REQUEST_TIME_BUCKETS};
+use super::counters::{ProxyMetrics, Totals, REQUEST_TIME_BUCKETS};
 use crate::{
     config::Config,
     dataplane::{compile::key_of, Inspection},
@@ -63,26 +63,23 @@ pub fn render(
     log_drops: u64,
 ) -> String {
     let mut out = String::with_capacity(16 * 1024);
-    // (labels, counters) of every service, then of every target group.
-    let services: Vec<(String, &Counters)> = resolved
+    // (labels, counters) of every service, then of every target group, read once.
+    let services: Vec<(String, Totals)> = resolved
         .services
         .iter()
         .zip(&proxy.services)
         .map(|(s, c)| {
-            let c: &Counters = c;
-            (labels(&[("service", &s.name), ("service_arn", &s.arn)]), c)
+            let labels = labels(&[("service", &s.name), ("service_arn", &s.arn)]);
+            (labels, c.totals())
         })
         .collect();
-    let groups: Vec<(String, &Counters)> = resolved
+    let groups: Vec<(String, Totals)> = resolved
         .target_groups
         .iter()
         .zip(&proxy.target_groups)
         .map(|(g, c)| {
-            let c: &Counters = c;
-            (
-                labels(&[("target_group", &g.name), ("target_group_arn", &g.arn)]),
-                c,
-            )
+            let labels = labels(&[("target_group", &g.name), ("target_group_arn", &g.arn)]);
+            (labels, c.totals())
         })
         .collect();
     let both = || services.iter().chain(&groups);
@@ -94,11 +91,7 @@ pub fn render(
         "HTTP requests answered (Lattice TotalRequestCount).",
     );
     for (l, c) in both() {
-        let _ = writeln!(
-            out,
-            "lattice_total_request_count_total{l} {}",
-            c.requests.load(Relaxed)
-        );
+        let _ = writeln!(out, "lattice_total_request_count_total{l} {}", c.requests);
     }
 
     family(
@@ -109,13 +102,13 @@ pub fn render(
     );
     for (l, c) in both() {
         for (class, n) in [
-            ("2xx", &c.http_2xx),
-            ("3xx", &c.http_3xx),
-            ("4xx", &c.http_4xx),
-            ("5xx", &c.http_5xx),
+            ("2xx", c.http_2xx),
+            ("3xx", c.http_3xx),
+            ("4xx", c.http_4xx),
+            ("5xx", c.http_5xx),
         ] {
             let l = l.replace('}', &format!(",code_class=\"{class}\"}}"));
-            let _ = writeln!(out, "lattice_http_code_count_total{l} {}", n.load(Relaxed));
+            let _ = writeln!(out, "lattice_http_code_count_total{l} {n}");
         }
     }
 
@@ -126,12 +119,12 @@ pub fn render(
         "Time from a request's arrival to its response head (Lattice RequestTime).",
     );
     for (l, c) in both() {
-        let (buckets, sum) = c.request_time.read();
+        let (buckets, sum) = (&c.request_time_buckets, c.request_time_sum);
         let bounds = REQUEST_TIME_BUCKETS
             .iter()
             .map(|b| b.to_string())
             .chain(std::iter::once("+Inf".to_owned()));
-        for (bound, n) in bounds.zip(&buckets) {
+        for (bound, n) in bounds.zip(buckets) {
             let l = l.replace('}', &format!(",le=\"{bound}\"}}"));
             let _ = writeln!(out, "lattice_request_time_seconds_bucket{l} {n}");
         }
@@ -153,7 +146,7 @@ pub fn render(
         let _ = writeln!(
             out,
             "lattice_active_connections{l} {}",
-            c.active_connections.load(Relaxed).max(0)
+            c.active_connections.max(0)
         );
     }
 
@@ -193,7 +186,7 @@ pub fn render(
         let _ = writeln!(
             out,
             "lattice_total_connection_count_total{l} {}",
-            c.total_connections.load(Relaxed)
+            c.total_connections
         );
     }
     for (l, conns, _, _) in &kernel_services {
@@ -208,9 +201,9 @@ pub fn render(
         "Bytes carried (Lattice ProcessedBytes), by direction: HTTP body bytes through the agent (path=l7; requests by content-length), IP bytes through the kernel's TCP listeners (path=kernel).",
     );
     for (l, c) in both() {
-        for (direction, n) in [("in", &c.bytes_in), ("out", &c.bytes_out)] {
+        for (direction, n) in [("in", c.bytes_in), ("out", c.bytes_out)] {
             let l = l.replace('}', &format!(",path=\"l7\",direction=\"{direction}\"}}"));
-            let _ = writeln!(out, "lattice_processed_bytes_total{l} {}", n.load(Relaxed));
+            let _ = writeln!(out, "lattice_processed_bytes_total{l} {n}");
         }
     }
     for (l, _, bytes_in, bytes_out) in &kernel_services {
