@@ -232,14 +232,7 @@ accessLogSubscriptions:
 "#;
 
     fn parsed() -> (Config, Resolved) {
-        let config = crate::config::parse_str(YAML, std::path::Path::new("t.yaml")).unwrap();
-        let resolved = crate::resolve::resolve(
-            &config,
-            &crate::resolve::Settings::default(),
-            &mut crate::resolve::VipAllocations::default(),
-        )
-        .unwrap();
-        (config, resolved)
+        crate::resolve::resolved_for_test(YAML)
     }
 
     fn net(a: [u8; 4]) -> u32 {

@@ -275,13 +275,7 @@ services:
     authType: NONE
     listeners: [{ name: http, protocol: HTTP, port: 80, defaultAction: { fixedResponse: { statusCode: 404 } } }]
 "#;
-        let config = crate::config::parse_str(yaml, std::path::Path::new("t.yaml")).unwrap();
-        let resolved = crate::resolve::resolve(
-            &config,
-            &crate::resolve::Settings::default(),
-            &mut crate::resolve::VipAllocations::default(),
-        )
-        .unwrap();
+        let (config, resolved) = crate::resolve::resolved_for_test(yaml);
         let site = crate::l7::sites::sites(&config, &resolved).remove(0);
         let peer = std::net::SocketAddr::from(([10, 91, 0, 7], 40000));
         let conn = Connection {

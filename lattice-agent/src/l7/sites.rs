@@ -169,13 +169,7 @@ services:
 targetGroups:
   - { name: api-tcp, type: IP, config: { vpcIdentifier: vpc-orders, protocol: TCP, port: 81 }, targets: [{ id: 10.92.0.1 }] }
 "#;
-        let config = crate::config::parse_str(yaml, std::path::Path::new("t.yaml")).unwrap();
-        let resolved = crate::resolve::resolve(
-            &config,
-            &crate::resolve::Settings::default(),
-            &mut crate::resolve::VipAllocations::default(),
-        )
-        .unwrap();
+        let (config, resolved) = crate::resolve::resolved_for_test(yaml);
         let sites = sites(&config, &resolved);
         let netns: Vec<&str> = sites.iter().filter_map(Site::netns).collect();
         assert_eq!(

@@ -421,3 +421,17 @@ pub fn resolve(
         target_groups,
     })
 }
+
+/// A test's YAML document, parsed and resolved with the default settings and fresh VIPs.
+#[cfg(test)]
+pub fn resolved_for_test(yaml: &str) -> (Config, Resolved) {
+    let config = crate::config::parse_str(yaml, std::path::Path::new("test.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let resolved = resolve(
+        &config,
+        &Settings::default(),
+        &mut VipAllocations::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    (config, resolved)
+}

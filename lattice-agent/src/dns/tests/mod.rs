@@ -27,7 +27,7 @@ use tokio::{
     net::{TcpListener, UdpSocket},
 };
 
-use crate::resolve::{self, Resolved, Settings, VipAllocations};
+use crate::resolve::{self, Resolved, Settings};
 
 /// Two networks: shop (vpc-web: orders with a TCP listener and a mixed-case custom
 /// name, api with an HTTP listener) and back (vpc-other, account 222: billing); a
@@ -77,15 +77,7 @@ targetGroups:
 /// The config with the orders service called `orders`, resolved.
 pub(super) fn fixture(orders: &str) -> (crate::config::Config, Resolved) {
     let yaml = CONFIG.replace("{orders}", orders);
-    let config = crate::config::parse_str(&yaml, std::path::Path::new("dns.yaml"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let resolved = resolve::resolve(
-        &config,
-        &Settings::default(),
-        &mut VipAllocations::default(),
-    )
-    .expect("resolves");
-    (config, resolved)
+    resolve::resolved_for_test(&yaml)
 }
 
 /// The zones of [`fixture`].
