@@ -278,14 +278,7 @@ services:
         let (config, resolved) = crate::resolve::resolved_for_test(yaml);
         let site = crate::l7::sites::sites(&config, &resolved).remove(0);
         let peer = std::net::SocketAddr::from(([10, 91, 0, 7], 40000));
-        let conn = Connection {
-            peer,
-            tls: false,
-            certified: Caller::Anonymous,
-            sni: None,
-            tls_version: None,
-            headers: crate::l7::authz::ConnectionHeaders::new(peer, &site, &resolved),
-        };
+        let conn = Connection::plain(peer, &site, &resolved);
         let principal = super::super::identity::Principal::new(
             "arn:lattice:iam::111111111111:role/web".into(),
             "111111111111".into(),

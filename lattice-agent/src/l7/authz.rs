@@ -61,6 +61,20 @@ pub struct Connection {
     pub headers: ConnectionHeaders,
 }
 
+impl Connection {
+    /// A plain HTTP connection: no TLS, so no certificate and no SNI.
+    pub fn plain(peer: SocketAddr, site: &Site, resolved: &Resolved) -> Connection {
+        Connection {
+            peer,
+            tls: false,
+            certified: Caller::Anonymous,
+            sni: None,
+            tls_version: None,
+            headers: ConnectionHeaders::new(peer, site, resolved),
+        }
+    }
+}
+
 /// Lattice's header values that depend only on the connection and its site.
 #[derive(Debug, Clone)]
 pub struct ConnectionHeaders {

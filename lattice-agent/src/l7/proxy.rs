@@ -292,14 +292,7 @@ impl Proxy {
         let protocol = self.config.services()[site.service].listeners[site.listener].protocol;
         match protocol {
             ListenerProtocol::Http => {
-                let conn = Connection {
-                    peer,
-                    tls: false,
-                    certified: Caller::Anonymous,
-                    sni: None,
-                    tls_version: None,
-                    headers: ConnectionHeaders::new(peer, &site, &self.resolved),
-                };
+                let conn = Connection::plain(peer, &site, &self.resolved);
                 self.serve_http(switch, stream, Arc::new(conn), site, None)
                     .await
             }
