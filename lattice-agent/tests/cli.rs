@@ -24,6 +24,19 @@ fn shared_contract() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// `lattice-agent run` on `config`, with its state and pins where the test says.
+fn agent_run(config: &Path, state_dir: &Path, bpffs_root: &Path) -> Command {
+    let mut command = Command::new(AGENT);
+    command
+        .args(["run", "--config"])
+        .arg(config)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .arg("--bpffs-root")
+        .arg(bpffs_root);
+    command
+}
+
 fn agent(args: &[&str]) -> std::process::Output {
     Command::new(AGENT)
         .args(args)
@@ -141,13 +154,7 @@ fn run_pins_logs_ready_and_stops_on_sigterm() {
     );
     let state = dir.path().join("state");
 
-    let mut child = Command::new(AGENT)
-        .args(["run", "--config"])
-        .arg(&config)
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--bpffs-root")
-        .arg(&root)
+    let mut child = agent_run(&config, &state, &root)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -209,13 +216,7 @@ fn run_refuses_a_bad_document_before_touching_the_kernel() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("lattice.yaml");
     std::fs::write(&config, "services:\n  - name: x\n").unwrap();
-    let out = Command::new(AGENT)
-        .args(["run", "--config"])
-        .arg(&config)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .arg("--bpffs-root")
-        .arg(&root)
+    let out = agent_run(&config, &dir.path().join("state"), &root)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -230,13 +231,7 @@ fn run_refuses_a_host_netns_it_cannot_open_before_touching_the_kernel() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("lattice.yaml");
     std::fs::copy(data("config-contract.yaml"), &config).unwrap();
-    let out = Command::new(AGENT)
-        .args(["run", "--config"])
-        .arg(&config)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .arg("--bpffs-root")
-        .arg(&root)
+    let out = agent_run(&config, &dir.path().join("state"), &root)
         .args(["--host-netns", "/nonexistent/netns"])
         .output()
         .unwrap();
@@ -254,15 +249,13 @@ fn run_names_missing_key_and_certificate_files() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("lattice.yaml");
     std::fs::copy(data("config-contract.yaml"), &config).unwrap();
-    let out = Command::new(AGENT)
-        .args(["run", "--config"])
-        .arg(&config)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .arg("--bpffs-root")
-        .arg(dir.path().join("never-used"))
-        .output()
-        .unwrap();
+    let out = agent_run(
+        &config,
+        &dir.path().join("state"),
+        &dir.path().join("never-used"),
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
