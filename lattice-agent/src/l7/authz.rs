@@ -235,10 +235,14 @@ pub async fn check<'a>(
             allowed_by: AllowedBy::default(),
         });
     }
-    let (caller, body) = authenticate(auth, conn, parts, body).await?;
+    // One reading of the clock for the signature's time window and aws:CurrentTime.
+    let now = SystemTime::now();
+    let (caller, body) = authenticate(auth, conn, parts, body, now).await?;
     let levels = [(Level::Network, network_iam), (Level::Service, service_iam)];
     let allowed_by = SCRATCH.with_borrow_mut(|scratch| {
-        decide(scratch, config, resolved, site, conn, parts, caller, levels)
+        decide(
+            scratch, config, resolved, site, conn, parts, caller, levels, now,
+        )
     })?;
     Ok(Admitted {
         caller,
@@ -272,6 +276,7 @@ fn decide<'a>(
     parts: &Parts,
     caller: &Caller,
     levels: [(Level, bool); 2],
+    now: SystemTime,
 ) -> Result<AllowedBy<'a>, Denied> {
     let Scratch { context, resource } = scratch;
     resource.clear();
@@ -288,16 +293,7 @@ fn decide<'a>(
         }
     }
     context.clear();
-    fill_request_context(
-        context,
-        &reads,
-        resolved,
-        site,
-        conn,
-        parts,
-        caller,
-        SystemTime::now(),
-    );
+    fill_request_context(context, &reads, resolved, site, conn, parts, caller, now);
     let policy_caller = match caller {
         Caller::Anonymous => PolicyCaller::Anonymous,
         Caller::Authenticated { principal, .. } => PolicyCaller::Principal {
@@ -347,11 +343,11 @@ async fn authenticate<'a>(
     conn: &'a Connection,
     parts: &Parts,
     body: Incoming,
+    now: SystemTime,
 ) -> Result<(&'a Caller, ForwardBody), Refusal> {
     if !sigv4::is_signed(&parts.headers) {
         return Ok((&conn.certified, Either::Left(body)));
     }
-    let now = SystemTime::now();
     let (caller, body) = match Payload::claimed(&parts.headers) {
         Some(claimed) => {
             let (caller, check) = sigv4::verify(auth.keyring(), parts, claimed, now)?;
