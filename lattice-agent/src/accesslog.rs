@@ -96,7 +96,7 @@ impl AccessLogs {
 
     /// Queues one record (a JSON object, without the newline) for every destination of
     /// the service and of the network; never waits for a writer.
-    pub fn record(&self, service: usize, network: usize, line: &str) {
+    pub fn record(&self, service: usize, network: usize, line: &[u8]) {
         let service_queues = self.by_service.get(service).into_iter().flatten();
         let network_queues = self.by_network.get(network).into_iter().flatten();
         for &queue in service_queues.chain(network_queues) {
@@ -172,7 +172,7 @@ struct Pending {
 
 impl Buffer {
     /// Appends a line, unless the buffer is full; never waits for the writer.
-    fn append(&self, line: &str) -> bool {
+    fn append(&self, line: &[u8]) -> bool {
         let Ok(mut pending) = self.pending.lock() else {
             return false;
         };
@@ -180,7 +180,7 @@ impl Buffer {
             return false;
         }
         let was_empty = pending.lines.is_empty();
-        pending.lines.extend_from_slice(line.as_bytes());
+        pending.lines.extend_from_slice(line);
         pending.lines.push(b'\n');
         drop(pending);
         // Only the first line of a batch wakes the writer: under load it is gathering
@@ -469,7 +469,7 @@ mod tests {
         let path = dir.path().join("access.jsonl");
         let queue = open(0, &LogDestination::File(path.clone()), Rotation::default()).unwrap();
         for n in 0..1000 {
-            assert!(queue.0.append(&format!("line {n}")));
+            assert!(queue.0.append(format!("line {n}").as_bytes()));
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !queue.0.drained() && std::time::Instant::now() < deadline {
@@ -481,9 +481,12 @@ mod tests {
         // No writer takes from this one: it fills up.
         let buffer = Buffer::default();
         let half = "x".repeat(BUFFER_BYTES / 2);
-        assert!(buffer.append(&half));
-        assert!(!buffer.append(&half), "a line past the bound is dropped");
-        assert!(buffer.append("short"));
+        assert!(buffer.append(half.as_bytes()));
+        assert!(
+            !buffer.append(half.as_bytes()),
+            "a line past the bound is dropped"
+        );
+        assert!(buffer.append(b"short"));
     }
 
     #[test]

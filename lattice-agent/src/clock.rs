@@ -94,15 +94,15 @@ pub fn iso8601_text(t: SystemTime) -> [u8; 20] {
 
 /// `2026-11-24T23:40:07.123Z`.
 pub fn iso8601_ms(t: SystemTime) -> String {
-    let mut text = String::with_capacity(26);
-    write_iso8601_ms(&mut text, t);
-    text
+    std::str::from_utf8(&iso8601_ms_text(t))
+        .unwrap_or_default()
+        .to_owned()
 }
 
-/// `2026-11-24T23:40:07.123Z` appended to `out`, with no allocation: access log
-/// records carry two per request.
-pub fn write_iso8601_ms(out: &mut String, t: SystemTime) {
-    out.push_str(std::str::from_utf8(&iso8601_ms_text(t)).unwrap_or_default());
+/// `2026-11-24T23:40:07.123Z` appended to bytes, with no allocation and no UTF-8 check
+/// (the text is ASCII): access log records carry two per request.
+pub fn write_iso8601_ms_bytes(out: &mut Vec<u8>, t: SystemTime) {
+    out.extend_from_slice(&iso8601_ms_text(t));
 }
 
 thread_local! {
@@ -177,6 +177,9 @@ mod tests {
             "2000-01-01T00:00:00.000Z"
         );
         assert_eq!(iso8601_ms(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let mut bytes = Vec::new();
+        write_iso8601_ms_bytes(&mut bytes, UNIX_EPOCH);
+        assert_eq!(bytes, b"1970-01-01T00:00:00.000Z");
         assert_eq!(iso8601(t), "1999-12-31T23:59:59Z");
         assert_eq!(&iso8601_text(t), b"1999-12-31T23:59:59Z");
     }

@@ -173,7 +173,7 @@ pub async fn serve(ring: RingBuf<MapData>, switch: Arc<ProxySwitch>) {
             match record(&event, flow_names, proxy.resolved(), opened) {
                 Some((service, network, line)) => {
                     if proxy.logs().wants(service, network) {
-                        proxy.logs().record(service, network, &line);
+                        proxy.logs().record(service, network, line.as_bytes());
                     }
                 }
                 None => debug!("a TCP flow report names what the config no longer has"),

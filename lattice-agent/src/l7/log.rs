@@ -25,7 +25,7 @@
 
 use std::{
     borrow::Cow,
-    fmt::Write as _,
+    io::Write as _,
     net::SocketAddr,
     pin::Pin,
     sync::Arc,
@@ -84,6 +84,8 @@ pub enum AuthOutcome<'a> {
 pub struct RequestLog {
     start: SystemTime,
     started: Instant,
+    /// gRPC runs over HTTP/2 only: other responses are not searched for `grpc-status`.
+    http2: bool,
     line: JsonLine,
 }
 
@@ -117,6 +119,7 @@ impl RequestLog {
         RequestLog {
             start: SystemTime::now(),
             started,
+            http2: req.version() == Version::HTTP_2,
             line,
         }
     }
@@ -135,9 +138,10 @@ impl RequestLog {
         let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_millis() as u64;
         let r = &mut self.line;
         r.u64("responseCode", u64::from(response.status().as_u16()));
-        let grpc = response
-            .headers()
-            .get(GRPC_STATUS)
+        let grpc = self
+            .http2
+            .then(|| response.headers().get(GRPC_STATUS))
+            .flatten()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u32>().ok());
         r.opt_u64("grpcResponseCode", grpc.map(u64::from));
@@ -226,7 +230,8 @@ fn fields_once(write: impl FnOnce(&mut JsonLine)) -> String {
     let mut fields = JsonLine::new();
     write(&mut fields);
     let object = fields.finish();
-    let inner = object[1..object.len() - 1].to_owned();
+    // Text in, text out: what the fields hold is `&str`s, escaped.
+    let inner = String::from_utf8_lossy(&object[1..object.len() - 1]).into_owned();
     give_back(object);
     inner
 }
@@ -245,18 +250,18 @@ fn protocol(version: Version) -> &'static str {
 /// `"authStatements": {"network": ..., "service": ...}`.
 fn statements<S: AsRef<str>>(r: &mut JsonLine, by: impl Iterator<Item = (Level, S)>) {
     r.key("authStatements");
-    r.0.push('{');
+    r.0.push(b'{');
     for (i, (level, statement)) in by.enumerate() {
         if i > 0 {
-            r.0.push(',');
+            r.0.push(b',');
         }
-        r.0.push_str(match level {
-            Level::Network => "\"network\":",
-            Level::Service => "\"service\":",
+        r.0.extend_from_slice(match level {
+            Level::Network => b"\"network\":",
+            Level::Service => b"\"service\":",
         });
         escape_into(&mut r.0, statement.as_ref());
     }
-    r.0.push('}');
+    r.0.push(b'}');
 }
 
 fn caller_fields(r: &mut JsonLine, caller: Option<&Caller>) {
@@ -284,8 +289,9 @@ fn caller_fields(r: &mut JsonLine, caller: Option<&Caller>) {
 }
 
 /// A JSON object written field by field, as serde_json would write it (compact, the
-/// same string escapes).
-struct JsonLine(String);
+/// same string escapes). Bytes, not a `String`: what goes in is text or ASCII already,
+/// and a `String` would check each number's and timestamp's digits again.
+struct JsonLine(Vec<u8>);
 
 /// Record buffers a thread has finished with, for its next records: a record is about
 /// 1 KiB, and a fresh allocation of that size per request is a large-chunk malloc (with
@@ -295,18 +301,18 @@ const SPARE_BUFFERS: usize = 64;
 const SPARE_BUFFER_BYTES: usize = 8 * 1024;
 
 thread_local! {
-    static SPARE: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A record buffer: a spare one of this thread, or a new one.
-fn take_buffer() -> String {
+fn take_buffer() -> Vec<u8> {
     SPARE
         .with_borrow_mut(Vec::pop)
-        .unwrap_or_else(|| String::with_capacity(2048))
+        .unwrap_or_else(|| Vec::with_capacity(2048))
 }
 
 /// Keeps a finished record's buffer for the thread's next record.
-fn give_back(mut text: String) {
+fn give_back(mut text: Vec<u8>) {
     if text.capacity() > SPARE_BUFFER_BYTES {
         return;
     }
@@ -324,17 +330,17 @@ fn give_back(mut text: String) {
 impl JsonLine {
     fn new() -> JsonLine {
         let mut text = take_buffer();
-        text.push('{');
+        text.push(b'{');
         JsonLine(text)
     }
 
     fn key(&mut self, key: &str) {
         if self.0.len() > 1 {
-            self.0.push(',');
+            self.0.push(b',');
         }
-        self.0.push('"');
-        self.0.push_str(key);
-        self.0.push_str("\":");
+        self.0.push(b'"');
+        self.0.extend_from_slice(key.as_bytes());
+        self.0.extend_from_slice(b"\":");
     }
 
     fn str(&mut self, key: &str, value: &str) {
@@ -355,7 +361,7 @@ impl JsonLine {
 
     fn u64(&mut self, key: &str, value: u64) {
         self.key(key);
-        crate::decimal::push(&mut self.0, value);
+        crate::decimal::push_bytes(&mut self.0, value);
     }
 
     fn opt_u64(&mut self, key: &str, value: Option<u64>) {
@@ -371,16 +377,16 @@ impl JsonLine {
         match addr {
             // Every request has one or two: digits by hand, not the formatting machinery.
             SocketAddr::V4(v4) => {
-                self.0.push('"');
+                self.0.push(b'"');
                 for (i, octet) in v4.ip().octets().into_iter().enumerate() {
                     if i > 0 {
-                        self.0.push('.');
+                        self.0.push(b'.');
                     }
-                    crate::decimal::push(&mut self.0, u64::from(octet));
+                    crate::decimal::push_bytes(&mut self.0, u64::from(octet));
                 }
-                self.0.push(':');
-                crate::decimal::push(&mut self.0, u64::from(v4.port()));
-                self.0.push('"');
+                self.0.push(b':');
+                crate::decimal::push_bytes(&mut self.0, u64::from(v4.port()));
+                self.0.push(b'"');
             }
             SocketAddr::V6(v6) => {
                 let _ = write!(self.0, "\"{v6}\"");
@@ -391,9 +397,9 @@ impl JsonLine {
     /// A time as ISO 8601 UTC with milliseconds.
     fn time(&mut self, key: &str, t: SystemTime) {
         self.key(key);
-        self.0.push('"');
-        crate::clock::write_iso8601_ms(&mut self.0, t);
-        self.0.push('"');
+        self.0.push(b'"');
+        crate::clock::write_iso8601_ms_bytes(&mut self.0, t);
+        self.0.push(b'"');
     }
 
     /// Fields already written as JSON (`"a":1,"b":2`).
@@ -402,50 +408,57 @@ impl JsonLine {
             return;
         }
         if self.0.len() > 1 {
-            self.0.push(',');
+            self.0.push(b',');
         }
-        self.0.push_str(fields);
+        self.0.extend_from_slice(fields.as_bytes());
     }
 
     /// A value that is already JSON.
     fn raw(&mut self, key: &str, json: &str) {
         self.key(key);
-        self.0.push_str(json);
+        self.0.extend_from_slice(json.as_bytes());
     }
 
-    fn finish(mut self) -> String {
-        self.0.push('}');
+    fn finish(mut self) -> Vec<u8> {
+        self.0.push(b'}');
         self.0
     }
 }
 
 /// `value` as a JSON string: quotes, backslashes and control characters escaped as
 /// serde_json escapes them; everything else (UTF-8 included) as it is.
-fn escape_into(out: &mut String, value: &str) {
-    out.push('"');
+fn escape_into(out: &mut Vec<u8>, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = value.as_bytes();
+    out.push(b'"');
     let mut plain = 0;
-    for (i, &b) in value.as_bytes().iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate() {
         if !NEEDS_ESCAPE[usize::from(b)] {
             continue;
         }
-        // Only ASCII bytes are escaped, so `plain..i` is whole characters.
-        out.push_str(&value[plain..i]);
+        out.extend_from_slice(&bytes[plain..i]);
         match b {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\t' => out.push_str("\\t"),
-            0x08 => out.push_str("\\b"),
-            0x0c => out.push_str("\\f"),
-            _ => {
-                let _ = write!(out, "\\u{b:04x}");
-            }
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            // The other control characters: `\u00XX`.
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]),
         }
         plain = i + 1;
     }
-    out.push_str(&value[plain..]);
-    out.push('"');
+    out.extend_from_slice(&bytes[plain..]);
+    out.push(b'"');
 }
 
 /// The bytes a JSON string cannot hold as they are: one lookup per byte.
@@ -548,9 +561,9 @@ mod tests {
             "[::1]:8080",
         ] {
             let addr: SocketAddr = addr.parse().unwrap();
-            let mut line = JsonLine(String::from("{"));
+            let mut line = JsonLine(b"{".to_vec());
             line.addr("a", addr);
-            assert_eq!(line.finish(), format!("{{\"a\":\"{addr}\"}}"));
+            assert_eq!(line.finish(), format!("{{\"a\":\"{addr}\"}}").into_bytes());
         }
     }
 
@@ -566,9 +579,13 @@ mod tests {
             "naïve ünïcode ✓ and 🦀",
             "curl/8.5.0",
         ] {
-            let mut ours = String::new();
+            let mut ours = Vec::new();
             escape_into(&mut ours, value);
-            assert_eq!(ours, serde_json::to_string(value).unwrap(), "{value:?}");
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(value).unwrap(),
+                "{value:?}"
+            );
         }
     }
 
@@ -585,7 +602,7 @@ mod tests {
             &mut line,
             [(Level::Network, "Allow#1".to_owned())].into_iter(),
         );
-        let text = line.finish();
+        let text = String::from_utf8(line.finish()).unwrap();
         assert_eq!(
             text,
             r#"{"requestPath":"/a\"b","userAgent":null,"bytesReceived":42,"grpcResponseCode":null,"sourceIpPort":"10.0.0.1:80","startTime":"1970-01-01T00:00:00.000Z","authStatements":{"network":"Allow#1"}}"#
