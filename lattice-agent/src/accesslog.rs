@@ -2,8 +2,8 @@
 //! (JSON lines, appended) or the agent's stdout.
 //!
 //! Logging must never slow traffic down or stop it: a request's record is appended to
-//! a bounded buffer per destination (one short lock, no allocation, no hand-off), and a
-//! writer thread takes the whole buffer at a time. When a buffer is full (the disk
+//! a bounded buffer per destination (one short lock of the thread's own part, no
+//! allocation, no hand-off), and a writer thread takes the whole buffer at a time. When a buffer is full (the disk
 //! cannot keep up), the record is dropped and counted ([`AccessLogs::dropped`]); the
 //! agent reports drops in its log. Files are opened when the agent starts, so a
 //! destination that cannot be written stops the start with an error that names the
@@ -12,7 +12,7 @@
 use std::{
     path::PathBuf,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Condvar, Mutex,
     },
     time::Duration,
@@ -20,7 +20,10 @@ use std::{
 
 use tracing::{debug, warn};
 
-use crate::config::{Config, LogDestination, LoggedResource};
+use crate::{
+    config::{Config, LogDestination, LoggedResource},
+    shard::{self, SHARDS},
+};
 
 /// Bytes of records a destination holds before new ones are dropped: about 16,000
 /// records, a few seconds of a busy agent's traffic.
@@ -152,17 +155,30 @@ impl Default for Rotation {
     }
 }
 
-/// One destination's records waiting for its writer, as lines.
+/// One destination's records waiting for its writer, as lines, in [`SHARDS`] parts: a
+/// worker thread appends to its own part ([`crate::shard`]), so two threads logging
+/// the same service do not pass one lock and one buffer tail between their cores on
+/// every request. Each thread's records stay in their order; records of different
+/// threads are ordered per batch, as with any log written by several threads.
 #[derive(Debug, Default)]
 struct Buffer {
-    pending: Mutex<Pending>,
-    /// Signalled when the first line arrives in an empty buffer, and at close.
+    parts: [Part; SHARDS],
+    writer: Mutex<WriterState>,
+    /// Signalled when a line arrives while the writer waits for one, and at close.
     filled: Condvar,
+    /// The writer found every part empty and waits (or is about to): appenders wake it.
+    idle: AtomicBool,
+}
+
+/// One thread's part of a buffer, on cache lines of its own.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Part {
+    lines: Mutex<Vec<u8>>,
 }
 
 #[derive(Debug, Default)]
-struct Pending {
-    lines: Vec<u8>,
+struct WriterState {
     /// The writer holds a batch it has not finished writing.
     writing: bool,
     /// No generation holds the destination any more: the writer writes what is left
@@ -170,63 +186,102 @@ struct Pending {
     closed: bool,
 }
 
+/// Bytes of records one part holds before new ones are dropped.
+const PART_BYTES: usize = BUFFER_BYTES / SHARDS;
+
 impl Buffer {
-    /// Appends a line, unless the buffer is full; never waits for the writer.
+    /// Appends a line to this thread's part, unless the part is full; never waits for
+    /// the writer.
     fn append(&self, line: &[u8]) -> bool {
-        let Ok(mut pending) = self.pending.lock() else {
+        let part = &self.parts[shard::index()];
+        let Ok(mut lines) = part.lines.lock() else {
             return false;
         };
-        if pending.lines.len() + line.len() + 1 > BUFFER_BYTES {
+        if lines.len() + line.len() + 1 > PART_BYTES {
             return false;
         }
-        let was_empty = pending.lines.is_empty();
-        pending.lines.extend_from_slice(line);
-        pending.lines.push(b'\n');
-        drop(pending);
-        // Only the first line of a batch wakes the writer: under load it is gathering
-        // and takes the rest without being told.
-        if was_empty {
+        lines.extend_from_slice(line);
+        lines.push(b'\n');
+        drop(lines);
+        // Under load the writer is gathering, not waiting, and takes the lines without
+        // being told. The line is in its part before `idle` is read, and the writer
+        // sets `idle` before it looks at the parts a last time (both SeqCst), so one
+        // of the two sees the other: a line never waits for the next one.
+        if self.idle.load(Ordering::SeqCst) {
+            // Under the writer's lock: it cannot be between its last look and its wait.
+            let _writer = self.writer.lock();
             self.filled.notify_one();
         }
         true
     }
 
-    /// Waits for lines and swaps them into `batch` (empty); `false` once closed and
-    /// drained.
-    fn take(&self, batch: &mut Vec<u8>) -> bool {
-        let Ok(mut pending) = self.pending.lock() else {
+    /// Waits for lines and swaps every part that has some with `batches` (empty);
+    /// `false` once closed and drained.
+    fn take(&self, batches: &mut [Vec<u8>; SHARDS]) -> bool {
+        let Ok(mut writer) = self.writer.lock() else {
             return false;
         };
-        while pending.lines.is_empty() && !pending.closed {
-            pending = match self.filled.wait(pending) {
-                Ok(pending) => pending,
+        loop {
+            // Set before the parts are emptied, so `drained` never sees empty parts
+            // and no batch in hand.
+            writer.writing = true;
+            if self.swap_parts(batches) {
+                return true;
+            }
+            writer.writing = false;
+            if writer.closed {
+                // Nothing can append any more: the last look above saw everything.
+                return false;
+            }
+            self.idle.store(true, Ordering::SeqCst);
+            if !self.parts_empty() {
+                self.idle.store(false, Ordering::SeqCst);
+                continue;
+            }
+            writer = match self.filled.wait(writer) {
+                Ok(writer) => writer,
                 Err(_) => return false,
             };
+            self.idle.store(false, Ordering::SeqCst);
         }
-        if pending.lines.is_empty() {
-            return false;
+    }
+
+    /// Swaps each part that has lines with its (empty) batch; whether any had lines.
+    fn swap_parts(&self, batches: &mut [Vec<u8>; SHARDS]) -> bool {
+        let mut any = false;
+        for (part, batch) in self.parts.iter().zip(batches.iter_mut()) {
+            if let Ok(mut lines) = part.lines.lock() {
+                if !lines.is_empty() {
+                    std::mem::swap(&mut *lines, batch);
+                    any = true;
+                }
+            }
         }
-        std::mem::swap(&mut pending.lines, batch);
-        pending.writing = true;
-        true
+        any
+    }
+
+    fn parts_empty(&self) -> bool {
+        self.parts
+            .iter()
+            .all(|part| part.lines.lock().map_or(true, |lines| lines.is_empty()))
     }
 
     fn written(&self) {
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.writing = false;
+        if let Ok(mut writer) = self.writer.lock() {
+            writer.writing = false;
         }
     }
 
-    /// Whether every line appended so far has been written.
+    /// Whether every line appended so far has been written. The parts are read before
+    /// the writer's state: a part found empty because the writer took it was taken
+    /// after `writing` was set.
     fn drained(&self) -> bool {
-        self.pending
-            .lock()
-            .map_or(true, |p| p.lines.is_empty() && !p.writing)
+        self.parts_empty() && self.writer.lock().map_or(true, |w| !w.writing)
     }
 
     fn close(&self) {
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.closed = true;
+        if let Ok(mut writer) = self.writer.lock() {
+            writer.closed = true;
         }
         self.filled.notify_one();
     }
@@ -398,20 +453,22 @@ fn write_records(buffer: &Buffer, mut sink: Sink) {
     if let Err(e) = rustix::process::setpriority_process(None, WRITER_NICE) {
         debug!(error = %e, "the access log writer keeps the agent's priority");
     }
-    let mut batch = Vec::with_capacity(64 * 1024);
-    while buffer.take(&mut batch) {
-        let written = match &mut sink {
-            Sink::Stdout(out) => out.write_all(&batch).and_then(|()| out.flush()),
-            Sink::File(file) => file.write(&batch),
-        };
-        if let Err(e) = written {
-            warn!(error = %e, "writing access log records failed; they are lost");
+    let mut batches: [Vec<u8>; SHARDS] = Default::default();
+    while buffer.take(&mut batches) {
+        for batch in batches.iter_mut().filter(|b| !b.is_empty()) {
+            let written = match &mut sink {
+                Sink::Stdout(out) => out.write_all(batch).and_then(|()| out.flush()),
+                Sink::File(file) => file.write(batch),
+            };
+            if let Err(e) = written {
+                warn!(error = %e, "writing access log records failed; they are lost");
+            }
+            batch.clear();
+            if batch.capacity() > KEEP_BATCH_BYTES {
+                *batch = Vec::new();
+            }
         }
         buffer.written();
-        batch.clear();
-        if batch.capacity() > KEEP_BATCH_BYTES {
-            batch = Vec::with_capacity(64 * 1024);
-        }
         std::thread::sleep(GATHER);
     }
 }
@@ -478,15 +535,50 @@ mod tests {
         let expected: String = (0..1000).map(|n| format!("line {n}\n")).collect();
         assert_eq!(read(&path), expected);
 
-        // No writer takes from this one: it fills up.
+        // No writer takes from this one: this thread's part fills up.
         let buffer = Buffer::default();
-        let half = "x".repeat(BUFFER_BYTES / 2);
+        let half = "x".repeat(PART_BYTES / 2);
         assert!(buffer.append(half.as_bytes()));
         assert!(
             !buffer.append(half.as_bytes()),
             "a line past the bound is dropped"
         );
         assert!(buffer.append(b"short"));
+    }
+
+    #[test]
+    fn lines_of_several_threads_all_arrive_each_threads_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.jsonl");
+        let queue = open(0, &LogDestination::File(path.clone()), Rotation::default()).unwrap();
+        let threads = 2 * SHARDS + 1;
+        std::thread::scope(|scope| {
+            for t in 0..threads {
+                let buffer = &queue.0;
+                scope.spawn(move || {
+                    for n in 0..500 {
+                        assert!(buffer.append(format!("{t} {n}").as_bytes()));
+                        if n % 100 == 0 {
+                            // Let the writer catch up and go idle now and then.
+                            std::thread::sleep(Duration::from_millis(30));
+                        }
+                    }
+                });
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !queue.0.drained() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let text = read(&path);
+        let mut next = vec![0; threads];
+        for line in text.lines() {
+            let (t, n) = line.split_once(' ').unwrap();
+            let (t, n): (usize, usize) = (t.parse().unwrap(), n.parse().unwrap());
+            assert_eq!(n, next[t], "thread {t}'s lines in order");
+            next[t] += 1;
+        }
+        assert_eq!(next, vec![500; threads], "every line arrived");
     }
 
     #[test]

@@ -34,4 +34,5 @@ pub mod l7;
 pub mod live;
 pub mod metrics;
 pub mod resolve;
+pub mod shard;
 pub mod state;

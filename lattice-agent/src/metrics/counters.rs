@@ -1,42 +1,28 @@
 //! The proxy's counters: per service and per target group, updated with relaxed atomic
 //! adds on the request path (no lock), read when Prometheus scrapes.
 //!
-//! Each resource's per-request counters are split into [`SHARDS`] shards, each on its
-//! own cache lines, and a thread always adds to the same shard: two worker threads
-//! counting requests of the same service then write different cache lines, as Envoy's
-//! per-thread stats or the kernel's per-CPU maps do. An add on a line another core wrote
-//! last costs a cache-line transfer, and a request made about a dozen. Reading sums the
-//! shards.
+//! Each resource's per-request counters are split into [`SHARDS`] shards ([`crate::shard`]):
+//! a request makes about a dozen adds, each a cache-line transfer when another core
+//! wrote the line last. Reading sums the shards.
 
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed},
+        atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
         Arc,
     },
     time::Duration,
 };
 
-use crate::config::Config;
+use crate::{
+    config::Config,
+    shard::{self, SHARDS},
+};
 
 /// Upper bounds (seconds) of the request time histogram's buckets.
 pub const REQUEST_TIME_BUCKETS: [f64; 12] = [
     0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
-
-/// Shards per resource: enough for the worker threads of a small host to write apart
-/// (more threads share shards, which is correct, only slower); 4 x 192 bytes per service
-/// and target group.
-pub const SHARDS: usize = 4;
-
-/// The shard a thread adds to: threads take turns as they first count.
-fn shard_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: usize = NEXT.fetch_add(1, Relaxed) % SHARDS;
-    }
-    SHARD.try_with(|s| *s).unwrap_or(0)
-}
 
 /// One shard of a resource's per-request counters, on cache lines of its own.
 #[derive(Debug, Default)]
@@ -82,7 +68,7 @@ pub struct Totals {
 
 impl Counters {
     fn shard(&self) -> &Shard {
-        &self.shards[shard_index()]
+        &self.shards[shard::index()]
     }
 
     fn count_response(&self, status: u16, elapsed: Duration, bytes_in: u64) {
