@@ -1012,13 +1012,12 @@ pub fn control(root: &Path) -> anyhow::Result<()> {
     }
     let mut access_log = Vec::new();
     for round in 1..=LOG_ROUNDS {
-        let order = round_order(round, Logging::Off, Logging::On);
-        let names = [order[0].name(), order[1].name()];
+        let order = round_order(round, [Logging::Off, Logging::On]);
         begin_round(
             "bench control: logging round",
             round,
             LOG_ROUNDS,
-            names,
+            &order.map(Logging::name),
             &mut background,
             &mut backend,
         )?;

@@ -427,32 +427,27 @@ impl Bench<'_> {
     }
 }
 
-/// The order of two variants in round `round` (from 1) of an interleaved run: each
-/// round starts with the variant the previous one ended with, so neither always runs
-/// on a machine fresh from the other's idle gap.
-fn round_order<T: Copy>(round: usize, first: T, second: T) -> [T; 2] {
-    if round % 2 == 1 {
-        [first, second]
-    } else {
-        [second, first]
-    }
+/// The order of the variants in round `round` (from 1) of an interleaved run: each
+/// round starts with the variant the previous one ended with (the list turns by one),
+/// so no variant always runs on a machine fresh from another's idle gap.
+fn round_order<T: Copy, const N: usize>(round: usize, variants: [T; N]) -> [T; N] {
+    let mut order = variants;
+    order.rotate_right(round.saturating_sub(1) % N.max(1));
+    order
 }
 
-/// Starts round `round` of `rounds` of two interleaved variants named by `names` (in
-/// this round's order): says so, records how busy the machine was before it
+/// Starts round `round` of `rounds` of interleaved variants named by `names` (in this
+/// round's order): says so, records how busy the machine was before it
 /// (`background`), and fails when the shared backend has stopped.
 fn begin_round(
     what: &str,
     round: usize,
     rounds: usize,
-    names: [&str; 2],
+    names: &[&str],
     background: &mut Vec<f64>,
     backend: &mut Proc,
 ) -> anyhow::Result<()> {
-    step(&format!(
-        "{what} {round}/{rounds} ({}, {})",
-        names[0], names[1]
-    ));
+    step(&format!("{what} {round}/{rounds} ({})", names.join(", ")));
     background.push(idle_check()?);
     if let Err(e) = backend.check_running() {
         bail!("the backend stopped: {e:#}");
@@ -538,5 +533,22 @@ impl WorkDir {
 impl Drop for WorkDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_order;
+
+    #[test]
+    fn each_round_starts_with_the_variant_the_last_one_ended_with() {
+        assert_eq!(round_order(1, ["a", "b"]), ["a", "b"]);
+        assert_eq!(round_order(2, ["a", "b"]), ["b", "a"]);
+        assert_eq!(round_order(3, ["a", "b"]), ["a", "b"]);
+        let three = ["a", "b", "c"];
+        assert_eq!(round_order(1, three), ["a", "b", "c"]);
+        assert_eq!(round_order(2, three), ["c", "a", "b"]);
+        assert_eq!(round_order(3, three), ["b", "c", "a"]);
+        assert_eq!(round_order(4, three), ["a", "b", "c"]);
     }
 }
