@@ -33,6 +33,7 @@ pub mod health;
 pub mod l7;
 pub mod live;
 pub mod metrics;
+pub mod percent;
 pub mod resolve;
 pub mod shard;
 pub mod state;

@@ -13,7 +13,7 @@ use super::{
     ops::{Kind, Page},
     Call,
 };
-use crate::live::Document;
+use crate::{live::Document, percent};
 
 /// The query parameters of a request, percent-decoded.
 pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
@@ -23,31 +23,20 @@ pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
+            (decode_query(k), decode_query(v))
         })
         .collect()
 }
 
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                Ok(b) => {
-                    out.push(b);
-                    i += 3;
-                    continue;
-                }
-                Err(_) => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// A query string's key or value: form-encoded, so `+` is a space (a `+` itself comes
+/// as `%2B`).
+fn decode_query(text: &str) -> String {
+    String::from_utf8_lossy(&percent::decode(&text.replace('+', " "))).into_owned()
+}
+
+/// A path segment: `+` is itself there.
+fn decode_segment(text: &str) -> String {
+    String::from_utf8_lossy(&percent::decode(text)).into_owned()
 }
 
 fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -103,7 +92,7 @@ pub fn route(
     let segments: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(percent_decode)
+        .map(decode_segment)
         .collect();
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     let unknown = || {
@@ -461,7 +450,11 @@ mod tests {
 
     #[test]
     fn percent_decoding() {
-        assert_eq!(percent_decode("a%2Fb+c"), "a/b c");
-        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(decode_query("a%2Fb+c%2B"), "a/b c+");
+        assert_eq!(decode_query("100%"), "100%");
+        assert_eq!(decode_segment("orders+v2%2F"), "orders+v2/");
+        // Once a panic: a two-byte slice that split the `é`.
+        assert_eq!(decode_segment("%a\u{e9}"), "%a\u{e9}");
+        assert_eq!(decode_query("%a\u{e9}"), "%a\u{e9}");
     }
 }

@@ -26,7 +26,7 @@ use std::{sync::LazyLock, time::SystemTime};
 use http::{request::Parts, HeaderName};
 use lattice_policy::{Context, ContextKey};
 
-use super::{identity::Caller, sigv4};
+use super::identity::Caller;
 use crate::{
     config::PrincipalType,
     l7::{authz::Connection, sites::Site},
@@ -238,10 +238,10 @@ fn request_keys(c: &mut Context, reads: &[&RequestReads], parts: &Parts) {
             continue;
         }
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let name = String::from_utf8_lossy(&sigv4::percent_decode(name)).to_lowercase();
+        let name = String::from_utf8_lossy(&crate::percent::decode(name)).to_lowercase();
         let read = reads.iter().any(|r| r.queries.iter().any(|q| **q == *name));
         if read {
-            let value = String::from_utf8_lossy(&sigv4::percent_decode(value)).into_owned();
+            let value = String::from_utf8_lossy(&crate::percent::decode(value)).into_owned();
             c.insert_under(&k.query, &name, &value);
         }
     }

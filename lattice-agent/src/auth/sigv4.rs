@@ -30,7 +30,10 @@ use std::{
 use arc_swap::ArcSwapOption;
 use hmac::{Hmac, Mac};
 
-use crate::clock::{format_amz_date, parse_amz_date};
+use crate::{
+    clock::{format_amz_date, parse_amz_date},
+    percent,
+};
 use http::{header, request::Parts, HeaderMap, HeaderName};
 use sha2::{Digest, Sha256};
 
@@ -589,8 +592,8 @@ pub fn canonical_query(query: &str) -> String {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let mut key = String::new();
             let mut value = String::new();
-            encode_into(&mut key, &percent_decode(k), false);
-            encode_into(&mut value, &percent_decode(v), false);
+            encode_into(&mut key, &percent::decode(k), false);
+            encode_into(&mut value, &percent::decode(v), false);
             (key, value)
         })
         .collect();
@@ -626,34 +629,6 @@ fn join_pairs(pairs: &[(String, String)]) -> String {
         out.push_str(v);
     }
     out
-}
-
-/// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it is.
-pub fn percent_decode(text: &str) -> Vec<u8> {
-    let b = text.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex_val(b[i + 1]), hex_val(b[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
