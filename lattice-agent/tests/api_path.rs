@@ -286,6 +286,14 @@ fn lattice_cli_and_api_change_a_running_agent() {
     );
     assert_ne!(second["items"][0]["name"], page["items"][0]["name"]);
     assert_eq!(second["nextToken"], Value::Null);
+    // A token that is none, with a character that is not ASCII right after a `%` (its
+    // decoding once panicked the handler, which then answered nothing).
+    let (status, kind, body) = api(&agent, "GET", "/services?nextToken=%a\u{e9}", None);
+    assert_eq!(
+        (status, kind.as_str()),
+        (400, "ValidationException"),
+        "{body}"
+    );
     let deleted = stdout(&lattice(
         &agent,
         &["delete", "rules", "orders", "http", "admin"],
