@@ -39,7 +39,8 @@
 //! The load is `bench l7`'s `http1`: wrk, HTTP/1.1 keep-alive, 16 connections, 1 thread,
 //! for [`RATIO_LOAD_SECONDS`] (requests/s, p50/p99, CPU per request: the machine's and
 //! the agent's), then for 3 s one
-//! connection with one request at a time (the latency a request pays). Responses other
+//! connection with one request at a time (the latency a request pays), unpinned and with
+//! wrk, the agent and the backend on one vCPU. Responses other
 //! than 2xx/3xx count as errors, and a load with more than 1% errors is a failed
 //! measurement, never a speed.
 //!
@@ -51,7 +52,7 @@
 //! signer. The auth-on variant's own failures (a 403 to a signed request, say) are
 //! results: its target then reads "not measured" with the reason above it.
 //!
-//! The whole run takes about six minutes, plus the release builds.
+//! The whole run takes about seven minutes, plus the release builds.
 
 use std::{
     fmt::{self, Write as _},
@@ -78,7 +79,7 @@ use super::{
     l7::{self, Certs, Dest, Proto, Ratio, Variant, BODY, LOAD_CONNECTIONS, LOAD_SECONDS},
     lattice,
     net::BenchNet,
-    procs::{log_tail, run_bounded},
+    procs::{self, log_tail, run_bounded},
     publish, report, round_order, target_dir, WorkDir,
 };
 use crate::step;
@@ -294,6 +295,8 @@ struct Site<'a> {
     work: &'a Path,
     certs: &'a Certs,
     secret: &'a Path,
+    /// The backend's processes (pinned with the agent for the pinned load).
+    backend: &'a [u32],
 }
 
 pub fn auth(root: &Path) -> anyhow::Result<()> {
@@ -360,6 +363,7 @@ pub fn auth(root: &Path) -> anyhow::Result<()> {
             &mut backend,
         )?;
         let Ok(bin) = &agent_bin else { continue };
+        let backend_pids = procs::tree(backend.pid());
         let site = Site {
             bin,
             net: &net,
@@ -367,6 +371,7 @@ pub fn auth(root: &Path) -> anyhow::Result<()> {
             work: &work.path,
             certs: &certs,
             secret: &secret,
+            backend: &backend_pids,
         };
         for auth in order {
             let v = l7::variant_mut(&mut variants, auth.name());
@@ -505,6 +510,7 @@ fn measure(
         round,
         dest,
         Some(&agent),
+        site.backend,
         &[Proto::Http1],
         RATIO_LOAD_SECONDS,
     );
@@ -857,6 +863,7 @@ impl Report {
         let http1 = Proto::Http1.key();
         let cpu = format!("{http1}.process_cpu_us_per_request");
         let p50 = format!("{http1}.single_p50_us");
+        let pinned = format!("{http1}.pinned_p50_us");
         for (what, from, to) in [
             (
                 "auth (auth-on - auth-off-signed)",
@@ -870,10 +877,13 @@ impl Report {
             ),
         ] {
             if let (Some(cpu), Some(p50)) = (added(&cpu, from, to), added(&p50, from, to)) {
+                let pinned = added(&pinned, from, to)
+                    .map(|p| format!(" ({p:+.1} us with everything on one vCPU)"))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
                     "what {what} adds per request, medians: {cpu:+.1} us of agent CPU, \
-                     {p50:+.1} us to p50 on 1 connection"
+                     {p50:+.1} us to p50 on 1 connection{pinned}"
                 );
             }
         }

@@ -90,7 +90,7 @@ use super::{
     l7::{self, Certs, Dest, Proto, Ratio, Variant, BODY, LOAD_CONNECTIONS, LOAD_SECONDS},
     lattice::{self, AgentArgs},
     net::{BenchNet, CLIENT_CIDR, NGINX_ADDR, SERVER_CIDR},
-    procs::{log_tail, CpuMeter, Memory, Proc},
+    procs::{self, log_tail, CpuMeter, Memory, Proc},
     publish, report, round_order, sockmap, WorkDir,
 };
 use crate::step;
@@ -892,6 +892,8 @@ struct Site<'a> {
     net: &'a BenchNet,
     bpffs_root: &'a Path,
     work: &'a Path,
+    /// The backend's processes (pinned with the agent for the pinned load).
+    backend: Vec<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -975,10 +977,11 @@ pub fn control(root: &Path) -> anyhow::Result<()> {
     let vpcs = client_vpcs(&mut topo, &net)?;
     let bpffs_root = topo.bpffs_root("bench")?;
     let work = WorkDir::new(topo.tag().as_str())?;
-    let site = Site {
+    let mut site = Site {
         net: &net,
         bpffs_root: &bpffs_root,
         work: &work.path,
+        backend: Vec::new(),
     };
     let client_namespaces: Vec<&str> = vpcs.iter().map(|v| v.netns.as_str()).collect();
     println!(
@@ -1003,6 +1006,7 @@ pub fn control(root: &Path) -> anyhow::Result<()> {
     step("bench control: access logging on vs off (certificate, backend)");
     let certs = Certs::make(&work.path)?;
     let mut backend = l7::backend(&net, &work.path, &certs).context("starting the backend")?;
+    site.backend = procs::tree(backend.pid());
     let mut logging = vec![
         Variant::new(Logging::Off.name(), "baseline"),
         Variant::new(Logging::On.name(), "lattice"),
@@ -1399,6 +1403,7 @@ fn measure_logging(
         round,
         dest,
         Some(&agent),
+        &site.backend,
         &[Proto::Http1],
         RATIO_LOAD_SECONDS,
     );

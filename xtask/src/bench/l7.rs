@@ -25,9 +25,12 @@
 //! - `https-h2`: `h2load` over TLS, ALPN h2, SNI the service's custom domain name
 //!   (`--connect-to` the variant's address).
 //!
-//! Each protocol runs twice per round: a load of [`LOAD_CONNECTIONS`] connections
-//! (requests/s, p50/p99, CPU per request) and one connection with one request at a time
-//! (the latency a request pays, for "added p50"). CPU is the whole machine's busy time
+//! Each protocol runs three times per round: a load of [`LOAD_CONNECTIONS`] connections
+//! (requests/s, p50/p99, CPU per request); one connection with one request at a time
+//! (the latency a request pays, for "added p50"); and the same with the load tool, the
+//! forwarder and the backend pinned to one vCPU (a hand-off between the two vCPUs costs
+//! about 45 us here, and how many a request takes is the scheduler's choice: only the
+//! pinned one compares like with like, as `bench l4` does). CPU is the whole machine's busy time
 //! from `/proc/stat` (the load tool and the backend are in it, the same for every column)
 //! and the forwarding processes' own. Rounds interleave the variants; medians are shown.
 //!
@@ -51,7 +54,7 @@ use serde::Serialize;
 use super::{
     fail_unless_measured, idle_check, lattice,
     net::{self, Baseline, BenchNet, HAPROXY_ADDR, NGINX_ADDR, SERVER_ADDR},
-    procs::{self, run_bounded, CpuMeter, Memory, Proc},
+    procs::{self, run_bounded, CpuMeter, Memory, Pinned, Proc},
     publish, record, report, start_peer, WorkDir,
 };
 use crate::{shell, step};
@@ -149,7 +152,7 @@ pub struct HttpLoad {
 #[derive(Debug, Default, Serialize)]
 pub struct Round {
     pub round: usize,
-    /// `<proto>/load` and `<proto>/single`.
+    /// `<proto>/load`, `<proto>/single` and `<proto>/pinned`.
     pub loads: BTreeMap<String, HttpLoad>,
     pub memory: Option<Memory>,
 }
@@ -185,7 +188,7 @@ impl Variant {
                 let mut values: Vec<f64> = self
                     .rounds
                     .iter()
-                    .filter_map(|r| (m.get)(r.loads.get(&load_key(proto, m.single))?))
+                    .filter_map(|r| (m.get)(r.loads.get(&load_key(proto, m.shape))?))
                     .collect();
                 if values.is_empty() {
                     continue;
@@ -215,14 +218,44 @@ impl Variant {
     }
 }
 
-fn load_key(proto: Proto, single: bool) -> String {
-    format!("{}/{}", proto.key(), if single { "single" } else { "load" })
+/// The loads of a round, per protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    /// [`LOAD_CONNECTIONS`] connections: throughput, p50/p99 under load, CPU.
+    Load,
+    /// One connection, one request at a time: the latency a request pays, unpinned.
+    Single,
+    /// The same with the load tool, the forwarder and the backend on one vCPU: on this
+    /// VM a hand-off between the two vCPUs costs about 45 us and the scheduler decides
+    /// how many a request takes, so only this one compares like with like (the kernel
+    /// path's latency benches report both too).
+    Pinned,
+}
+
+const SHAPES: [Shape; 3] = [Shape::Load, Shape::Single, Shape::Pinned];
+
+impl Shape {
+    fn connections(self) -> u32 {
+        match self {
+            Shape::Load => LOAD_CONNECTIONS,
+            Shape::Single | Shape::Pinned => 1,
+        }
+    }
+}
+
+fn load_key(proto: Proto, shape: Shape) -> String {
+    let shape = match shape {
+        Shape::Load => "load",
+        Shape::Single => "single",
+        Shape::Pinned => "pinned",
+    };
+    format!("{}/{shape}", proto.key())
 }
 
 struct Metric {
     name: &'static str,
     label: &'static str,
-    single: bool,
+    shape: Shape,
     decimals: usize,
     ratios: bool,
     get: fn(&HttpLoad) -> Option<f64>,
@@ -236,7 +269,7 @@ const METRICS: &[Metric] = &[
     Metric {
         name: "requests_per_s",
         label: "requests/s",
-        single: false,
+        shape: Shape::Load,
         decimals: 0,
         ratios: true,
         get: |l| Some(l.requests_per_s),
@@ -244,7 +277,7 @@ const METRICS: &[Metric] = &[
     Metric {
         name: "p50_us",
         label: "  p50, us",
-        single: false,
+        shape: Shape::Load,
         decimals: 0,
         ratios: true,
         get: |l| Some(l.p50_us),
@@ -252,7 +285,7 @@ const METRICS: &[Metric] = &[
     Metric {
         name: "p99_us",
         label: "  p99, us",
-        single: false,
+        shape: Shape::Load,
         decimals: 0,
         ratios: true,
         get: |l| Some(l.p99_us),
@@ -260,7 +293,7 @@ const METRICS: &[Metric] = &[
     Metric {
         name: "system_busy_cores",
         label: "  system CPU busy, cores",
-        single: false,
+        shape: Shape::Load,
         decimals: 2,
         ratios: false,
         get: |l| Some(l.cpu.system_busy_cores),
@@ -268,7 +301,7 @@ const METRICS: &[Metric] = &[
     Metric {
         name: "process_cores",
         label: "  proxy/agent process CPU, cores",
-        single: false,
+        shape: Shape::Load,
         decimals: 2,
         ratios: false,
         get: |l| l.cpu.process_cores,
@@ -276,7 +309,7 @@ const METRICS: &[Metric] = &[
     Metric {
         name: "cpu_us_per_request",
         label: "  system CPU per request, us",
-        single: false,
+        shape: Shape::Load,
         decimals: 1,
         ratios: true,
         get: |l| Some(l.cpu_us_per_request),
@@ -284,7 +317,7 @@ const METRICS: &[Metric] = &[
     Metric {
         name: "process_cpu_us_per_request",
         label: "  proxy/agent CPU per request, us",
-        single: false,
+        shape: Shape::Load,
         decimals: 1,
         ratios: false,
         get: |l| l.process_cpu_us_per_request,
@@ -292,7 +325,7 @@ const METRICS: &[Metric] = &[
     Metric {
         name: "requests_per_s_per_busy_core",
         label: "  requests/s per busy core",
-        single: false,
+        shape: Shape::Load,
         decimals: 0,
         ratios: true,
         get: |l| Some(l.requests_per_s_per_busy_core),
@@ -300,7 +333,7 @@ const METRICS: &[Metric] = &[
     Metric {
         name: "single_p50_us",
         label: "1 connection, 1 request at a time: p50, us",
-        single: true,
+        shape: Shape::Single,
         decimals: 1,
         ratios: true,
         get: |l| Some(l.p50_us),
@@ -308,7 +341,7 @@ const METRICS: &[Metric] = &[
     Metric {
         name: "single_p99_us",
         label: "  p99, us",
-        single: true,
+        shape: Shape::Single,
         decimals: 1,
         ratios: true,
         get: |l| Some(l.p99_us),
@@ -316,10 +349,26 @@ const METRICS: &[Metric] = &[
     Metric {
         name: "single_requests_per_s",
         label: "  requests/s",
-        single: true,
+        shape: Shape::Single,
         decimals: 0,
         ratios: false,
         get: |l| Some(l.requests_per_s),
+    },
+    Metric {
+        name: "pinned_p50_us",
+        label: "1 connection, all on one vCPU: p50, us",
+        shape: Shape::Pinned,
+        decimals: 1,
+        ratios: true,
+        get: |l| Some(l.p50_us),
+    },
+    Metric {
+        name: "pinned_p99_us",
+        label: "  p99, us",
+        shape: Shape::Pinned,
+        decimals: 1,
+        ratios: true,
+        get: |l| Some(l.p99_us),
     },
 ];
 
@@ -405,6 +454,7 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
         if let Err(e) = backend.check_running() {
             bail!("the backend stopped: {e:#}");
         }
+        let backend_pids = procs::tree(backend.pid());
         for name in order {
             let v = variant_mut(&mut variants, name);
             match name {
@@ -424,6 +474,7 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
                         round,
                         dest,
                         None,
+                        &backend_pids,
                         &PROTOS,
                         LOAD_SECONDS,
                     );
@@ -452,6 +503,7 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
                                 round,
                                 dest,
                                 Some(proc),
+                                &backend_pids,
                                 &PROTOS,
                                 LOAD_SECONDS,
                             );
@@ -481,6 +533,7 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
                                 round,
                                 dest,
                                 Some(&agent),
+                                &backend_pids,
                                 &PROTOS,
                                 LOAD_SECONDS,
                             );
@@ -559,8 +612,9 @@ pub(super) fn variant_mut<'a>(variants: &'a mut [Variant], name: &str) -> &'a mu
         .expect("every variant is in the list")
 }
 
-/// Each of `protos` once under load (for `load_seconds`) and once with a single
-/// connection (for [`LOAD_SECONDS`]).
+/// Each of `protos` once under load (for `load_seconds`), then with a single
+/// connection (for [`LOAD_SECONDS`]) unpinned and pinned (see [`Shape`]). `backend`
+/// are the processes that answer besides the forwarder, pinned with it.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run_round(
     net: &BenchNet,
@@ -569,6 +623,7 @@ pub(super) fn run_round(
     round: usize,
     dest: Dest<'_>,
     forwarder: Option<&Proc>,
+    backend: &[u32],
     protos: &[Proto],
     load_seconds: u32,
 ) {
@@ -580,22 +635,50 @@ pub(super) fn run_round(
         )
     });
     let cost: Vec<u32> = forwarder.map(Proc::pid).into_iter().collect();
+    let serving: Vec<u32> = backend
+        .iter()
+        .copied()
+        .chain(forwarder.map(|f| procs::tree(f.pid())).unwrap_or_default())
+        .collect();
+    // The last vCPU, as `bench l4`'s pinned latency.
+    let pin_cpu = procs::cpus().saturating_sub(1);
     let mut r = Round {
         round,
         ..Round::default()
     };
     for &proto in protos {
-        for single in [false, true] {
-            let conns = if single { 1 } else { LOAD_CONNECTIONS };
-            let label = format!("{name}-{round}-{}-{conns}", proto.key());
-            let what = format!("{} {} x{conns}", proto.key(), proto.tool());
-            let seconds = if single { LOAD_SECONDS } else { load_seconds };
+        for shape in SHAPES {
+            let conns = shape.connections();
+            let pinned = (shape == Shape::Pinned).then_some(pin_cpu);
+            let label = format!(
+                "{name}-{round}-{}-{conns}{}",
+                proto.key(),
+                if pinned.is_some() { "-pinned" } else { "" }
+            );
+            let what = format!(
+                "{} {} x{conns}{}",
+                proto.key(),
+                proto.tool(),
+                if pinned.is_some() { " pinned" } else { "" }
+            );
+            let seconds = match shape {
+                Shape::Load => load_seconds,
+                Shape::Single | Shape::Pinned => LOAD_SECONDS,
+            };
             let load = Load {
                 proto,
                 conns,
                 seconds,
+                pinned,
             };
-            let result = http_load(&net.client, load, dest, &cost, work, &label);
+            let result = match pinned.map(|cpu| Pinned::new(&serving, cpu)) {
+                Some(Err(e)) => Err(e.context("pinning the serving processes")),
+                pinning => {
+                    let result = http_load(&net.client, load, dest, &cost, work, &label);
+                    drop(pinning);
+                    result
+                }
+            };
             if let Some(l) = record(&mut v.errors, name, &what, result) {
                 println!(
                     "    {name:8} {what:22} {:>8.0} req/s, p50 {:>7.1} us, p99 {:>7.1} us, {:.2} busy cores, {:.1} us CPU/req{}",
@@ -606,7 +689,7 @@ pub(super) fn run_round(
                     l.cpu_us_per_request,
                     if l.errors > 0 { format!(", {} errors", l.errors) } else { String::new() }
                 );
-                r.loads.insert(load_key(proto, single), l);
+                r.loads.insert(load_key(proto, shape), l);
             }
         }
     }
@@ -614,12 +697,14 @@ pub(super) fn run_round(
     v.rounds.push(r);
 }
 
-/// What one load sends: which protocol, over how many connections, for how long.
+/// What one load sends: which protocol, over how many connections, for how long, and
+/// the vCPU the load tool runs on when pinned.
 #[derive(Debug, Clone, Copy)]
 struct Load {
     proto: Proto,
     conns: u32,
     seconds: u32,
+    pinned: Option<usize>,
 }
 
 /// One bounded load from the client namespace.
@@ -635,11 +720,19 @@ fn http_load(
         proto,
         conns,
         seconds,
+        pinned,
     } = load;
     let port = dest.port(proto);
     let addr = dest.addr;
     let log = work.join(format!("h2load-{label}.log"));
-    let mut cmd = client.command(proto.tool());
+    let mut cmd = match pinned {
+        Some(cpu) => {
+            let mut cmd = client.command("taskset");
+            cmd.args(["-c", &cpu.to_string(), proto.tool()]);
+            cmd
+        }
+        None => client.command(proto.tool()),
+    };
     for header in dest.headers {
         cmd.args(["-H", header]);
     }
@@ -1207,10 +1300,24 @@ fn targets(variants: &[Variant]) -> Vec<report::TargetResult> {
             });
         }
         let key = format!("{p}.single_p50_us");
-        let added = find("lattice")
-            .and_then(|l| l.value(&key))
-            .zip(find("direct").and_then(|d| d.value(&key)))
-            .map(|(l, d)| l - d);
+        let added_to = |key: &str| {
+            find("lattice")
+                .and_then(|l| l.value(key))
+                .zip(find("direct").and_then(|d| d.value(key)))
+                .map(|(l, d)| l - d)
+        };
+        let added = added_to(&key);
+        let pinned_key = format!("{p}.pinned_p50_us");
+        let pinned = match (
+            added_to(&pinned_key),
+            spread("lattice", &pinned_key, 1),
+            spread("direct", &pinned_key, 1),
+        ) {
+            (Some(a), Some(l), Some(d)) => {
+                format!("; all on one vCPU: +{a:.1} us: {l} us vs {d} us")
+            }
+            _ => String::new(),
+        };
         out.push(report::TargetResult {
             target: name(format!(
                 "{p}: lattice adds < 100 us to p50 (1 connection, vs direct)"
@@ -1219,7 +1326,7 @@ fn targets(variants: &[Variant]) -> Vec<report::TargetResult> {
             limit: 100.0,
             met: added.map(|a| a < 100.0),
             detail: match (added, spread("lattice", &key, 1), spread("direct", &key, 1)) {
-                (Some(a), Some(l), Some(d)) => format!("+{a:.1} us: {l} us vs {d} us"),
+                (Some(a), Some(l), Some(d)) => format!("+{a:.1} us: {l} us vs {d} us{pinned}"),
                 _ => why_not(),
             },
         });
@@ -1236,7 +1343,11 @@ pub(super) fn render_tables(
     references: &[&str],
 ) {
     const LABEL: usize = 46;
-    const COL: usize = 12;
+    // Wide enough for every variant's name, and a space before it.
+    let col = variants
+        .iter()
+        .map(|v| v.name.len() + 1)
+        .fold(12, usize::max);
     for &proto in protos {
         let _ = write!(
             out,
@@ -1244,7 +1355,7 @@ pub(super) fn render_tables(
             format!("{} ({})", proto.key(), proto.tool())
         );
         for v in variants {
-            let _ = write!(out, "{:>COL$}", v.name);
+            let _ = write!(out, "{:>col$}", v.name);
         }
         out.push('\n');
         for m in METRICS {
@@ -1255,7 +1366,7 @@ pub(super) fn render_tables(
             }
             let _ = write!(out, "{:LABEL$}", m.label);
             for v in &values {
-                let _ = write!(out, "{:>COL$}", report::cell(*v, m.decimals));
+                let _ = write!(out, "{:>col$}", report::cell(*v, m.decimals));
             }
             out.push('\n');
             if !m.ratios {
@@ -1276,7 +1387,7 @@ pub(super) fn render_tables(
                     } else {
                         r.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2}x"))
                     };
-                    let _ = write!(out, "{text:>COL$}");
+                    let _ = write!(out, "{text:>col$}");
                 }
                 out.push('\n');
             }
