@@ -348,6 +348,8 @@ impl Running {
     /// makes a new document that is prepared and applied like an edit of the file,
     /// and is refused (with every error) the same way.
     pub fn call(&mut self, call: Call) -> Result<Value, ApiError> {
+        // Lattice's identifiers (ids, ARNs) name resources as well as the names do.
+        let call = crate::api::identifier::to_names(&self.resolved, call);
         // Reads look at the applied document; a change works on a copy of it.
         let current = &self.document_value;
         match call {

@@ -286,6 +286,22 @@ fn lattice_cli_and_api_change_a_running_agent() {
     );
     assert_ne!(second["items"][0]["name"], page["items"][0]["name"]);
     assert_eq!(second["nextToken"], Value::Null);
+    // Lattice's identifiers name a resource as its name does: the id, and the ARN
+    // URL-encoded as SDKs send it.
+    let (status, _, by_name) = api(&agent, "GET", "/services/orders", None);
+    assert_eq!(status, 200, "{by_name}");
+    let arn = by_name["arn"].as_str().expect("an ARN");
+    for identifier in [
+        by_name["id"].as_str().expect("an id").to_owned(),
+        arn.replace(':', "%3A").replace('/', "%2F"),
+    ] {
+        let (status, _, found) = api(&agent, "GET", &format!("/services/{identifier}"), None);
+        assert_eq!(
+            (status, &found["name"]),
+            (200, &by_name["name"]),
+            "{identifier}"
+        );
+    }
     // A token that is none, with a character that is not ASCII right after a `%` (its
     // decoding once panicked the handler, which then answered nothing).
     let (status, kind, body) = api(&agent, "GET", "/services?nextToken=%a\u{e9}", None);

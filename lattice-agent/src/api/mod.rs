@@ -6,6 +6,7 @@
 //! | module | concern |
 //! | --- | --- |
 //! | [`route`] | HTTP method and path to a [`Call`], request bodies and query parameters |
+//! | [`identifier`] | ids and ARNs in a call's path (Lattice's identifiers) to the document's names |
 //! | [`ops`] | the operations as pure functions over the document |
 //! | [`error`] | Lattice's exceptions: status, `x-amzn-ErrorType`, JSON body |
 //! | [`server`] | the listeners, who may call, and handing calls to the agent |
@@ -13,6 +14,7 @@
 
 pub mod client;
 pub mod error;
+pub mod identifier;
 pub mod ops;
 pub mod route;
 pub mod server;
