@@ -12,6 +12,11 @@
 //! | a VPC association | the VPC (`vpc-...`) |
 //! | a service association | the service |
 //! | an auth policy's resource | a service or a service network |
+//!
+//! The bodies of the creates that name other resources take them too: a VPC
+//! association's VPC, a service association's service, a subscription's resource.
+
+use serde_json::Value;
 
 use super::{ops::Kind, Call};
 use crate::resolve::Resolved;
@@ -47,8 +52,31 @@ fn segments(kind: Kind) -> &'static [Segment] {
 /// `call` with the ids and ARNs of its path replaced by names.
 pub fn to_names(resolved: &Resolved, mut call: Call) -> Call {
     match &mut call {
-        Call::List { kind, parents, .. } | Call::Create { kind, parents, .. } => {
+        Call::List { kind, parents, .. } => rename(resolved, segments(*kind), parents),
+        Call::Create {
+            kind,
+            parents,
+            item,
+        } => {
             rename(resolved, segments(*kind), parents);
+            let (field, kinds): (Option<&mut Value>, &[Segment]) = match kind {
+                Kind::VpcAssociation => (item.get_mut("vpc"), &[Segment::Vpc]),
+                Kind::ServiceAssociation => (Some(item), &[Segment::Service]),
+                Kind::AccessLogSubscription => (
+                    item.get_mut("resource"),
+                    &[Segment::Service, Segment::ServiceNetwork],
+                ),
+                _ => (None, &[]),
+            };
+            if let Some(Value::String(text)) = field {
+                for kind in kinds {
+                    rename(
+                        resolved,
+                        std::slice::from_ref(kind),
+                        std::slice::from_mut(text),
+                    );
+                }
+            }
         }
         Call::Get { kind, id } | Call::Update { kind, id, .. } | Call::Delete { kind, id } => {
             rename(resolved, segments(*kind), id);
@@ -231,6 +259,47 @@ targetGroups:
                 expected,
                 "{kind:?} {given:?}"
             );
+        }
+    }
+
+    #[test]
+    fn creates_take_identifiers_for_the_resources_they_name() {
+        let (_, r) = crate::resolve::resolved_for_test(DOC);
+        let vpc = r.vpcs.iter().find(|v| v.name == "vpc-web").unwrap();
+        for (kind, item, expected) in [
+            (
+                Kind::VpcAssociation,
+                serde_json::json!({ "vpc": vpc.arn, "allowedCidrs": ["10.91.0.0/24"] }),
+                serde_json::json!({ "vpc": "vpc-web", "allowedCidrs": ["10.91.0.0/24"] }),
+            ),
+            (
+                Kind::ServiceAssociation,
+                Value::String(r.services[0].id.clone()),
+                Value::String("orders".into()),
+            ),
+            (
+                Kind::AccessLogSubscription,
+                serde_json::json!({ "resource": r.service_networks[0].id, "destination": "stdout" }),
+                serde_json::json!({ "resource": "shop", "destination": "stdout" }),
+            ),
+        ] {
+            let parents = match kind {
+                Kind::AccessLogSubscription => vec![],
+                _ => vec![r.service_networks[0].arn.clone()],
+            };
+            let call = to_names(
+                &r,
+                Call::Create {
+                    kind,
+                    parents,
+                    item,
+                },
+            );
+            let Call::Create { parents, item, .. } = call else {
+                unreachable!()
+            };
+            assert_eq!(item, expected, "{kind:?}");
+            assert!(parents.iter().all(|p| p == "shop"), "{kind:?}: {parents:?}");
         }
     }
 
