@@ -397,10 +397,16 @@ impl Running {
             } => {
                 let items = ops::list(current, kind, &parents)?;
                 let (items, next) = page.take(&items)?;
-                let items: Vec<Value> = items.into_iter().map(|i| self.describe(kind, i)).collect();
+                let items: Vec<Value> = items
+                    .into_iter()
+                    .map(|i| self.describe(kind, &parents, i))
+                    .collect();
                 Ok(json!({ "items": items, "nextToken": next }))
             }
-            Call::Get { kind, id } => Ok(self.describe(kind, ops::get(current, kind, &id)?)),
+            Call::Get { kind, id } => {
+                let item = ops::get(current, kind, &id)?;
+                Ok(self.describe(kind, parents_of(&id), item))
+            }
             Call::Create {
                 kind,
                 parents,
@@ -410,19 +416,22 @@ impl Running {
                 let key = ops::create(&mut next, kind, &parents, item)?;
                 self.change_value(next)?;
                 let id = [parents, vec![key]].concat();
-                Ok(self.describe(kind, ops::get(&self.document_value, kind, &id)?))
+                let item = ops::get(&self.document_value, kind, &id)?;
+                Ok(self.describe(kind, parents_of(&id), item))
             }
             Call::Update { kind, id, patch } => {
                 let mut next = current.clone();
                 let item = ops::update(&mut next, kind, &id, &patch)?;
                 self.change_value(next)?;
-                Ok(self.describe(kind, item))
+                Ok(self.describe(kind, parents_of(&id), item))
             }
             Call::Delete { kind, id } => {
                 let mut next = current.clone();
                 let item = ops::delete(&mut next, kind, &id)?;
+                // Described before the change: a deleted resource's ids are the old ones.
+                let described = self.describe(kind, parents_of(&id), item);
                 self.change_value(next)?;
-                Ok(self.describe(kind, item))
+                Ok(described)
             }
             Call::RegisterTargets { group, targets } => {
                 let mut next = current.clone();
@@ -506,9 +515,17 @@ impl Running {
     }
 
     /// A resource as the API shows it: the document's item, with the ids, ARNs and
-    /// DNS name the agent gave it.
-    fn describe(&self, kind: Kind, mut item: Value) -> Value {
+    /// DNS name the agent gave it. `parents`: the names of the services (and listener)
+    /// a listener or rule is under.
+    fn describe(&self, kind: Kind, parents: &[String], mut item: Value) -> Value {
         let key = ops::key_of(kind, &item);
+        let listener = |service: &str, name: &str| {
+            let service = self.config.service_by_name(service)?;
+            self.resolved.services[service.index()]
+                .listeners
+                .iter()
+                .find(|l| l.name == name)
+        };
         let extra = match kind {
             Kind::Service => self.config.service_by_name(&key).map(|r| {
                 let s = &self.resolved.services[r.index()];
@@ -523,8 +540,18 @@ impl Running {
                 let g = &self.resolved.target_groups[r.index()];
                 json!({ "id": g.id, "arn": g.arn, "status": "ACTIVE" })
             }),
+            Kind::Listener => parents
+                .first()
+                .and_then(|service| listener(service, &key))
+                .map(|l| json!({ "id": l.id, "arn": l.arn })),
+            Kind::Rule => match parents {
+                [service, name] => listener(service, name)
+                    .and_then(|l| l.rules.iter().find(|r| r.name == key))
+                    .map(|r| json!({ "id": r.id, "arn": r.arn })),
+                _ => None,
+            },
             Kind::AccessLogSubscription => Some(json!({ "id": key })),
-            _ => None,
+            Kind::VpcAssociation | Kind::ServiceAssociation => None,
         };
         if let (Some(Value::Object(extra)), Some(object)) = (extra, item.as_object_mut()) {
             object.extend(extra);
@@ -681,4 +708,9 @@ pub fn usable_targets<'a>(
             })
             .collect()
     }
+}
+
+/// The parents' names in a resource's path (all but its own key).
+fn parents_of(id: &[String]) -> &[String] {
+    id.split_last().map_or(&[], |(_, parents)| parents)
 }

@@ -302,6 +302,20 @@ fn lattice_cli_and_api_change_a_running_agent() {
             "{identifier}"
         );
     }
+    // A listener shows its id and ARN, and is found by them under the service's id.
+    let (status, _, listener) = api(&agent, "GET", "/services/orders/listeners/http", None);
+    assert_eq!(status, 200, "{listener}");
+    let service_id = by_name["id"].as_str().expect("an id");
+    for identifier in [&listener["id"], &listener["arn"]] {
+        let identifier = identifier.as_str().expect("an id and an ARN");
+        assert!(identifier.contains("listener-"), "{listener}");
+        let path = format!(
+            "/services/{service_id}/listeners/{}",
+            identifier.replace(':', "%3A").replace('/', "%2F")
+        );
+        let (status, _, found) = api(&agent, "GET", &path, None);
+        assert_eq!((status, &found["name"]), (200, &listener["name"]), "{path}");
+    }
     // A token that is none, with a character that is not ASCII right after a `%` (its
     // decoding once panicked the handler, which then answered nothing).
     let (status, kind, body) = api(&agent, "GET", "/services?nextToken=%a\u{e9}", None);
