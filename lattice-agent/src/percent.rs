@@ -22,6 +22,11 @@ pub fn decode(text: &str) -> Vec<u8> {
     out
 }
 
+/// Decodes `%XX` escapes into text; bytes that are not UTF-8 become U+FFFD.
+pub fn decode_text(text: &str) -> String {
+    String::from_utf8_lossy(&decode(text)).into_owned()
+}
+
 fn hex_val(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),

@@ -31,12 +31,12 @@ pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
 /// A query string's key or value: form-encoded, so `+` is a space (a `+` itself comes
 /// as `%2B`).
 fn decode_query(text: &str) -> String {
-    String::from_utf8_lossy(&percent::decode(&text.replace('+', " "))).into_owned()
+    percent::decode_text(&text.replace('+', " "))
 }
 
 /// A path segment: `+` is itself there.
 fn decode_segment(text: &str) -> String {
-    String::from_utf8_lossy(&percent::decode(text)).into_owned()
+    percent::decode_text(text)
 }
 
 fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -238,10 +238,10 @@ fn request_keys(c: &mut Context, reads: &[&RequestReads], parts: &Parts) {
             continue;
         }
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let name = String::from_utf8_lossy(&crate::percent::decode(name)).to_lowercase();
+        let name = crate::percent::decode_text(name).to_lowercase();
         let read = reads.iter().any(|r| r.queries.iter().any(|q| **q == *name));
         if read {
-            let value = String::from_utf8_lossy(&crate::percent::decode(value)).into_owned();
+            let value = crate::percent::decode_text(value);
             c.insert_under(&k.query, &name, &value);
         }
     }
