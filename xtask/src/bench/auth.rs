@@ -78,6 +78,7 @@ use super::{
     begin_round, fail_unless_measured, idle_check,
     l7::{self, Certs, Dest, Proto, Ratio, Variant, BODY, LOAD_CONNECTIONS, LOAD_SECONDS},
     lattice,
+    load::ClientSide,
     net::BenchNet,
     procs::{self, log_tail, run_bounded},
     publish, report, round_order, target_dir, WorkDir,
@@ -315,7 +316,8 @@ pub fn auth(root: &Path) -> anyhow::Result<()> {
     let bpffs_root = topo.bpffs_root("bench")?;
     let work = WorkDir::new(topo.tag().as_str())?;
     let certs = Certs::make(&work.path)?;
-    let mut backend = l7::backend(&net, &work.path, &certs).context("starting the backend")?;
+    let mut backend =
+        l7::backend(&net, None, &work.path, &certs).context("starting the backend")?;
     let secret = write_secret(&work.path)?;
     println!(
         "    client {}, server {} (backend nginx at {}:{}), role bench with access key {ACCESS_KEY_ID}",
@@ -504,7 +506,7 @@ fn measure(
         headers: &headers,
     };
     l7::run_round(
-        site.net,
+        ClientSide::tool(&site.net.client, None),
         site.work,
         v,
         round,

@@ -89,6 +89,7 @@ use super::{
     begin_round, fail_unless_measured, idle_check,
     l7::{self, Certs, Dest, Proto, Ratio, Variant, BODY, LOAD_CONNECTIONS, LOAD_SECONDS},
     lattice::{self, AgentArgs},
+    load::ClientSide,
     net::{BenchNet, CLIENT_CIDR, NGINX_ADDR, SERVER_CIDR},
     procs::{self, log_tail, CpuMeter, Memory, Proc},
     publish, report, round_order, sockmap, WorkDir,
@@ -472,7 +473,7 @@ impl<'a> NginxFleet<'a> {
     fn start(ns: &'a Netns, work: &'a Path) -> anyhow::Result<(NginxFleet<'a>, Duration)> {
         let edits = Edits::default();
         let conf = nginx_fleet_conf(work, &edits, 0);
-        let (nginx, up_after) = l7::start_nginx(ns, work, NGINX_NAME, &conf, probe_addr())?;
+        let (nginx, up_after) = l7::start_nginx(ns, None, work, NGINX_NAME, &conf, probe_addr())?;
         let pid_file = l7::nginx_pid_path(work, NGINX_NAME);
         // nginx opens its ports before it writes its pid file: the file may be empty
         // for a moment after the port answers.
@@ -620,8 +621,8 @@ impl ScaleAgent {
             "lattice-bench-control.yaml",
             config,
             AgentArgs {
-                run: &[],
                 settings: &SETTINGS_ARGS,
+                ..AgentArgs::default()
             },
         )?;
         let mut agent = ScaleAgent {
@@ -1005,7 +1006,8 @@ pub fn control(root: &Path) -> anyhow::Result<()> {
 
     step("bench control: access logging on vs off (certificate, backend)");
     let certs = Certs::make(&work.path)?;
-    let mut backend = l7::backend(&net, &work.path, &certs).context("starting the backend")?;
+    let mut backend =
+        l7::backend(&net, None, &work.path, &certs).context("starting the backend")?;
     site.backend = procs::tree(backend.pid());
     let mut logging = vec![
         Variant::new(Logging::Off.name(), "baseline"),
@@ -1377,8 +1379,8 @@ fn measure_logging(
         &format!("lattice-bench-{name}.yaml"),
         &config,
         AgentArgs {
-            run: &[],
             settings: &SETTINGS_ARGS,
+            ..AgentArgs::default()
         },
     )?;
     let mut agent = started.agent;
@@ -1397,7 +1399,7 @@ fn measure_logging(
         headers: &[],
     };
     l7::run_round(
-        site.net,
+        ClientSide::tool(&site.net.client, None),
         site.work,
         v,
         round,

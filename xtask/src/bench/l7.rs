@@ -8,10 +8,20 @@
 //! | direct | the backend, 10.82.0.10: 8080 (HTTP/1.1), 8081 (h2c), 8443 (TLS, ALPN h2 + http/1.1) | none |
 //! | nginx | 10.83.0.11: 80, 81 (h2c), 443 (TLS) in the proxy ns, 1 worker | master + worker |
 //! | haproxy | 10.83.0.10: 80, 81 (`proto h2`), 443 (TLS), 1 thread | haproxy |
-//! | lattice | the service's VIP: 80 (HTTP/1.1 and h2c), 443 (HTTPS) | agent |
+//! | lattice | the service's VIP: 80 (HTTP/1.1 and h2c), 443 (HTTPS) | agent, hops accelerated |
+//! | lattice-tcp | the same | agent with `--no-sockmap` |
 //!
 //! The backend is nginx (1 worker) in the server namespace answering `GET /` with a fixed
-//! 14-byte body. Every proxy reaches it over pooled HTTP/1.1 keep-alive connections to
+//! 14-byte body. The load tools run in a cgroup of their own (`client`), the backend in
+//! another (`server`) and the agent in a third, for every variant. `lattice` is the
+//! agent as deployed: `--sockmap-cgroup` names the client and server cgroups, so both
+//! of its hops (client to agent inside the client namespace, agent to backend inside
+//! the server namespace) go socket to socket through sk_msg; the counters of
+//! `lattice-agent maps` are checked each round to show they did. `lattice-tcp` is the
+//! same agent with every hop through TCP, as the peers' hops go (they cannot do
+//! otherwise). The programs are attached only while an agent runs: `lattice-agent
+//! cleanup` follows every stop. The targets are judged on `lattice`, with
+//! `lattice-tcp`'s ratio beside. Every proxy reaches it over pooled HTTP/1.1 keep-alive connections to
 //! 10.82.0.10:8080 (nginx 1.22 speaks h2c only on a listener of its own, and neither
 //! nginx nor HAProxy pools h2c upstream the same way; lattice's target group is `HTTP1`).
 //! nginx 1.22's `http2` on a plain listener speaks h2c only (no HTTP/1.1), so h2c has
@@ -48,14 +58,16 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use lattice_tests::{Netns, Topology};
+use lattice_tests::{Cgroup, Netns, Topology};
 use serde::Serialize;
 
 use super::{
-    fail_unless_measured, idle_check, lattice,
+    fail_unless_measured, idle_check,
+    lattice::{self, AgentArgs},
+    load::ClientSide,
     net::{self, Baseline, BenchNet, HAPROXY_ADDR, NGINX_ADDR, SERVER_ADDR},
     procs::{self, run_bounded, CpuMeter, Memory, Pinned, Proc},
-    publish, record, report, start_peer, WorkDir,
+    publish, record, report, sockmap, start_peer, WorkDir,
 };
 use crate::{shell, step};
 
@@ -416,10 +428,19 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
     step("bench l7: namespaces (client, server, proxy), certificate, backend");
     let mut topo = Topology::new()?;
     let net = BenchNet::build(&mut topo)?;
+    let cgroups = BenchCgroups {
+        client: topo.add_cgroup("client")?,
+        server: topo.add_cgroup("server")?,
+        agent: topo.add_cgroup("agent")?,
+    };
     let bpffs_root = topo.bpffs_root("bench")?;
     let work = WorkDir::new(topo.tag().as_str())?;
     let certs = Certs::make(&work.path)?;
-    let mut backend = backend(&net, &work.path, &certs).context("starting the backend")?;
+    let mut backend =
+        backend(&net, Some(&cgroups.server), &work.path, &certs).context("starting the backend")?;
+    // Every variant's load tool runs in the client cgroup; programs are attached to
+    // the cgroups only while the accelerated agent runs.
+    let client = ClientSide::tool(&net.client, Some(&cgroups.client));
     println!(
         "    client {}, server {} (backend nginx at {SERVER_ADDR}:{BACKEND_H1}/{BACKEND_H2C}/{BACKEND_TLS}), proxy {}",
         net.client.name(),
@@ -434,7 +455,8 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
         Variant::new("direct", "baseline"),
         Variant::new("nginx", "peer"),
         Variant::new("haproxy", "peer"),
-        Variant::new("lattice", "lattice"),
+        Variant::new(LATTICE, "lattice"),
+        Variant::new(LATTICE_TCP, "lattice"),
     ];
     for (name, peer) in [("haproxy", &haproxy), ("nginx", &nginx)] {
         if let Err(e) = peer {
@@ -468,7 +490,7 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
                         headers: &[],
                     };
                     run_round(
-                        &net,
+                        client,
                         &work.path,
                         v,
                         round,
@@ -497,7 +519,7 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
                                 headers: &[],
                             };
                             run_round(
-                                &net,
+                                client,
                                 &work.path,
                                 v,
                                 round,
@@ -516,9 +538,21 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
                 }
                 _ => {
                     let Ok(bin) = &agent_bin else { continue };
-                    match start_lattice(bin, &net, &bpffs_root, &work.path, &certs) {
+                    let accelerated = name == LATTICE;
+                    let site = LatticeSite {
+                        bin,
+                        net: &net,
+                        cgroups: &cgroups,
+                        bpffs_root: &bpffs_root,
+                        work: &work.path,
+                        certs: &certs,
+                    };
+                    match start_lattice(&site, accelerated) {
                         Ok((mut agent, vip)) => {
-                            println!("    lattice: agent ready; service bench-http at {vip}");
+                            println!("    {name}: agent ready; service bench-http at {vip}");
+                            let before = accelerated
+                                .then(|| sockmap::counters(bin, &bpffs_root))
+                                .transpose();
                             let dest = Dest {
                                 addr: vip,
                                 h1: 80,
@@ -527,7 +561,7 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
                                 headers: &[],
                             };
                             run_round(
-                                &net,
+                                client,
                                 &work.path,
                                 v,
                                 round,
@@ -537,17 +571,26 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
                                 &PROTOS,
                                 LOAD_SECONDS,
                             );
+                            if accelerated {
+                                let after = sockmap::counters(bin, &bpffs_root);
+                                match acceleration(before, after) {
+                                    Ok(a) => println!("    {name}: {a}"),
+                                    Err(e) => v.errors.push(format!("round {round}: {e:#}")),
+                                }
+                            }
                             if let Err(e) = agent.check_running() {
                                 v.errors.push(format!("round {round}: {e:#}"));
                             }
-                            println!("    lattice: agent {}", agent.stop());
+                            println!("    {name}: agent {}", agent.stop());
+                            // The programs detach, so the other variants run without them.
+                            sockmap::cleanup(bin, &bpffs_root);
                         }
                         Err(e) if round == 1 => {
-                            println!("    lattice: not available: {e:#}");
+                            println!("    {name}: not available: {e:#}");
                             agent_bin = Err(format!("{e:#}"));
                         }
                         Err(e) => {
-                            println!("    lattice: agent did not start: {e:#}");
+                            println!("    {name}: agent did not start: {e:#}");
                             v.errors.push(format!("round {round}: {e:#}"));
                         }
                     }
@@ -562,7 +605,7 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
     }
     println!("    backend: {}", backend.stop());
     for v in &mut variants {
-        if v.name == "lattice" {
+        if v.role == "lattice" {
             v.not_available = agent_bin.as_ref().err().cloned();
         }
         v.summarise();
@@ -617,7 +660,7 @@ pub(super) fn variant_mut<'a>(variants: &'a mut [Variant], name: &str) -> &'a mu
 /// are the processes that answer besides the forwarder, pinned with it.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run_round(
-    net: &BenchNet,
+    client: ClientSide<'_>,
     work: &Path,
     v: &mut Variant,
     round: usize,
@@ -674,7 +717,7 @@ pub(super) fn run_round(
             let result = match pinned.map(|cpu| Pinned::new(&serving, cpu)) {
                 Some(Err(e)) => Err(e.context("pinning the serving processes")),
                 pinning => {
-                    let result = http_load(&net.client, load, dest, &cost, work, &label);
+                    let result = http_load(client, load, dest, &cost, work, &label);
                     drop(pinning);
                     result
                 }
@@ -707,9 +750,9 @@ struct Load {
     pinned: Option<usize>,
 }
 
-/// One bounded load from the client namespace.
+/// One bounded load from the client side.
 fn http_load(
-    client: &Netns,
+    client: ClientSide<'_>,
     load: Load,
     dest: Dest<'_>,
     cost: &[u32],
@@ -965,13 +1008,14 @@ impl Certs {
 /// Runs nginx in `ns` with `http` as its http block, 1 worker; waits for `probe`.
 fn run_nginx(
     ns: &Netns,
+    cgroup: Option<&Cgroup>,
     work: &Path,
     name: &str,
     http: &str,
     probe: SocketAddrV4,
 ) -> anyhow::Result<Proc> {
     let conf = nginx_conf(work, name, http, None);
-    start_nginx(ns, work, name, &conf, probe).map(|(proc, _)| proc)
+    start_nginx(ns, cgroup, work, name, &conf, probe).map(|(proc, _)| proc)
 }
 
 /// nginx's whole configuration for instance `name`: 1 worker, its pid file and error
@@ -1015,6 +1059,7 @@ pub(super) fn nginx_pid_path(work: &Path, name: &str) -> PathBuf {
 /// starting it to `probe` accepting (polled every 50 ms).
 pub(super) fn start_nginx(
     ns: &Netns,
+    cgroup: Option<&Cgroup>,
     work: &Path,
     name: &str,
     conf: &str,
@@ -1031,7 +1076,10 @@ pub(super) fn start_nginx(
     let args = ["-c", &path_s, "-e", &errors, "-p", &prefix];
     ns.exec("nginx", &[&["-t", "-q"], &args[..]].concat())
         .with_context(|| format!("nginx refused the configuration {path_s}"))?;
-    let mut cmd = ns.command("nginx");
+    let mut cmd = match cgroup {
+        Some(cgroup) => cgroup.command_in(ns, "nginx"),
+        None => ns.command("nginx"),
+    };
     cmd.args(args);
     let spawned = Instant::now();
     let mut proc = Proc::spawn(name, cmd, &work.join(format!("{name}.log")))?;
@@ -1042,9 +1090,15 @@ pub(super) fn start_nginx(
     Ok((proc, up_after))
 }
 
-/// The backend: nginx in the server namespace, 1 worker, a fixed answer on HTTP/1.1,
-/// h2c and TLS ports. Keep-alive without a request limit: it is the fixture, not a peer.
-pub(super) fn backend(net: &BenchNet, work: &Path, certs: &Certs) -> anyhow::Result<Proc> {
+/// The backend: nginx in the server namespace (and in `cgroup`, when given), 1 worker,
+/// a fixed answer on HTTP/1.1, h2c and TLS ports. Keep-alive without a request limit:
+/// it is the fixture, not a peer.
+pub(super) fn backend(
+    net: &BenchNet,
+    cgroup: Option<&Cgroup>,
+    work: &Path,
+    certs: &Certs,
+) -> anyhow::Result<Proc> {
     let http = format!(
         "    keepalive_requests 10000000;\n\
          \x20   server {{\n\
@@ -1061,6 +1115,7 @@ pub(super) fn backend(net: &BenchNet, work: &Path, certs: &Certs) -> anyhow::Res
     );
     run_nginx(
         &net.server,
+        cgroup,
         work,
         "backend",
         &http,
@@ -1093,6 +1148,7 @@ fn nginx(net: &BenchNet, work: &Path, certs: &Certs) -> anyhow::Result<Proc> {
     );
     run_nginx(
         &net.proxy,
+        None,
         work,
         "nginx",
         &http,
@@ -1187,24 +1243,107 @@ targetGroups:
     )
 }
 
-fn start_lattice(
-    bin: &Path,
-    net: &BenchNet,
-    bpffs_root: &Path,
-    work: &Path,
-    certs: &Certs,
-) -> anyhow::Result<(Proc, Ipv4Addr)> {
+/// The variant of lattice as it is deployed: the load tool and the backend run in
+/// cgroups the agent accelerates (`--sockmap-cgroup`), the agent in a cgroup of its
+/// own, so both hops (client to agent in the client namespace, agent to backend in the
+/// server namespace) go socket to socket through sk_msg.
+const LATTICE: &str = "lattice";
+/// The same agent with `--no-sockmap`: every hop through TCP, as the peers' hops go.
+const LATTICE_TCP: &str = "lattice-tcp";
+
+/// The benchmark's cgroups: the load tools', the backend's and the agent's.
+struct BenchCgroups {
+    client: Cgroup,
+    server: Cgroup,
+    agent: Cgroup,
+}
+
+/// Everything starting the agent needs.
+struct LatticeSite<'a> {
+    bin: &'a Path,
+    net: &'a BenchNet,
+    cgroups: &'a BenchCgroups,
+    bpffs_root: &'a Path,
+    work: &'a Path,
+    certs: &'a Certs,
+}
+
+/// Starts the agent in its cgroup, with socket acceleration for the client and server
+/// cgroups or without any; waits until the service answers.
+fn start_lattice(site: &LatticeSite<'_>, accelerated: bool) -> anyhow::Result<(Proc, Ipv4Addr)> {
+    let client = site.cgroups.client.relative_path();
+    let server = site.cgroups.server.relative_path();
     // One runtime thread, as nginx and HAProxy run one worker here: like for like.
-    let (mut agent, shown) = lattice::launch_with(
-        bin,
-        bpffs_root,
-        work,
+    let mut run = vec!["--proxy-threads", "1"];
+    if accelerated {
+        run.extend(["--sockmap-cgroup", &client, "--sockmap-cgroup", &server]);
+    } else {
+        run.push("--no-sockmap");
+    }
+    let started = lattice::start_agent(
+        site.bin,
+        site.bpffs_root,
+        site.work,
         "lattice-bench-l7.yaml",
-        &lattice_config(net, certs),
-        &["--proxy-threads", "1"],
+        &lattice_config(site.net, site.certs),
+        AgentArgs {
+            run: &run,
+            cgroup: Some(&site.cgroups.agent),
+            ..AgentArgs::default()
+        },
     )?;
-    let vip = lattice::wait_service(net, &mut agent, &shown, "bench-http", &[80, 443])?;
+    let mut agent = started.agent;
+    let vip = lattice::wait_service(
+        site.net,
+        &mut agent,
+        &started.shown,
+        "bench-http",
+        &[80, 443],
+    )?;
     Ok((agent, vip))
+}
+
+/// What the acceleration counters (`lattice-agent maps`) moved by during one round of
+/// the accelerated variant.
+struct Acceleration {
+    connections: u64,
+    redirected_bytes: u64,
+    normal_bytes: u64,
+}
+
+impl std::fmt::Display for Acceleration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} connections accelerated, {} bytes socket to socket, {} bytes through TCP",
+            self.connections, self.redirected_bytes, self.normal_bytes
+        )
+    }
+}
+
+/// The counters' movement between `before` and `after`; an error when no byte went
+/// socket to socket, so that a variant called accelerated never silently was not.
+fn acceleration(
+    before: anyhow::Result<Option<serde_json::Value>>,
+    after: anyhow::Result<serde_json::Value>,
+) -> anyhow::Result<Acceleration> {
+    let before = before?.context("no acceleration counters before the round")?;
+    let after = after?;
+    let delta = |key: &str| {
+        after[key]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(before[key].as_u64().unwrap_or(0))
+    };
+    let a = Acceleration {
+        connections: delta("connectionsAccelerated"),
+        redirected_bytes: delta("redirectedBytes"),
+        normal_bytes: delta("normalBytes"),
+    };
+    if a.redirected_bytes == 0 {
+        bail!("socket acceleration did not engage: {a}");
+    }
+    Ok(a)
 }
 
 pub(super) fn ratio(
@@ -1262,6 +1401,11 @@ fn targets(variants: &[Variant]) -> Vec<report::TargetResult> {
             s.median, s.min, s.max
         ))
     };
+    // The same ratio without acceleration, shown beside the judged one.
+    let tcp_beside = |key: &str, peer: &str| match ratio(variants, key, LATTICE_TCP, peer) {
+        Some(r) => format!("; {LATTICE_TCP} (every hop through TCP) {r:.2}x"),
+        None => String::new(),
+    };
     let mut out = Vec::new();
     // Target names must be 'static: leak the few strings made per run.
     let name = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
@@ -1278,7 +1422,9 @@ fn targets(variants: &[Variant]) -> Vec<report::TargetResult> {
                 limit: 1.2,
                 met: value.map(|v| v >= 1.2),
                 detail: match (value, spread("lattice", &key, 0), spread(peer, &key, 0)) {
-                    (Some(v), Some(a), Some(b)) => format!("{v:.2}x: {a} vs {b}"),
+                    (Some(v), Some(a), Some(b)) => {
+                        format!("{v:.2}x: {a} vs {b}{}", tcp_beside(&key, peer))
+                    }
                     _ => why_not(),
                 },
             });
@@ -1294,7 +1440,9 @@ fn targets(variants: &[Variant]) -> Vec<report::TargetResult> {
                 limit: 1.0,
                 met: value.map(|v| v <= 1.0),
                 detail: match (value, spread("lattice", &key, 0), spread(peer, &key, 0)) {
-                    (Some(v), Some(a), Some(b)) => format!("{v:.2}x: {a} us vs {b} us"),
+                    (Some(v), Some(a), Some(b)) => {
+                        format!("{v:.2}x: {a} us vs {b} us{}", tcp_beside(&key, peer))
+                    }
                     _ => why_not(),
                 },
             });

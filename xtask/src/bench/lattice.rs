@@ -13,6 +13,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
+use lattice_tests::Cgroup;
 use serde::Serialize;
 
 use super::{
@@ -215,7 +216,7 @@ pub fn launch_with(
 ) -> anyhow::Result<(Proc, serde_json::Value)> {
     let args = AgentArgs {
         run: extra_args,
-        settings: &[],
+        ..AgentArgs::default()
     };
     let started = start_agent(bin, bpffs_root, work, file_name, config, args)?;
     Ok((started.agent, started.shown))
@@ -229,6 +230,9 @@ pub struct AgentArgs<'a> {
     /// The settings `run` and `show` must share to resolve the document alike
     /// (`--vip-pool`, `--region`).
     pub settings: &'a [&'a str],
+    /// The cgroup `run` starts in (`None`: the benchmark's own). Socket acceleration
+    /// attaches sock_ops to the agent's own cgroup, and never to the root cgroup.
+    pub cgroup: Option<&'a Cgroup>,
 }
 
 /// An agent that logged `lattice-agent ready`.
@@ -257,7 +261,10 @@ pub fn start_agent(
     shell::output(Command::new(bin).arg("validate").arg(&config_path))
         .context("lattice-agent validate refused the benchmark's config")?;
 
-    let mut cmd = Command::new(bin);
+    let mut cmd = match args.cgroup {
+        Some(cgroup) => cgroup.command(bin),
+        None => Command::new(bin),
+    };
     cmd.arg("run")
         .arg("--config")
         .arg(&config_path)

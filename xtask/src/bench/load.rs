@@ -165,8 +165,18 @@ impl<'a> ClientSide<'a> {
         }
     }
 
+    /// A load tool's side: the namespace `netns`, in `cgroup` when given, with the
+    /// address the tool picks.
+    pub fn tool(netns: &'a Netns, cgroup: Option<&'a Cgroup>) -> ClientSide<'a> {
+        ClientSide {
+            netns,
+            cgroup,
+            bind: None,
+        }
+    }
+
     /// A command running `program` on this side.
-    fn command(&self, program: &str) -> std::process::Command {
+    pub fn command(&self, program: &str) -> std::process::Command {
         match self.cgroup {
             Some(cgroup) => cgroup.command_in(self.netns, program),
             None => self.netns.command(program),

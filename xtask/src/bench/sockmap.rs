@@ -341,7 +341,7 @@ fn measure_lattice(
 }
 
 /// The acceleration counters (`lattice-agent maps --json`, `.sockmap`).
-fn counters(bin: &Path, bpffs_root: &Path) -> anyhow::Result<serde_json::Value> {
+pub(super) fn counters(bin: &Path, bpffs_root: &Path) -> anyhow::Result<serde_json::Value> {
     let json = shell::output(
         Command::new(bin)
             .args(["maps", "--json", "--bpffs-root"])
