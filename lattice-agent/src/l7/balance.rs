@@ -62,21 +62,21 @@ impl Drop for InFlight {
     }
 }
 
-/// Picks among `targets` (non-empty): the next in turn, or, for least outstanding
-/// requests, the one with the fewest in flight (ties broken in turn, so equal targets
-/// still share the load).
+/// Picks among `targets` (non-empty) and answers the index of: the next in turn, or,
+/// for least outstanding requests, the one with the fewest in flight (ties broken in
+/// turn, so equal targets still share the load).
 pub fn pick(
     targets: &[SocketAddr],
     algorithm: LoadBalancing,
     turn: &AtomicUsize,
     outstanding: &Outstanding,
-) -> SocketAddr {
+) -> usize {
     let start = turn.fetch_add(1, Ordering::Relaxed);
     match algorithm {
-        LoadBalancing::RoundRobin => targets[start % targets.len()],
+        LoadBalancing::RoundRobin => start % targets.len(),
         LoadBalancing::LeastOutstandingRequests => (0..targets.len())
-            .map(|i| targets[(start + i) % targets.len()])
-            .min_by_key(|t| outstanding.count(t))
+            .map(|i| (start + i) % targets.len())
+            .min_by_key(|&i| outstanding.count(&targets[i]))
             .expect("targets is not empty"),
     }
 }
@@ -152,7 +152,7 @@ mod tests {
     fn round_robin_takes_turns() {
         let (targets, turn, out) = (addrs(3), AtomicUsize::new(0), Outstanding::default());
         let picks: Vec<_> = (0..6)
-            .map(|_| pick(&targets, LoadBalancing::RoundRobin, &turn, &out))
+            .map(|_| targets[pick(&targets, LoadBalancing::RoundRobin, &turn, &out)])
             .collect();
         assert_eq!(picks, [targets.clone(), targets.clone()].concat());
     }
@@ -165,11 +165,13 @@ mod tests {
         let _busy_too = out.start(targets[0]);
         let _one = out.start(targets[1]);
         let lor = LoadBalancing::LeastOutstandingRequests;
-        assert_eq!(pick(&targets, lor, &turn, &out), targets[2]);
+        assert_eq!(targets[pick(&targets, lor, &turn, &out)], targets[2]);
         drop(busy);
         let _two = out.start(targets[2]);
         // Counts now 1, 1, 1: ties go in turn.
-        let picks: Vec<_> = (0..3).map(|_| pick(&targets, lor, &turn, &out)).collect();
+        let picks: Vec<_> = (0..3)
+            .map(|_| targets[pick(&targets, lor, &turn, &out)])
+            .collect();
         assert_eq!(
             picks.iter().collect::<std::collections::HashSet<_>>().len(),
             3

@@ -19,7 +19,11 @@ use std::{
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version};
+use http::{
+    header,
+    uri::{self, Authority, PathAndQuery, Scheme},
+    HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version,
+};
 use http_body_util::combinators::BoxBody;
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
@@ -156,6 +160,15 @@ pub struct Proxy {
 struct UsableTargets {
     version: u64,
     addrs: Vec<SocketAddr>,
+    /// `addrs[i]` as a URI authority, made once: a forwarded request's URI is put
+    /// together from it and the caller's path without formatting or parsing.
+    authorities: Vec<Authority>,
+}
+
+/// The target a request goes to.
+struct Picked {
+    addr: SocketAddr,
+    authority: Authority,
 }
 
 struct Upstream {
@@ -477,9 +490,10 @@ impl Proxy {
                 "the listener answers a fixed response",
             ));
         };
-        let (group, target) = self
+        let (group, picked) = self
             .pick_target(groups)
             .map_err(|e| PassthroughError::NoTarget(e.reason()))?;
+        let target = picked.addr;
         let stream = self.upstreams[group.index()]
             .connector
             .connect(target, CONNECT_TIMEOUT)
@@ -493,7 +507,7 @@ impl Proxy {
     fn pick_target(
         &self,
         groups: &[WeightedTargetGroup],
-    ) -> Result<(TargetGroupRef, SocketAddr), NoTarget> {
+    ) -> Result<(TargetGroupRef, Picked), NoTarget> {
         let group_ref = pick_target_group(groups, rand::random()).ok_or(NoTarget::NoGroup)?;
         let group = self.config.target_group(group_ref);
         let targets = self.usable_targets(group_ref);
@@ -501,13 +515,17 @@ impl Proxy {
             return Err(NoTarget::NoHealthyTarget);
         }
         let upstream = &self.upstreams[group_ref.index()];
-        let target = pick(
+        let i = pick(
             &targets.addrs,
             group.load_balancing,
             &upstream.next,
             &upstream.outstanding,
         );
-        Ok((group_ref, target))
+        let picked = Picked {
+            addr: targets.addrs[i],
+            authority: targets.authorities[i].clone(),
+        };
+        Ok((group_ref, picked))
     }
 
     /// The usable targets of a group under the current health snapshot: chosen again
@@ -521,18 +539,24 @@ impl Proxy {
             }
         }
         let group = self.config.target_group(group_ref);
-        let addrs = health
+        let (addrs, authorities) = health
             .select(&self.group_keys[group_ref.index()], &group.targets)
             .targets
             .into_iter()
             .filter_map(|t| match t.id {
-                TargetId::Ip(ip) => Some(SocketAddr::from((ip, t.port.get()))),
+                TargetId::Ip(ip) => {
+                    let addr = SocketAddr::from((ip, t.port.get()));
+                    // An address and port always make an authority.
+                    let authority = addr.to_string().parse::<Authority>().ok()?;
+                    Some((addr, authority))
+                }
                 TargetId::Instance(_) => None,
             })
-            .collect();
+            .unzip();
         let fresh = Arc::new(UsableTargets {
             version: health.version,
             addrs,
+            authorities,
         });
         cache.store(Some(Arc::clone(&fresh)));
         fresh
@@ -619,13 +643,14 @@ impl Proxy {
             Action::FixedResponse(status) => return plain(status.code(), ""),
             Action::Forward(groups) => groups,
         };
-        let (group_ref, target) = match self.pick_target(groups) {
+        let (group_ref, picked) = match self.pick_target(groups) {
             Ok(picked) => picked,
             Err(NoTarget::NoGroup) => return plain(503, "no target group can take the request\n"),
             Err(NoTarget::NoHealthyTarget) => return plain(503, "no healthy target\n"),
         };
         let group = self.config.target_group(group_ref);
         let upstream = &self.upstreams[group_ref.index()];
+        let target = picked.addr;
         facts.target_group = Some(group_ref.index());
         facts.target = Some(target);
 
@@ -638,12 +663,17 @@ impl Proxy {
                 }
             }
         }
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        parts.uri = match format!("http://{target}{path}").parse::<Uri>() {
+        let mut uri = uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(picked.authority);
+        uri.path_and_query = Some(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        parts.uri = match Uri::from_parts(uri) {
             Ok(uri) => uri,
             Err(_) => return plain(400, "malformed request target\n"),
         };
