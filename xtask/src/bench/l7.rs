@@ -1589,6 +1589,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn acceleration_is_the_counters_movement_and_must_hand_bytes_across() {
+        let counters = |redirected: u64, normal: u64, connections: u64| {
+            serde_json::json!({
+                "redirectedBytes": redirected,
+                "normalBytes": normal,
+                "connectionsAccelerated": connections,
+            })
+        };
+        let a = acceleration(Ok(Some(counters(100, 10, 2))), Ok(counters(1100, 15, 6)))
+            .expect("bytes went across");
+        assert_eq!(
+            (a.redirected_bytes, a.normal_bytes, a.connections),
+            (1000, 5, 4)
+        );
+        let none = acceleration(Ok(Some(counters(100, 10, 2))), Ok(counters(100, 900, 2)));
+        let why = format!("{:#}", none.err().expect("nothing went across"));
+        assert!(why.contains("did not engage"), "{why}");
+        assert!(acceleration(Ok(None), Ok(counters(1, 0, 1))).is_err());
+        assert!(acceleration(Ok(Some(counters(0, 0, 0))), Err(anyhow::anyhow!("gone"))).is_err());
+    }
+
+    #[test]
     fn parses_wrk_latency_summary() {
         let text = "\
 Running 1s test @ http://127.0.0.1:8080/
