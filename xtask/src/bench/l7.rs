@@ -537,7 +537,8 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
                     }
                 }
                 _ => {
-                    let Ok(bin) = &agent_bin else { continue };
+                    let Ok(bin) = agent_bin.clone() else { continue };
+                    let bin = bin.as_path();
                     let accelerated = name == LATTICE;
                     let site = LatticeSite {
                         bin,
@@ -588,8 +589,6 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
                                 v.errors.push(format!("round {round}: {e:#}"));
                             }
                             println!("    {name}: agent {}", agent.stop());
-                            // The programs detach, so the other variants run without them.
-                            sockmap::cleanup(bin, &bpffs_root);
                         }
                         Err(e) if round == 1 => {
                             println!("    {name}: not available: {e:#}");
@@ -600,6 +599,9 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
                             v.errors.push(format!("round {round}: {e:#}"));
                         }
                     }
+                    // The programs detach (also those of an agent that did not get
+                    // ready), so the other variants run without them.
+                    sockmap::cleanup(bin, &bpffs_root);
                 }
             }
         }
