@@ -62,12 +62,12 @@ use lattice_tests::{Cgroup, Netns, Topology};
 use serde::Serialize;
 
 use super::{
-    fail_unless_measured, idle_check,
+    begin_round, fail_unless_measured,
     lattice::{self, AgentArgs},
     load::ClientSide,
     net::{self, Baseline, BenchNet, HAPROXY_ADDR, NGINX_ADDR, SERVER_ADDR},
     procs::{self, run_bounded, CpuMeter, Memory, Pinned, Proc},
-    publish, record, report, sockmap, start_peer, WorkDir,
+    publish, record, report, round_order, sockmap, start_peer, WorkDir,
 };
 use crate::{shell, step};
 
@@ -451,13 +451,10 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
     let mut nginx = start_peer("nginx", nginx(&net, &work.path, &certs));
     let mut agent_bin = agent_bin.map_err(|e| format!("{e:#}"));
 
-    let mut variants = vec![
-        Variant::new("direct", "baseline"),
-        Variant::new("nginx", "peer"),
-        Variant::new("haproxy", "peer"),
-        Variant::new(LATTICE, "lattice"),
-        Variant::new(LATTICE_TCP, "lattice"),
-    ];
+    let mut variants: Vec<Variant> = VARIANTS
+        .iter()
+        .map(|&(name, role)| Variant::new(name, role))
+        .collect();
     for (name, peer) in [("haproxy", &haproxy), ("nginx", &nginx)] {
         if let Err(e) = peer {
             variant_mut(&mut variants, name).errors.push(e.clone());
@@ -465,17 +462,15 @@ pub fn l7(root: &Path) -> anyhow::Result<()> {
     }
     let mut background = Vec::new();
     for round in 1..=ROUNDS {
-        let order: Vec<&'static str> = (0..variants.len())
-            .map(|i| variants[(i + round - 1) % variants.len()].name)
-            .collect();
-        step(&format!(
-            "bench l7: round {round}/{ROUNDS} ({})",
-            order.join(", ")
-        ));
-        background.push(idle_check()?);
-        if let Err(e) = backend.check_running() {
-            bail!("the backend stopped: {e:#}");
-        }
+        let order = round_order(round, VARIANTS.map(|(name, _)| name));
+        begin_round(
+            "bench l7: round",
+            round,
+            ROUNDS,
+            &order,
+            &mut background,
+            &mut backend,
+        )?;
         let backend_pids = procs::tree(backend.pid());
         for name in order {
             let v = variant_mut(&mut variants, name);
@@ -1250,6 +1245,15 @@ targetGroups:
         key = certs.key.display(),
     )
 }
+
+/// The variants (name, role), in the order of the tables.
+const VARIANTS: [(&str, &str); 5] = [
+    ("direct", "baseline"),
+    ("nginx", "peer"),
+    ("haproxy", "peer"),
+    (LATTICE, "lattice"),
+    (LATTICE_TCP, "lattice"),
+];
 
 /// The variant of lattice as it is deployed: the load tool and the backend run in
 /// cgroups the agent accelerates (`--sockmap-cgroup`), the agent in a cgroup of its
