@@ -15,12 +15,13 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-use super::balance::Tracked;
+use super::{balance::Tracked, pool::Leased};
 
 /// A response body as the pipeline made it.
 pub enum Answer {
-    /// The target's body, keeping its request counted until it ends.
-    Target(Tracked<Incoming>),
+    /// The target's body, keeping its request counted and its connection leased until
+    /// it ends.
+    Target(Tracked<Leased<Incoming>>),
     /// The proxy's own text.
     Own(Full<Bytes>),
 }

@@ -19,7 +19,8 @@
 //! | [`serve`] | accept | starting and stopping sites as namespaces and the config come and go |
 //! | [`switch`] | accept | which proxy generation (config) new connections and requests get |
 //! | [`balance`] | target pick | round robin or least outstanding requests within a group |
-//! | [`upstream`] | forward | pooled clients that connect from the target's namespace |
+//! | [`upstream`] | forward | the clients of target groups, which connect from the target's namespace |
+//! | [`pool`] | forward | HTTP/1.1 connections to targets, kept between requests |
 //! | [`log`] | log | one access log record per request, with Lattice's fields and the auth decision |
 pub mod answer;
 pub mod authz;
@@ -27,6 +28,7 @@ pub mod balance;
 pub mod listen;
 pub mod log;
 pub mod passthrough;
+pub mod pool;
 pub mod proxy;
 pub mod route;
 pub mod serve;

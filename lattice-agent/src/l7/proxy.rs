@@ -21,8 +21,8 @@ use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::{
     header,
-    uri::{self, Authority, PathAndQuery, Scheme},
-    HeaderMap, HeaderName, HeaderValue, Request, Response, Uri, Version,
+    uri::{Authority, PathAndQuery},
+    HeaderMap, HeaderName, HeaderValue, Request, Response, Version,
 };
 use http_body_util::combinators::BoxBody;
 use hyper::{body::Incoming, service::service_fn};
@@ -40,11 +40,12 @@ use super::{
     balance::{pick, BytesOut, Outstanding, Tracked},
     log::{AuthOutcome, Facts, RequestLog},
     passthrough::{self, PassthroughError},
+    pool::Leased,
     route::{pick_target_group, route, RequestHead},
     sites::{Site, SiteKey},
     switch::ProxySwitch,
     tls,
-    upstream::{client_for, connector_for, UpstreamClient},
+    upstream::{client_for, connector_for, TargetClient},
 };
 use crate::{
     accesslog::AccessLogs,
@@ -172,7 +173,7 @@ struct Picked {
 }
 
 struct Upstream {
-    client: UpstreamClient,
+    client: TargetClient,
     /// For TCP target groups (TLS passthrough), connections without HTTP.
     connector: Arc<dyn Connector>,
     /// Turns among the group's usable targets.
@@ -663,17 +664,12 @@ impl Proxy {
                 }
             }
         }
-        let mut uri = uri::Parts::default();
-        uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(picked.authority);
-        uri.path_and_query = Some(
-            parts
-                .uri
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        );
-        parts.uri = match Uri::from_parts(uri) {
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = match upstream.client.uri(picked.authority, path) {
             Ok(uri) => uri,
             Err(_) => return plain(400, "malformed request target\n"),
         };
@@ -689,16 +685,18 @@ impl Proxy {
             .then(|| upstream.outstanding.start(target));
         facts.forwarded_at = Some(Instant::now());
         let answered =
-            tokio::time::timeout(REQUEST_TIMEOUT, upstream.client.request(forwarded)).await;
+            tokio::time::timeout(REQUEST_TIMEOUT, upstream.client.request(target, forwarded)).await;
         facts.response_head_at = Some(Instant::now());
         match answered {
-            Ok(Ok(response)) => {
+            Ok(Ok((response, lease))) => {
                 let counted = BytesOut {
                     metrics: Arc::clone(&self.metrics),
                     service: site.service,
                     group: group_ref.index(),
                 };
-                response.map(|b| Answer::Target(Tracked::new(b, in_flight, counted)))
+                response.map(|b| {
+                    Answer::Target(Tracked::new(Leased::new(b, lease), in_flight, counted))
+                })
             }
             Ok(Err(e)) => {
                 debug!(%target, error = %e, "forwarding failed");

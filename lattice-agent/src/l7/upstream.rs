@@ -1,6 +1,10 @@
 //! Forwarding to targets: pooled HTTP clients whose connections are made inside the
 //! target VPC's namespace (or the host's, for VPCs of host cgroups), over TLS for
 //! target groups of protocol HTTPS.
+//!
+//! HTTP/1.1 target groups go through lattice's own pool ([`super::pool`]), which knows
+//! the target of each request; HTTP/2 and gRPC groups through hyper-util's client, which
+//! multiplexes requests over one connection per target.
 
 use std::{
     future::Future,
@@ -11,7 +15,11 @@ use std::{
     time::Duration,
 };
 
-use http::Uri;
+use http::{
+    uri::{self, Authority, PathAndQuery, Scheme},
+    Request, Response, Uri,
+};
+use hyper::body::Incoming;
 use hyper_util::{
     client::legacy::{
         connect::{Connected, Connection},
@@ -26,7 +34,11 @@ use tokio::{
 };
 use tokio_rustls::{client::TlsStream, TlsConnector};
 
-use super::tls::{target_client_config, ALPN_H2, ALPN_HTTP11};
+use super::{
+    authz::ForwardBody,
+    pool::{Http1Pool, Lease, PoolError, IDLE_TIMEOUT},
+    tls::{target_client_config, ALPN_H2, ALPN_HTTP11},
+};
 use crate::{
     config::{Attachment, Config, ProtocolVersion, TargetGroup, TargetGroupProtocol},
     health::{ConnectError, Connector, HostConnector, NetnsConnector},
@@ -34,8 +46,8 @@ use crate::{
 
 /// How long a connection to a target may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an idle pooled connection is kept.
-const POOL_IDLE: Duration = Duration::from_secs(60);
+/// How long an idle pooled HTTP/2 connection is kept (as HTTP/1.1 ones: [`IDLE_TIMEOUT`]).
+const POOL_IDLE: Duration = IDLE_TIMEOUT;
 
 /// Why a connection to a target could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +138,34 @@ impl AsyncWrite for TargetStream {
     }
 }
 
+impl NamespaceConnector {
+    pub fn new(connector: Arc<dyn Connector>, tls: Option<TlsConnector>) -> NamespaceConnector {
+        NamespaceConnector { connector, tls }
+    }
+
+    /// A connection to `addr`, with its TLS handshake done for HTTPS groups.
+    pub async fn open(&self, addr: std::net::SocketAddr) -> Result<TargetStream, UpstreamError> {
+        let stream = self.connector.connect(addr, CONNECT_TIMEOUT).await?;
+        // As on the client side: no Nagle delay for small request writes.
+        let _ = stream.set_nodelay(true);
+        let Some(tls) = &self.tls else {
+            return Ok(TargetStream::Plain(stream));
+        };
+        // Targets are addressed by IP: no SNI is sent, and no name is checked.
+        let name = ServerName::IpAddress(addr.ip().into());
+        let handshake = tls.connect(name, stream);
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no TLS handshake in time"))
+            .and_then(|r| r)
+            .map_err(|source| UpstreamError::Tls {
+                target: addr,
+                source,
+            })?;
+        Ok(TargetStream::Tls(Box::new(stream)))
+    }
+}
+
 impl tower_service::Service<Uri> for NamespaceConnector {
     type Response = TokioIo<TargetStream>;
     type Error = UpstreamError;
@@ -136,8 +176,7 @@ impl tower_service::Service<Uri> for NamespaceConnector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let connector = Arc::clone(&self.connector);
-        let tls = self.tls.clone();
+        let connector = self.clone();
         Box::pin(async move {
             let addr: std::net::SocketAddr = uri
                 .authority()
@@ -145,30 +184,63 @@ impl tower_service::Service<Uri> for NamespaceConnector {
                 .ok_or_else(|| UpstreamError::BadTarget {
                     uri: uri.to_string(),
                 })?;
-            let stream = connector.connect(addr, CONNECT_TIMEOUT).await?;
-            // As on the client side: no Nagle delay for small request writes.
-            let _ = stream.set_nodelay(true);
-            let Some(tls) = tls else {
-                return Ok(TokioIo::new(TargetStream::Plain(stream)));
-            };
-            // Targets are addressed by IP: no SNI is sent, and no name is checked.
-            let name = ServerName::IpAddress(addr.ip().into());
-            let handshake = tls.connect(name, stream);
-            let stream = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no TLS handshake in time"))
-                .and_then(|r| r)
-                .map_err(|source| UpstreamError::Tls {
-                    target: addr,
-                    source,
-                })?;
-            Ok(TokioIo::new(TargetStream::Tls(Box::new(stream))))
+            Ok(TokioIo::new(connector.open(addr).await?))
         })
     }
 }
 
-/// A pooled client for one target group.
-pub type UpstreamClient = Client<NamespaceConnector, super::authz::ForwardBody>;
+/// The client of one target group.
+#[derive(Debug)]
+pub enum TargetClient {
+    /// HTTP/1.1 targets: a connection per request in flight, kept between requests.
+    Http1(Http1Pool),
+    /// HTTP/2 and gRPC targets: requests multiplexed on a connection per target.
+    Http2(Box<Client<NamespaceConnector, ForwardBody>>),
+}
+
+/// Why a request could not be exchanged with a target.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error(transparent)]
+    Http1(#[from] PoolError),
+    #[error(transparent)]
+    Http2(#[from] hyper_util::client::legacy::Error),
+}
+
+impl TargetClient {
+    /// The request target this client sends for `path` at `authority` (the picked
+    /// target): origin-form over HTTP/1.1 (`/path?query`, the Host header names the
+    /// service), absolute over HTTP/2, where it gives `:scheme` and `:authority`.
+    pub fn uri(
+        &self,
+        authority: Authority,
+        path: PathAndQuery,
+    ) -> Result<Uri, uri::InvalidUriParts> {
+        let mut parts = uri::Parts::default();
+        if let TargetClient::Http2(_) = self {
+            parts.scheme = Some(Scheme::HTTP);
+            parts.authority = Some(authority);
+        }
+        parts.path_and_query = Some(path);
+        Uri::from_parts(parts)
+    }
+
+    /// Sends `req` (its URI made by [`TargetClient::uri`]) to `target`. An HTTP/1.1
+    /// connection comes with a lease that the response's body must carry to its end.
+    pub async fn request(
+        &self,
+        target: std::net::SocketAddr,
+        req: Request<ForwardBody>,
+    ) -> Result<(Response<Incoming>, Option<Lease>), ForwardError> {
+        match self {
+            TargetClient::Http1(pool) => {
+                let (response, lease) = pool.request(target, req).await?;
+                Ok((response, Some(lease)))
+            }
+            TargetClient::Http2(client) => Ok((client.request(req).await?, None)),
+        }
+    }
+}
 
 /// Where connections to a target group's targets are made from: the namespace of the
 /// group's VPC, or the host's for VPCs made only of host cgroups.
@@ -189,7 +261,7 @@ pub fn connector_for(config: &Config, group: &TargetGroup) -> Arc<dyn Connector>
 pub fn client_for(
     group: &TargetGroup,
     connector: Arc<dyn Connector>,
-) -> Result<UpstreamClient, rustls::Error> {
+) -> Result<TargetClient, rustls::Error> {
     let h2 = matches!(
         group.protocol_version,
         Some(ProtocolVersion::Http2 | ProtocolVersion::Grpc)
@@ -202,10 +274,11 @@ pub fn client_for(
         })?)),
         TargetGroupProtocol::Http | TargetGroupProtocol::Tcp => None,
     };
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder.pool_idle_timeout(POOL_IDLE);
-    if h2 {
-        builder.http2_only(true);
+    let connector = NamespaceConnector::new(connector, tls);
+    if !h2 {
+        return Ok(TargetClient::Http1(Http1Pool::new(connector)));
     }
-    Ok(builder.build(NamespaceConnector { connector, tls }))
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder.pool_idle_timeout(POOL_IDLE).http2_only(true);
+    Ok(TargetClient::Http2(Box::new(builder.build(connector))))
 }
