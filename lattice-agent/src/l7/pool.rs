@@ -328,10 +328,14 @@ mod tests {
                 counted.fetch_add(1, Ordering::SeqCst);
                 let served = Arc::new(AtomicUsize::new(0));
                 tokio::spawn(async move {
-                    let service = service_fn(move |_req| {
+                    let service = service_fn(move |req: Request<Incoming>| {
                         let n = served.fetch_add(1, Ordering::SeqCst) + 1;
+                        let host = req.headers().get(header::HOST).cloned();
                         async move {
                             let mut response = Response::new(Full::new(Bytes::from("hello")));
+                            if let Some(host) = host {
+                                response.headers_mut().insert("x-seen-host", host);
+                            }
                             if n >= per_connection {
                                 response
                                     .headers_mut()
@@ -375,6 +379,21 @@ mod tests {
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
         assert_eq!(pool.idle_count(addr), 1);
+    }
+
+    #[tokio::test]
+    async fn a_request_without_host_gets_the_targets_and_one_with_keeps_its_own() {
+        let (addr, _) = target(usize::MAX).await;
+        let pool = pool();
+        let seen = |response: &Response<Incoming>| response.headers()["x-seen-host"].clone();
+        let (response, _) = pool.request(addr, get()).await.unwrap();
+        assert_eq!(seen(&response), addr.to_string());
+        let mut named = get();
+        named
+            .headers_mut()
+            .insert(header::HOST, HeaderValue::from_static("orders.example"));
+        let (response, _) = pool.request(addr, named).await.unwrap();
+        assert_eq!(seen(&response), "orders.example");
     }
 
     #[tokio::test]

@@ -282,3 +282,25 @@ pub fn client_for(
     builder.pool_idle_timeout(POOL_IDLE).http2_only(true);
     Ok(TargetClient::Http2(Box::new(builder.build(connector))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::HostConnector;
+
+    #[test]
+    fn http1_targets_get_origin_form_and_http2_targets_absolute_uris() {
+        let connector = || NamespaceConnector::new(Arc::new(HostConnector), None);
+        let http1 = TargetClient::Http1(Http1Pool::new(connector()));
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder.http2_only(true);
+        let http2 = TargetClient::Http2(Box::new(builder.build(connector())));
+        let authority = || Authority::from_static("10.0.0.1:8080");
+        let path = || PathAndQuery::from_static("/orders?id=7");
+        assert_eq!(http1.uri(authority(), path()).unwrap(), "/orders?id=7");
+        assert_eq!(
+            http2.uri(authority(), path()).unwrap(),
+            "http://10.0.0.1:8080/orders?id=7"
+        );
+    }
+}
