@@ -120,7 +120,10 @@ impl Http1Pool {
                 },
             }
         }
-        let mut sender = self.connect(target).await?;
+        // Boxed: connecting (a TLS handshake, for HTTPS groups) is most of this future's
+        // size but rare, and every request's future, which hyper moves and spawns for
+        // HTTP/2 callers, would otherwise carry it inline.
+        let mut sender = Box::pin(self.connect(target)).await?;
         let response = sender.send_request(req).await?;
         Ok((response, self.lease(target, sender)))
     }

@@ -353,7 +353,11 @@ impl Proxy {
             } else {
                 current.rebind(&site, &conn)
             };
-            async move {
+            // Boxed: a request's future is a few kilobytes, and over HTTP/2 hyper spawns
+            // a task per request stream, moving the future whole several times on the way
+            // (into the stream, through spawn, into the task's cell, and the cell's stage
+            // rewritten at the end); a box moves as a pointer.
+            Box::pin(async move {
                 Ok::<_, Infallible>(match bound {
                     Some((site, conn)) => current.handle(&site, &conn, req).await,
                     None => {
@@ -363,7 +367,7 @@ impl Proxy {
                         gone.map(BoxBody::new)
                     }
                 })
-            }
+            })
         });
         let mut builder = auto::Builder::new(TokioExecutor::new());
         // Bounded request heads, and a client that never finishes sending one is let go.
