@@ -166,10 +166,22 @@ struct UsableTargets {
     authorities: Vec<Authority>,
 }
 
-/// The target a request goes to.
+/// The target a request goes to: an index into the usable targets it was picked from
+/// (whose `Arc` the pick loaded anyway), so its authority is cloned only by a client
+/// that sends it (HTTP/2), not per HTTP/1.1 request.
 struct Picked {
-    addr: SocketAddr,
-    authority: Authority,
+    targets: Arc<UsableTargets>,
+    index: usize,
+}
+
+impl Picked {
+    fn addr(&self) -> SocketAddr {
+        self.targets.addrs[self.index]
+    }
+
+    fn authority(&self) -> &Authority {
+        &self.targets.authorities[self.index]
+    }
 }
 
 struct Upstream {
@@ -498,7 +510,7 @@ impl Proxy {
         let (group, picked) = self
             .pick_target(groups)
             .map_err(|e| PassthroughError::NoTarget(e.reason()))?;
-        let target = picked.addr;
+        let target = picked.addr();
         let stream = self.upstreams[group.index()]
             .connector
             .connect(target, CONNECT_TIMEOUT)
@@ -526,11 +538,7 @@ impl Proxy {
             &upstream.next,
             &upstream.outstanding,
         );
-        let picked = Picked {
-            addr: targets.addrs[i],
-            authority: targets.authorities[i].clone(),
-        };
-        Ok((group_ref, picked))
+        Ok((group_ref, Picked { targets, index: i }))
     }
 
     /// The usable targets of a group under the current health snapshot: chosen again
@@ -655,7 +663,7 @@ impl Proxy {
         };
         let group = self.config.target_group(group_ref);
         let upstream = &self.upstreams[group_ref.index()];
-        let target = picked.addr;
+        let target = picked.addr();
         facts.target_group = Some(group_ref.index());
         facts.target = Some(target);
 
@@ -668,12 +676,12 @@ impl Proxy {
                 }
             }
         }
-        let path = parts
-            .uri
-            .path_and_query()
-            .cloned()
+        // The caller's URI is replaced: its path moves into the new one, uncloned.
+        let path = std::mem::take(&mut parts.uri)
+            .into_parts()
+            .path_and_query
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        parts.uri = match upstream.client.uri(picked.authority, path) {
+        parts.uri = match upstream.client.uri(picked.authority(), path) {
             Ok(uri) => uri,
             Err(_) => return plain(400, "malformed request target\n"),
         };

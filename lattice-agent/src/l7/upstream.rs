@@ -46,8 +46,6 @@ use crate::{
 
 /// How long a connection to a target may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an idle pooled HTTP/2 connection is kept (as HTTP/1.1 ones: [`IDLE_TIMEOUT`]).
-const POOL_IDLE: Duration = IDLE_TIMEOUT;
 
 /// Why a connection to a target could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -213,13 +211,13 @@ impl TargetClient {
     /// service), absolute over HTTP/2, where it gives `:scheme` and `:authority`.
     pub fn uri(
         &self,
-        authority: Authority,
+        authority: &Authority,
         path: PathAndQuery,
     ) -> Result<Uri, uri::InvalidUriParts> {
         let mut parts = uri::Parts::default();
         if let TargetClient::Http2(_) = self {
             parts.scheme = Some(Scheme::HTTP);
-            parts.authority = Some(authority);
+            parts.authority = Some(authority.clone());
         }
         parts.path_and_query = Some(path);
         Uri::from_parts(parts)
@@ -279,7 +277,8 @@ pub fn client_for(
         return Ok(TargetClient::Http1(Http1Pool::new(connector)));
     }
     let mut builder = Client::builder(TokioExecutor::new());
-    builder.pool_idle_timeout(POOL_IDLE).http2_only(true);
+    // Idle HTTP/2 connections close when idle HTTP/1.1 ones do.
+    builder.pool_idle_timeout(IDLE_TIMEOUT).http2_only(true);
     Ok(TargetClient::Http2(Box::new(builder.build(connector))))
 }
 
@@ -297,9 +296,9 @@ mod tests {
         let http2 = TargetClient::Http2(Box::new(builder.build(connector())));
         let authority = || Authority::from_static("10.0.0.1:8080");
         let path = || PathAndQuery::from_static("/orders?id=7");
-        assert_eq!(http1.uri(authority(), path()).unwrap(), "/orders?id=7");
+        assert_eq!(http1.uri(&authority(), path()).unwrap(), "/orders?id=7");
         assert_eq!(
-            http2.uri(authority(), path()).unwrap(),
+            http2.uri(&authority(), path()).unwrap(),
             "http://10.0.0.1:8080/orders?id=7"
         );
     }
