@@ -397,38 +397,28 @@ pub fn verify<'k, T>(
     let payload_hash = match payload {
         Payload::Claimed(v) | Payload::Hashed(v) => v,
     };
-    let canonical_headers = canonical_headers(parts, auth.signed_header_names())?;
     let uri = canonical_uri(parts.uri.path());
     let keyed = key.signing_mac(auth.date, &keyring.region);
     let query = parts.uri.query().unwrap_or("");
-    let canonical = canonical_query(query);
+    let canonical_query = canonical_query(query);
     let as_written = query_as_written(query);
-    let mut queries = [Some(canonical.as_str()), None];
-    if as_written != canonical {
+    let mut queries = [Some(canonical_query.as_str()), None];
+    if as_written != canonical_query {
         queries[1] = Some(as_written.as_str());
     }
     // The canonical request and the string to sign are each assembled in one buffer
     // and hashed in one call: fed to the hash a piece at a time (eleven pieces, most a
     // few bytes), the hash's buffering cost more than the hashing.
-    let mut canonical = String::with_capacity(
-        uri.len() + query.len() + canonical_headers.len() + auth.signed_headers.len() + 96,
-    );
+    let mut canonical = String::with_capacity(512);
     let mut to_sign = String::with_capacity(160);
-    let matched = queries.iter().flatten().any(|q| {
+    let mut matched = false;
+    for q in queries.into_iter().flatten() {
         canonical.clear();
-        for part in [
-            parts.method.as_str(),
-            "\n",
-            &uri,
-            "\n",
-            q,
-            "\n",
-            &canonical_headers,
-            "\n",
-            auth.signed_headers,
-            "\n",
-            payload_hash,
-        ] {
+        for part in [parts.method.as_str(), "\n", &uri, "\n", q, "\n"] {
+            canonical.push_str(part);
+        }
+        write_canonical_headers(&mut canonical, parts, auth.signed_header_names())?;
+        for part in ["\n", auth.signed_headers, "\n", payload_hash] {
             canonical.push_str(part);
         }
         let mut hex_hash = [0u8; 64];
@@ -452,8 +442,11 @@ pub fn verify<'k, T>(
         }
         let mut mac = keyed.clone();
         mac.update(to_sign.as_bytes());
-        mac.verify_slice(&auth.signature).is_ok()
-    });
+        if mac.verify_slice(&auth.signature).is_ok() {
+            matched = true;
+            break;
+        }
+    }
     if !matched {
         return Err(SigV4Error::Mismatch);
     }
@@ -503,12 +496,13 @@ fn request_time(headers: &HeaderMap) -> Result<(Cow<'_, str>, SystemTime), SigV4
     Ok((Cow::Owned(format_amz_date(time)), time))
 }
 
-/// `name:value\n` for each signed header, in the order SignedHeaders lists them.
-fn canonical_headers<'a>(
+/// Appends `name:value\n` for each signed header to `out`, in the order SignedHeaders
+/// lists them.
+fn write_canonical_headers<'a>(
+    out: &mut String,
     parts: &Parts,
     signed: impl Iterator<Item = &'a str>,
-) -> Result<String, SigV4Error> {
-    let mut out = String::with_capacity(256);
+) -> Result<(), SigV4Error> {
     for name in signed {
         out.push_str(name);
         out.push(':');
@@ -545,7 +539,7 @@ fn canonical_headers<'a>(
         }
         out.push('\n');
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Whether a byte stays as it is in URI encoding (RFC 3986's unreserved characters).
@@ -713,7 +707,8 @@ mod tests {
         names.sort();
         names.dedup();
         let signed: Vec<&str> = names.iter().map(String::as_str).collect();
-        let ch = canonical_headers(parts, signed.iter().copied()).unwrap();
+        let mut ch = String::new();
+        write_canonical_headers(&mut ch, parts, signed.iter().copied()).unwrap();
         let cr = format!(
             "{}\n{}\n{}\n{ch}\n{}\n{payload}",
             parts.method,
