@@ -389,7 +389,7 @@ fn start_dns(
         dns::Forwarder::new(upstreams.to_vec())
     };
     if forwarder.upstreams().is_empty() {
-        warn!("no DNS upstream (no nameserver in /etc/resolv.conf, no --dns-upstream): names lattice does not own get SERVFAIL");
+        warn!("no DNS upstream (no nameserver in /etc/resolv.conf, no --dns-upstream): names lattice does not own get SERVFAIL until resolv.conf lists one");
     } else {
         info!(upstreams = ?forwarder.upstreams(), "DNS forwards names lattice does not own");
     }

@@ -1,8 +1,13 @@
 //! Forwarding names lattice does not own to the host's resolver.
 //!
 //! The upstreams are the `nameserver` lines of the host's `/etc/resolv.conf` (read by
-//! the agent in its own namespace when it starts), or `--dns-upstream`. Sockets to them
-//! are made by the agent's runtime threads, which stay in the host's namespace: a
+//! the agent in its own namespace), or `--dns-upstream`. resolv.conf is followed as it
+//! changes (a DHCP lease, a VPN, systemd-resolved rewrite it): before forwarding, the
+//! file's identity (inode, size, modification time) is looked at, at most once per
+//! [`RESOLV_CONF_RECHECK`], and a changed file is read again, as dnsmasq does.
+//!
+//! Sockets to the upstreams are made by the agent's runtime threads, which stay in the
+//! host's namespace: a
 //! query asked inside a VPC namespace leaves from the host, as the host's own would.
 //! A query that came over UDP goes on over UDP (a truncated answer is passed on
 //! truncated, so the client retries over TCP), one that came over TCP over TCP. The
@@ -12,10 +17,15 @@
 use std::{
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    path::Path,
-    sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, PoisonError,
+    },
+    time::{Duration, Instant, SystemTime},
 };
+
+use arc_swap::ArcSwap;
 
 use hickory_proto::{
     op::{Message, MessageType, Query, ResponseCode},
@@ -29,6 +39,8 @@ use tracing::{info, warn};
 
 /// Where the host's resolvers are listed.
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+/// How often, at most, resolv.conf is looked at for a change.
+pub const RESOLV_CONF_RECHECK: Duration = Duration::from_secs(2);
 /// How long one upstream may take to answer.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_millis(1500);
 /// At most this many upstreams are tried per query (glibc's MAXNS): with
@@ -86,43 +98,157 @@ pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
 /// The upstream resolvers and the way to ask them.
 #[derive(Debug)]
 pub struct Forwarder {
-    upstreams: Vec<SocketAddr>,
+    upstreams: ArcSwap<Vec<SocketAddr>>,
+    /// Where the upstreams come from when they follow a file.
+    resolv_conf: Option<ResolvConf>,
     timeout: Duration,
     /// Whether the last forward failed (logged once per change, not per query).
     failing: AtomicBool,
 }
 
+/// A followed resolv.conf: its path, and what was seen of it.
+#[derive(Debug)]
+struct ResolvConf {
+    path: PathBuf,
+    seen: Mutex<Seen>,
+}
+
+#[derive(Debug)]
+struct Seen {
+    /// When the file was last looked at.
+    checked: Instant,
+    /// The file's identity when it was last read; `None`: it did not exist.
+    identity: Option<FileIdentity>,
+    /// The last look failed (said once, until a look succeeds).
+    unreadable: bool,
+}
+
+/// What tells a rewritten file from the one read: resolvconf and systemd-resolved
+/// replace it (a new inode), editors and DHCP clients rewrite it (new size or time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    inode: u64,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> io::Result<Option<FileIdentity>> {
+        use std::os::unix::fs::MetadataExt as _;
+        match std::fs::metadata(path) {
+            Ok(meta) => Ok(Some(FileIdentity {
+                inode: meta.ino(),
+                len: meta.len(),
+                modified: meta.modified().ok(),
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The nameservers of the resolv.conf at `path`; a missing file lists none.
+fn read_resolv_conf(path: &Path) -> io::Result<Vec<SocketAddr>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(parse_resolv_conf(&text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
 impl Forwarder {
+    /// Fixed upstreams (`--dns-upstream`).
     pub fn new(upstreams: Vec<SocketAddr>) -> Forwarder {
         Forwarder::with_timeout(upstreams, UPSTREAM_TIMEOUT)
     }
 
     pub fn with_timeout(upstreams: Vec<SocketAddr>, timeout: Duration) -> Forwarder {
         Forwarder {
-            upstreams,
+            upstreams: ArcSwap::from_pointee(upstreams),
+            resolv_conf: None,
             timeout,
             failing: AtomicBool::new(false),
         }
     }
 
-    /// The nameservers of `path` (the host's resolv.conf); a missing file means none.
+    /// The nameservers of `path` (the host's resolv.conf), followed as the file changes;
+    /// a missing file means none until it appears. An unreadable file is an error here,
+    /// at the start; later, the last nameservers read stay.
     pub fn from_resolv_conf(path: &Path) -> io::Result<Forwarder> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(e),
-        };
-        Ok(Forwarder::new(parse_resolv_conf(&text)))
+        let identity = FileIdentity::of(path)?;
+        let upstreams = read_resolv_conf(path)?;
+        Ok(Forwarder {
+            resolv_conf: Some(ResolvConf {
+                path: path.to_owned(),
+                seen: Mutex::new(Seen {
+                    checked: Instant::now(),
+                    identity,
+                    unreadable: false,
+                }),
+            }),
+            ..Forwarder::new(upstreams)
+        })
     }
 
-    pub fn upstreams(&self) -> &[SocketAddr] {
-        &self.upstreams
+    /// The upstreams queries go to now.
+    pub fn upstreams(&self) -> Arc<Vec<SocketAddr>> {
+        self.upstreams.load_full()
+    }
+
+    /// Reads resolv.conf again if it changed, unless it was looked at less than
+    /// [`RESOLV_CONF_RECHECK`] before `now`.
+    pub(crate) fn refresh(&self, now: Instant) {
+        let Some(followed) = &self.resolv_conf else {
+            return;
+        };
+        let mut seen = followed.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if now.saturating_duration_since(seen.checked) < RESOLV_CONF_RECHECK {
+            return;
+        }
+        seen.checked = now;
+        let path = &followed.path;
+        let identity = match FileIdentity::of(path) {
+            Ok(identity) => identity,
+            Err(e) => {
+                if !seen.unreadable {
+                    warn!(path = %path.display(), error = %e, "resolv.conf cannot be looked at; its last nameservers stay");
+                }
+                seen.unreadable = true;
+                return;
+            }
+        };
+        if seen.identity == identity && !seen.unreadable {
+            return;
+        }
+        seen.identity = identity;
+        let upstreams = match read_resolv_conf(path) {
+            Ok(upstreams) => upstreams,
+            Err(e) => {
+                if !seen.unreadable {
+                    warn!(path = %path.display(), error = %e, "resolv.conf cannot be read; its last nameservers stay");
+                }
+                seen.unreadable = true;
+                return;
+            }
+        };
+        seen.unreadable = false;
+        if **self.upstreams.load() == upstreams {
+            return;
+        }
+        if upstreams.is_empty() {
+            warn!(path = %path.display(), "resolv.conf changed and lists no nameserver: names lattice does not own get SERVFAIL");
+        } else {
+            info!(path = %path.display(), ?upstreams, "resolv.conf changed: DNS forwards to its nameservers");
+        }
+        self.upstreams.store(Arc::new(upstreams));
     }
 
     /// Asks the upstreams `query` in order, over TCP when `tcp`, and returns the first
     /// answer that is not SERVFAIL or REFUSED (or the last such one, when all are).
     pub async fn forward(&self, query: &Message, tcp: bool) -> Result<Message, ForwardError> {
-        let result = self.ask_all(query, tcp).await;
+        self.refresh(Instant::now());
+        let upstreams = self.upstreams.load_full();
+        let result = self.ask_all(&upstreams, query, tcp).await;
         match &result {
             Ok(_) => {
                 if self.failing.swap(false, Ordering::Relaxed) {
@@ -138,11 +264,16 @@ impl Forwarder {
         result
     }
 
-    async fn ask_all(&self, query: &Message, tcp: bool) -> Result<Message, ForwardError> {
+    async fn ask_all(
+        &self,
+        upstreams: &[SocketAddr],
+        query: &Message,
+        tcp: bool,
+    ) -> Result<Message, ForwardError> {
         let bytes = query.to_vec().map_err(ForwardError::Encode)?;
         let question = query.query().cloned();
         let mut last = Err(ForwardError::NoUpstream);
-        for &upstream in self.upstreams.iter().take(MAX_UPSTREAMS) {
+        for &upstream in upstreams.iter().take(MAX_UPSTREAMS) {
             let asked = if tcp {
                 ask_tcp(upstream, &bytes, query.id(), self.timeout).await
             } else {

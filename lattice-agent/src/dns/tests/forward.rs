@@ -11,7 +11,9 @@ use hickory_proto::{
 };
 
 use super::{fqdn, FakeUpstream, UPSTREAM_ANSWER};
-use crate::dns::forward::{parse_resolv_conf, upstream_query, ForwardError, Forwarder};
+use crate::dns::forward::{
+    parse_resolv_conf, upstream_query, ForwardError, Forwarder, RESOLV_CONF_RECHECK,
+};
 
 #[test]
 fn resolv_conf_nameservers_in_order() {
@@ -40,6 +42,64 @@ fn missing_resolv_conf_means_no_upstream() {
     let dir = tempfile::tempdir().unwrap();
     let forwarder = Forwarder::from_resolv_conf(&dir.path().join("resolv.conf")).unwrap();
     assert!(forwarder.upstreams().is_empty());
+}
+
+#[test]
+fn resolv_conf_is_followed_as_it_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("resolv.conf");
+    // As resolvconf and systemd-resolved write it: a new file renamed over the old one.
+    let replace = |text: &str| {
+        let next = dir.path().join("resolv.conf.new");
+        std::fs::write(&next, text).unwrap();
+        std::fs::rename(&next, &path).unwrap();
+    };
+    let addrs = |list: &[&str]| -> Vec<SocketAddr> {
+        list.iter()
+            .map(|a| format!("{a}:53").parse().unwrap())
+            .collect()
+    };
+    replace("nameserver 192.0.2.1\n");
+    let forwarder = Forwarder::from_resolv_conf(&path).unwrap();
+    assert_eq!(*forwarder.upstreams(), addrs(&["192.0.2.1"]));
+    let start = Instant::now();
+
+    replace("nameserver 192.0.2.2\nnameserver 192.0.2.3\n");
+    // Looked at no more often than RESOLV_CONF_RECHECK.
+    forwarder.refresh(start);
+    assert_eq!(*forwarder.upstreams(), addrs(&["192.0.2.1"]));
+    let mut at = start + RESOLV_CONF_RECHECK;
+    forwarder.refresh(at);
+    assert_eq!(*forwarder.upstreams(), addrs(&["192.0.2.2", "192.0.2.3"]));
+
+    // Rewritten in place (same inode), to a list of another length.
+    std::fs::write(&path, "nameserver 192.0.2.44\n").unwrap();
+    at += RESOLV_CONF_RECHECK;
+    forwarder.refresh(at);
+    assert_eq!(*forwarder.upstreams(), addrs(&["192.0.2.44"]));
+
+    // Gone: no upstream, until the file is back.
+    std::fs::remove_file(&path).unwrap();
+    at += RESOLV_CONF_RECHECK;
+    forwarder.refresh(at);
+    assert!(forwarder.upstreams().is_empty());
+    replace("nameserver 2001:db8::53\n");
+    at += RESOLV_CONF_RECHECK;
+    forwarder.refresh(at);
+    assert_eq!(
+        *forwarder.upstreams(),
+        vec!["[2001:db8::53]:53".parse::<SocketAddr>().unwrap()]
+    );
+}
+
+#[test]
+fn fixed_upstreams_do_not_follow_resolv_conf() {
+    let forwarder = Forwarder::new(vec!["192.0.2.9:5353".parse().unwrap()]);
+    forwarder.refresh(Instant::now() + RESOLV_CONF_RECHECK * 10);
+    assert_eq!(
+        *forwarder.upstreams(),
+        vec!["192.0.2.9:5353".parse::<SocketAddr>().unwrap()]
+    );
 }
 
 fn query(name: &str, qtype: RecordType) -> hickory_proto::op::Message {
