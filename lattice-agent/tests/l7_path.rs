@@ -333,3 +333,46 @@ fn a_restarted_agent_removes_site_rules_its_config_dropped() {
     );
     assert_eq!(agent.vip("api"), vip, "the VIP is kept");
 }
+
+/// A client namespace deleted and made again under its name (a restarted container) is
+/// joined and served afresh. The old one's veth outlives it (the agent's sockets in it
+/// keep it alive), so the agent must tell the two apart by identity, not by name.
+#[test]
+fn a_namespace_made_again_under_its_name_is_served_again() {
+    let mut lab = lab();
+    let _blue = HttpServer::start(&lab.orders, "10.92.0.10:8080".parse().unwrap(), "blue").unwrap();
+    let root = lab.topo.bpffs_root("agent").unwrap();
+    let agent = Agent::start(&config(&lab), &root);
+    let http = std::net::SocketAddr::from((agent.vip("api"), 80));
+    let get = |web: &Netns| {
+        client::http_request(web, http, &client::HttpRequest::get("/"), TIMEOUT)
+            .map(|resp| resp.status)
+    };
+    assert_eq!(get(&lab.web).unwrap(), 200, "{}", agent.log());
+
+    lab.web.recreate().unwrap();
+    lab.web.add_addr("lo", "10.91.0.5/32").unwrap();
+    // Bounded: the agent notices on its next ticks (a detach, then a join).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        match get(&lab.web) {
+            Ok(status) => break status,
+            Err(e) if std::time::Instant::now() >= deadline => {
+                panic!("GET from the new namespace: {e:?}\n{}", agent.log())
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    assert_eq!(status, 200);
+    let log = agent.log();
+    assert!(
+        log.contains("VPC namespace deleted or replaced; detached"),
+        "{log}"
+    );
+    // The new namespace was joined: lattice's end of the veth is in it.
+    let link = lattice_agent::dataplane::NS_LINK;
+    assert!(
+        lab.web.ip(&["link", "show", link]).is_ok(),
+        "no {link} in the new namespace"
+    );
+}

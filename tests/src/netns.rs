@@ -97,6 +97,26 @@ impl Netns {
         Ok(Netns { name })
     }
 
+    /// Deletes the namespace and makes a new one of the same name, as a container
+    /// runtime does for a restarted container: the new one is empty (loopback up, no
+    /// addresses), and sockets still open in the old one keep it alive, unnamed.
+    pub fn recreate(&self) -> Result<(), NetnsError> {
+        let _serialised = ADD_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (args, action) in [
+            (["netns", "del", &self.name], "deleting the namespace"),
+            (["netns", "add", &self.name], "creating the namespace again"),
+        ] {
+            cmd::ip(&args).map_err(|source| NetnsError::Ip {
+                action: action.to_owned(),
+                netns: self.name.clone(),
+                source,
+            })?;
+        }
+        self.set_up("lo")
+    }
+
     /// The namespace's name, as `ip netns list` shows it.
     pub fn name(&self) -> &str {
         &self.name

@@ -233,6 +233,8 @@ targetGroups:
     let attachments = [Attachment {
         vpc: target_vpc,
         netns: ns.name().into(),
+        // The programmer does not read it.
+        netns_inode: 0,
         host_link: "t0".into(),
         ifindex: target_if,
         vpc_addr: TARGET,

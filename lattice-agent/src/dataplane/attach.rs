@@ -28,7 +28,7 @@ use tracing::info;
 
 use super::{
     compile::{ip_net_order, PathSettings, VpcPlan},
-    ip::{self, addresses_in, ifindex_of, link_exists, mac_of, vpc_address},
+    ip::{self, addresses_in, ifindex_of, link_exists, mac_of, netns_inode, vpc_address},
     loader::{classifier, map_err, open},
     Dataplane, DataplaneError,
 };
@@ -67,6 +67,9 @@ pub fn cgroup2_mount() -> Result<PathBuf, DataplaneError> {
 pub struct Attachment {
     pub vpc: u32,
     pub netns: String,
+    /// The namespace joined ([`super::ip::netns_inode`] when it was): a namespace made
+    /// again under the same name is another one, to be joined afresh.
+    pub netns_inode: u64,
     /// The host end of the veth.
     pub host_link: String,
     pub ifindex: u32,
@@ -96,6 +99,11 @@ impl Dataplane {
         netns: &str,
         settings: &PathSettings,
     ) -> Result<Attachment, DataplaneError> {
+        // Read first: a namespace replaced while it is joined is noticed on the next sync.
+        let netns_inode = netns_inode(netns).ok_or_else(|| DataplaneError::Command {
+            command: format!("finding network namespace {netns} under /run/netns"),
+            message: "it does not exist (any more)".into(),
+        })?;
         let addresses = addresses_in(netns)?;
         let vpc_addr =
             vpc_address(&addresses, vpc.cidr).ok_or_else(|| DataplaneError::NoVpcAddress {
@@ -156,6 +164,7 @@ impl Dataplane {
         Ok(Attachment {
             vpc: vpc.key,
             netns: netns.to_owned(),
+            netns_inode,
             host_link: host,
             ifindex,
             vpc_addr,

@@ -33,6 +33,16 @@ pub fn netns_exists(name: &str) -> bool {
     std::path::Path::new("/run/netns").join(name).exists()
 }
 
+/// Which namespace the name stands for now: the inode of its nsfs file under
+/// /run/netns (unique among live namespaces), or `None` when there is none of that name.
+/// A namespace deleted and made again under the same name has another one.
+pub fn netns_inode(name: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(std::path::Path::new("/run/netns").join(name))
+        .ok()
+        .map(|meta| meta.ino())
+}
+
 /// Whether a link exists in the host namespace.
 pub fn link_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()

@@ -25,6 +25,7 @@ pub use attach::{host_link_name, Attachment, NS_LINK};
 pub use bpffs::{ensure_bpffs, remove_root};
 pub use error::DataplaneError;
 pub use inspect::{inspect, pinned_interfaces, Inspection};
+pub use ip::netns_inode;
 pub use ip::{ip as ip_command, peer_netns_of};
 pub use loader::{Dataplane, Sizes, TcAttachment};
 pub use object::{embedded_object, toolchain_used, MapSpec};

@@ -1,5 +1,6 @@
 //! Keeping the kernel in step with the desired state: attach the namespaces of every
-//! VPC as they appear, forget those that disappear, and rewrite the service maps when
+//! VPC as they appear, forget those that disappear (or are replaced by a namespace of
+//! the same name), and rewrite the service maps when
 //! the snapshot, the attachments or the usable targets change. The agent calls
 //! [`Reconciler::sync`] at start and then on every tick.
 
@@ -10,7 +11,7 @@ use tracing::{info, warn};
 use super::{
     attach::{Attachment, CgroupAttachment},
     compile::{BackendId, GroupPlan, PathSettings, Snapshot},
-    ip::{link_exists, netns_exists},
+    ip::{link_exists, netns_exists, netns_inode},
     program::{Applied, Programmer},
     Dataplane, DataplaneError,
 };
@@ -104,6 +105,25 @@ impl Reconciler {
                 synced.forgotten.push(a);
             }
         }
+        // Namespaces deleted (`ip netns del`) or made again under the same name, whose
+        // veth lives on: the old namespace is kept alive by the sockets in it (the L7
+        // sites', DNS's), so its veth is not deleted with it. It is detached here, so
+        // the sites and DNS close their sockets and the namespace can go; a new one of
+        // that name is joined on the next sync, once those sockets are closed.
+        let replaced: Vec<(u32, String)> = self
+            .attachments
+            .iter()
+            .filter(|(_, a)| netns_inode(&a.netns) != Some(a.netns_inode))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &replaced {
+            if let Some(a) = self.attachments.remove(key) {
+                self.dataplane.forget_interface(a.ifindex, &a.host_link)?;
+                let _ = super::ip::ip(&["link", "del", "dev", &a.host_link]);
+                info!(netns = %a.netns, host_link = %a.host_link, "VPC namespace deleted or replaced; detached");
+                synced.forgotten.push(a);
+            }
+        }
         // Namespaces no longer in the config are detached (their veth deleted).
         let wanted: Vec<(u32, String)> = snapshot
             .vpcs
@@ -127,7 +147,10 @@ impl Reconciler {
         for vpc in &snapshot.vpcs {
             for netns in &vpc.netns {
                 let key = (vpc.key, netns.clone());
-                if self.attachments.contains_key(&key) || !netns_exists(netns) {
+                if self.attachments.contains_key(&key)
+                    || replaced.contains(&key)
+                    || !netns_exists(netns)
+                {
                     continue;
                 }
                 match self.dataplane.attach_netns(vpc, netns, &self.settings) {

@@ -149,7 +149,9 @@ impl DnsServer {
         // Attached and still there under that name, with its identity.
         let present: BTreeMap<&String, (Ipv4Addr, u64)> = attached
             .iter()
-            .filter_map(|(netns, &src)| netns_ino(netns).map(|ino| (netns, (src, ino))))
+            .filter_map(|(netns, &src)| {
+                crate::dataplane::netns_inode(netns).map(|ino| (netns, (src, ino)))
+            })
             .collect();
         self.served.retain(|netns, served| {
             let keep = present
@@ -227,13 +229,6 @@ impl DnsServer {
             _server: server,
         })
     }
-}
-
-/// The identity of the namespace named `netns` (None: no such name).
-fn netns_ino(netns: &str) -> Option<u64> {
-    std::fs::metadata(std::path::Path::new("/run/netns").join(netns))
-        .ok()
-        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
 }
 
 /// Makes `addr:53` (UDP and TCP) local in `netns`: a local route for `addr` in
