@@ -110,20 +110,29 @@ impl Reconciler {
         // sites', DNS's), so its veth is not deleted with it. It is detached here, so
         // the sites and DNS close their sockets and the namespace can go; a new one of
         // that name is joined on the next sync, once those sockets are closed.
-        let replaced: Vec<(u32, String)> = self
+        let replaced: Vec<((u32, String), Option<u64>)> = self
             .attachments
             .iter()
-            .filter(|(_, a)| netns_inode(&a.netns) != Some(a.netns_inode))
-            .map(|(k, _)| k.clone())
+            .map(|(k, a)| (k, a, netns_inode(&a.netns)))
+            .filter(|(_, a, now)| *now != Some(a.netns_inode))
+            .map(|(k, _, now)| (k.clone(), now))
             .collect();
-        for key in &replaced {
+        for (key, now) in &replaced {
             if let Some(a) = self.attachments.remove(key) {
                 self.dataplane.forget_interface(a.ifindex, &a.host_link)?;
                 let _ = super::ip::ip(&["link", "del", "dev", &a.host_link]);
-                info!(netns = %a.netns, host_link = %a.host_link, "VPC namespace deleted or replaced; detached");
+                match now {
+                    None => {
+                        info!(netns = %a.netns, host_link = %a.host_link, "VPC namespace gone (deleted); detached")
+                    }
+                    Some(_) => {
+                        info!(netns = %a.netns, host_link = %a.host_link, "VPC namespace replaced by another of its name; detached")
+                    }
+                }
                 synced.forgotten.push(a);
             }
         }
+        let replaced: Vec<(u32, String)> = replaced.into_iter().map(|(key, _)| key).collect();
         // Namespaces no longer in the config are detached (their veth deleted).
         let wanted: Vec<(u32, String)> = snapshot
             .vpcs
