@@ -30,7 +30,7 @@ pub fn ip(args: &[&str]) -> Result<String, DataplaneError> {
 
 /// Whether a network namespace of that name exists (under /run/netns).
 pub fn netns_exists(name: &str) -> bool {
-    std::path::Path::new("/run/netns").join(name).exists()
+    netns_inode(name).is_some()
 }
 
 /// Which namespace the name stands for now: the inode of its nsfs file under

@@ -1,8 +1,8 @@
 //! Keeping the kernel in step with the desired state: attach the namespaces of every
 //! VPC as they appear, forget those that disappear (or are replaced by a namespace of
-//! the same name), and rewrite the service maps when
-//! the snapshot, the attachments or the usable targets change. The agent calls
-//! [`Reconciler::sync`] at start and then on every tick.
+//! the same name), and rewrite the service maps when the snapshot, the attachments or
+//! the usable targets change. The agent calls [`Reconciler::sync`] at start and then on
+//! every tick.
 
 use std::{collections::BTreeMap, path::PathBuf};
 
@@ -132,7 +132,6 @@ impl Reconciler {
                 synced.forgotten.push(a);
             }
         }
-        let replaced: Vec<(u32, String)> = replaced.into_iter().map(|(key, _)| key).collect();
         // Namespaces no longer in the config are detached (their veth deleted).
         let wanted: Vec<(u32, String)> = snapshot
             .vpcs
@@ -157,7 +156,7 @@ impl Reconciler {
             for netns in &vpc.netns {
                 let key = (vpc.key, netns.clone());
                 if self.attachments.contains_key(&key)
-                    || replaced.contains(&key)
+                    || replaced.iter().any(|(k, _)| *k == key)
                     || !netns_exists(netns)
                 {
                     continue;
