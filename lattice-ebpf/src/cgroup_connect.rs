@@ -88,7 +88,7 @@ fn try_connect4(ctx: &SockAddrContext) -> Result<i32, i64> {
     let Some(listener) = LT_LISTENERS_V1.get_ptr(ListenerKey {
         vip,
         port,
-        proto: PROTO_TCP as u8,
+        proto: PROTO_TCP,
         _pad: 0,
     }) else {
         return Ok(refuse(vpc, reason::NO_LISTENER));
@@ -163,7 +163,7 @@ fn to_host_site(ctx: &SockAddrContext, vpc: u32, vip: u32, port: u16) -> Option<
         port,
         _pad: 0,
     };
-    let site = LT_HOSTSITES_V1.get_ptr(&key)?;
+    let site = LT_HOSTSITES_V1.get_ptr(key)?;
     // SAFETY: a map value pointer the helper returned; copied at once.
     let site = unsafe { *site };
     // SAFETY: a plain helper call on this program's context.

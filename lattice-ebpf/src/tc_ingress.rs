@@ -96,7 +96,7 @@ fn try_tc_ingress(ctx: &mut TcContext) -> Result<i32, i64> {
         proto: PROTO_TCP,
         _pad: [0; 3],
     };
-    if let Some(nat) = LT_CT_V1.get_ptr(&key) {
+    if let Some(nat) = LT_CT_V1.get_ptr(key) {
         // SAFETY: as above.
         let nat: Nat = unsafe { *nat };
         // A fresh SYN on a known tuple is a new connection reusing the ports: it keeps
@@ -222,7 +222,7 @@ fn open_flow(
             proto: PROTO_TCP,
             _pad: [0; 3],
         };
-        let free = match LT_CT_V1.get_ptr(&reply_key) {
+        let free = match LT_CT_V1.get_ptr(reply_key) {
             None => true,
             // The same client flow (a retransmitted SYN) may take its own entry again.
             // SAFETY: as above.
@@ -273,7 +273,7 @@ fn report_flow(p: &Tcp4, iface: &Iface, nat: &Nat, target_group: u32) {
         snat_port: nat.sport,
         target_port: nat.dport,
     };
-    let _ = LT_FLOWLOG_V1.output(&event, 0);
+    let _ = LT_FLOWLOG_V1.output(event, 0);
 }
 
 /// Translates a packet of a known flow and sends it into the other VPC's namespace.

@@ -5,7 +5,7 @@
 //! | `setup` | makes this machine ready: Debian packages, bpf-linker, bpffs |
 //! | `build-ebpf` | builds the kernel programs into one BPF object with BTF |
 //! | `test` | setup, then every test of the workspace (real kernel, needs root) |
-//! | `lint` | rustfmt and clippy, as CI runs them |
+//! | `lint` | rustfmt and clippy over the workspace and the kernel programs, as CI runs them |
 //! | `demo` | setup, then the demo topology with the agent and real traffic |
 //! | `bench l4` | setup, then lattice's TCP path vs direct, HAProxy and nginx (ratios, JSON) |
 //! | `bench l7` | setup, then lattice's HTTP listeners vs direct, nginx and HAProxy (ratios, JSON) |
@@ -46,7 +46,7 @@ enum Task {
         #[arg(last = true)]
         cargo_test_args: Vec<String>,
     },
-    /// rustfmt --check and clippy -D warnings over the workspace.
+    /// rustfmt --check and clippy -D warnings over the workspace and the kernel programs.
     Lint,
     /// Runs setup, then the demo: a topology of network namespaces shaped like
     /// config-contract.yaml, the agent on it, real traffic, and a report.
@@ -114,7 +114,8 @@ fn main() -> anyhow::Result<()> {
                     "-D",
                     "warnings",
                 ],
-            )
+            )?;
+            lint_kernel_programs(&root)
         }
         Task::Demo => {
             setup::run(&root)?;
@@ -158,6 +159,54 @@ fn build_ebpf(root: &std::path::Path, release: bool) -> anyhow::Result<()> {
     println!("copied to {}", copy.display());
     println!("inspect: bpftool btf dump file {}", copy.display());
     Ok(())
+}
+
+/// rustfmt and clippy over `lattice-ebpf`, which is a workspace of its own (see its
+/// Cargo.toml) that `--workspace` does not reach. Clippy checks it for the host's
+/// target: clippy comes with rustup's compiler, which has no `core` for
+/// `bpfel-unknown-none` without rust-src (see the toolchain notes), and the programs'
+/// source has no target-dependent parts, so the host check reads the same code the BPF
+/// build compiles. Its own target directory keeps it apart from the BPF build's.
+fn lint_kernel_programs(root: &std::path::Path) -> anyhow::Result<()> {
+    let ebpf = root.join(lattice_ebpf_build::EBPF_CRATE_DIR);
+    step("cargo fmt --check in lattice-ebpf");
+    shell::cargo(&ebpf, &["fmt", "--check"])?;
+    let host = host_triple()?;
+    let target_dir = root.join("target").join("ebpf-lint");
+    let target_dir = target_dir.to_string_lossy();
+    step(&format!(
+        "cargo clippy in lattice-ebpf (checked for {host}) -- -D warnings"
+    ));
+    shell::cargo(
+        &ebpf,
+        &[
+            "clippy",
+            // aya-build, a build dependency of aya-ebpf, declares a newer rust-version
+            // than it needs (see the toolchain notes).
+            "--ignore-rust-version",
+            "--target",
+            &host,
+            "--target-dir",
+            &target_dir,
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )
+}
+
+/// The target triple rustup's compiler builds for by default (`rustc -vV`'s `host`).
+fn host_triple() -> anyhow::Result<String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = std::process::Command::new(&rustc)
+        .arg("-vV")
+        .output()
+        .with_context(|| format!("running {} -vV", rustc.to_string_lossy()))?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .map(str::to_owned)
+        .with_context(|| format!("{} -vV named no host target", rustc.to_string_lossy()))
 }
 
 /// The workspace root: xtask lives one level below it.
