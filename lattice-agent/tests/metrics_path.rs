@@ -1,6 +1,7 @@
 //! Metrics end to end: the agent's Prometheus page parses with Prometheus' own
 //! `promtool check metrics`, and its counters match the requests and the TCP traffic
-//! the test sent (HTTP through the agent, TCP through the kernel).
+//! the test sent (HTTP through the agent, TCP through the kernel); request bodies count
+//! as sent, with a length or streamed, in the metrics and in the access log.
 
 mod common;
 
@@ -16,8 +17,9 @@ use lattice_tests::{client, EchoServer, HttpServer, Topology};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-fn config(web: &str, orders: &str) -> String {
+fn config(web: &str, orders: &str, access_log: &std::path::Path) -> String {
     let preamble = common::shop_preamble(web, orders, &["api"]);
+    let access_log = access_log.display();
     format!(
         r#"
 {preamble}services:
@@ -44,6 +46,8 @@ targetGroups:
     type: IP
     config: {{ vpcIdentifier: vpc-orders, protocol: TCP, port: 5432 }}
     targets: [{{ id: 10.92.0.30 }}]
+accessLogSubscriptions:
+  - {{ resource: api, destination: "file:{access_log}" }}
 "#
     )
 }
@@ -78,9 +82,11 @@ fn metrics_parse_with_promtool_and_count_what_was_sent() {
     let _db = EchoServer::start(&orders, "10.92.0.30:5432".parse().unwrap()).unwrap();
     let root = topo.bpffs_root("agent").unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
+    let files = tempfile::tempdir().unwrap();
+    let access_log = files.path().join("access.jsonl");
     let agent = Agent::start_with(
         tempfile::tempdir().unwrap(),
-        &config(web.name(), orders.name()),
+        &config(web.name(), orders.name(), &access_log),
         &root,
         &["--metrics-addr", &addr],
     );
@@ -116,7 +122,7 @@ fn metrics_parse_with_promtool_and_count_what_was_sent() {
     )
     .unwrap();
 
-    let page = || {
+    let scrape = || {
         let out = Command::new("curl")
             .args(["-sS", "--max-time", "5", &format!("http://{addr}/metrics")])
             .output()
@@ -131,12 +137,12 @@ fn metrics_parse_with_promtool_and_count_what_was_sent() {
     // The records of the last requests land when their responses end.
     assert!(eventually(TIMEOUT, || {
         sample(
-            &page(),
+            &scrape(),
             "lattice_total_request_count_total",
             &["service=\"api\""],
         ) == Some(23.0)
     }));
-    let page = page();
+    let page = scrape();
 
     // promtool, Prometheus' own parser and linter.
     let mut promtool = Command::new("promtool")
@@ -235,4 +241,68 @@ fn metrics_parse_with_promtool_and_count_what_was_sent() {
         ) == Some(1.0),
         "{page}"
     );
+
+    // Request bodies: 100 000 bytes with a content-length, then the same streamed
+    // (chunked, no length). Both count as the target received them, in the metrics and
+    // in each request's access log record.
+    let l7_in = [app, "path=\"l7\"", "direction=\"in\""];
+    let before = sample(&page, "lattice_processed_bytes_total", &l7_in).unwrap_or(0.0);
+    let upload = files.path().join("upload.bin");
+    std::fs::write(&upload, vec![b'u'; 100_000]).unwrap();
+    let data = format!("@{}", upload.display());
+    for (path, extra) in [
+        ("/upload-with-length", None),
+        ("/upload-chunked", Some("transfer-encoding: chunked")),
+    ] {
+        let url = format!("http://{vip}{path}");
+        let mut args = vec![
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--data-binary",
+            &data,
+        ];
+        if let Some(header) = extra {
+            args.extend(["-H", header]);
+        }
+        args.push(&url);
+        let out = common::curl(&web, &args);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "200",
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        eventually(TIMEOUT, || sample(
+            &scrape(),
+            "lattice_processed_bytes_total",
+            &l7_in
+        ) == Some(before + 200_000.0)),
+        "{}",
+        scrape()
+    );
+    let records = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&access_log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    };
+    let received = |path: &str| {
+        records()
+            .iter()
+            .find(|r| r["requestPath"] == path)
+            .map(|r| r["bytesReceived"].clone())
+    };
+    assert!(
+        eventually(TIMEOUT, || received("/upload-chunked").is_some()),
+        "{:#?}",
+        records()
+    );
+    assert_eq!(received("/upload-with-length"), Some(100_000.into()));
+    assert_eq!(received("/upload-chunked"), Some(100_000.into()));
+    assert_eq!(received("/orders"), Some(0.into()), "a GET has no body");
 }

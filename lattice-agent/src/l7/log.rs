@@ -12,7 +12,7 @@
 //! | `requestToTargetDuration`, `responseFromTargetDuration` | ms from arrival to the forward / from the forward to the target's response head; `null` when nothing was forwarded |
 //! | `requestMethod`, `requestPath`, `protocol`, `userAgent` | of the request (`requestPath` with the query) |
 //! | `responseCode`, `grpcResponseCode` | the status sent; `grpc-status` when the target sent it in the head |
-//! | `bytesReceived`, `bytesSent` | the request's `content-length` (0 when streamed without one) / response body bytes sent |
+//! | `bytesReceived`, `bytesSent` | request body bytes forwarded to the target, streamed or not ([`super::received`]; 0 when nothing was forwarded) / response body bytes sent |
 //! | `sourceIpPort`, `sourceVpcArn`, `sourceVpcId` | the caller |
 //! | `serviceNetworkArn`, `serviceArn`, `targetGroupArn`, `targetIpPort`, `destinationVpcId` | where it went (`null` when nowhere) |
 //! | `serverNameIndication`, `tlsVersion` | of HTTPS connections (`null` over HTTP) |
@@ -41,6 +41,7 @@ use super::{
     answer::Answer,
     authz::{AllowedBy, Connection, Level},
     proxy::ProxyBody,
+    received::ReceivedBytes,
     sites::Site,
 };
 use crate::{
@@ -62,6 +63,8 @@ pub struct Facts<'a> {
     pub target: Option<SocketAddr>,
     pub forwarded_at: Option<Instant>,
     pub response_head_at: Option<Instant>,
+    /// The request body bytes forwarded; a streaming body's still being counted.
+    pub received: ReceivedBytes,
 }
 
 /// The auth phase's outcome.
@@ -90,14 +93,12 @@ pub struct RequestLog {
 }
 
 impl RequestLog {
-    /// Notes what the request head says, before the pipeline consumes it. `bytes_in`
-    /// (its `content-length`, 0 without one) and `started` are the caller's, which
-    /// needs them for its metrics anyway.
+    /// Notes what the request head says, before the pipeline consumes it. `started` is
+    /// the caller's, which needs it for its metrics anyway.
     pub fn begin<B>(
         req: &Request<B>,
         site: &Site,
         conn: &Connection,
-        bytes_in: u64,
         started: Instant,
     ) -> RequestLog {
         let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
@@ -111,7 +112,6 @@ impl RequestLog {
         line.str("requestPath", path);
         line.str("protocol", protocol(req.version()));
         line.opt_str("userAgent", header(http::header::USER_AGENT));
-        line.u64("bytesReceived", bytes_in);
         line.addr("sourceIpPort", conn.peer);
         line.fields(&site.log_fields);
         line.opt_str("serverNameIndication", conn.sni.as_deref());
@@ -194,6 +194,7 @@ impl RequestLog {
             sent: 0,
             log: Some(Pending {
                 log: self,
+                received: facts.received,
                 logs,
                 service: site.service,
                 network: site.network,
@@ -477,6 +478,7 @@ const NEEDS_ESCAPE: [bool; 256] = {
 /// A record waiting for its response's end.
 struct Pending {
     log: RequestLog,
+    received: ReceivedBytes,
     logs: Arc<AccessLogs>,
     service: usize,
     network: usize,
@@ -485,6 +487,7 @@ struct Pending {
 impl Pending {
     fn write(mut self, sent: u64) {
         let r = &mut self.log.line;
+        r.u64("bytesReceived", self.received.get());
         r.u64("bytesSent", sent);
         let elapsed = self.log.started.elapsed();
         r.u64("duration", elapsed.as_millis() as u64);

@@ -21,6 +21,7 @@
 //! | [`balance`] | target pick | round robin or least outstanding requests within a group |
 //! | [`upstream`] | forward | the clients of target groups, which connect from the target's namespace |
 //! | [`pool`] | forward | HTTP/1.1 connections to targets, kept between requests |
+//! | [`received`] | forward | the request body on its way to the target, its bytes counted |
 //! | [`log`] | log | one access log record per request, with Lattice's fields and the auth decision |
 pub mod answer;
 pub mod authz;
@@ -30,6 +31,7 @@ pub mod log;
 pub mod passthrough;
 pub mod pool;
 pub mod proxy;
+pub mod received;
 pub mod route;
 pub mod serve;
 pub mod sites;

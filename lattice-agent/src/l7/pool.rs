@@ -38,7 +38,7 @@ use hyper_util::rt::TokioIo;
 use tracing::debug;
 
 use super::{
-    authz::ForwardBody,
+    received::TargetBody,
     upstream::{NamespaceConnector, UpstreamError},
 };
 
@@ -78,7 +78,7 @@ struct Shared {
 
 #[derive(Debug)]
 struct IdleConnection {
-    sender: SendRequest<ForwardBody>,
+    sender: SendRequest<TargetBody>,
     since: Instant,
 }
 
@@ -99,7 +99,7 @@ impl Http1Pool {
     pub async fn request(
         &self,
         target: SocketAddr,
-        mut req: Request<ForwardBody>,
+        mut req: Request<TargetBody>,
     ) -> Result<(Response<Incoming>, Lease), PoolError> {
         if !req.headers().contains_key(header::HOST) {
             // HTTP/1.1 requires one; a caller that sent none (HTTP/1.0) gets the target's.
@@ -128,7 +128,7 @@ impl Http1Pool {
         Ok((response, self.lease(target, sender)))
     }
 
-    async fn connect(&self, target: SocketAddr) -> Result<SendRequest<ForwardBody>, PoolError> {
+    async fn connect(&self, target: SocketAddr) -> Result<SendRequest<TargetBody>, PoolError> {
         let stream = self.shared.connector.open(target).await?;
         let (sender, connection) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
@@ -141,7 +141,7 @@ impl Http1Pool {
         Ok(sender)
     }
 
-    fn lease(&self, target: SocketAddr, sender: SendRequest<ForwardBody>) -> Lease {
+    fn lease(&self, target: SocketAddr, sender: SendRequest<TargetBody>) -> Lease {
         Lease {
             shared: Arc::clone(&self.shared),
             target,
@@ -164,7 +164,7 @@ impl Http1Pool {
 }
 
 impl Shared {
-    fn check_out(&self, target: SocketAddr) -> Option<SendRequest<ForwardBody>> {
+    fn check_out(&self, target: SocketAddr) -> Option<SendRequest<TargetBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let (_, conns) = idle.iter_mut().find(|(t, _)| *t == target)?;
         while let Some(conn) = conns.pop() {
@@ -175,7 +175,7 @@ impl Shared {
         None
     }
 
-    fn check_in(self: &Arc<Self>, target: SocketAddr, sender: SendRequest<ForwardBody>) {
+    fn check_in(self: &Arc<Self>, target: SocketAddr, sender: SendRequest<TargetBody>) {
         self.sweeper.call_once(|| {
             tokio::spawn(sweep_every(Arc::downgrade(self)));
         });
@@ -220,7 +220,7 @@ async fn sweep_every(pool: Weak<Shared>) {
 pub struct Lease {
     shared: Arc<Shared>,
     target: SocketAddr,
-    sender: SendRequest<ForwardBody>,
+    sender: SendRequest<TargetBody>,
 }
 
 impl Lease {
@@ -360,10 +360,12 @@ mod tests {
         Http1Pool::new(NamespaceConnector::new(Arc::new(HostConnector), None))
     }
 
-    fn get() -> Request<ForwardBody> {
+    fn get() -> Request<TargetBody> {
         Request::builder()
             .uri("/")
-            .body(Either::Right(Full::new(Bytes::new())))
+            .body(crate::l7::received::Received::uncounted(Either::Right(
+                Full::new(Bytes::new()),
+            )))
             .unwrap()
     }
 

@@ -41,6 +41,7 @@ use super::{
     log::{AuthOutcome, Facts, RequestLog},
     passthrough::{self, PassthroughError},
     pool::Leased,
+    received,
     route::{pick_target_group, route, RequestHead},
     sites::{Site, SiteKey},
     switch::ProxySwitch,
@@ -584,23 +585,19 @@ impl Proxy {
         req: Request<Incoming>,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
-        let bytes_in = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .unwrap_or(0);
         let log = self
             .logs
             .wants(site.service, site.network)
-            .then(|| RequestLog::begin(&req, site, conn, bytes_in, started));
+            .then(|| RequestLog::begin(&req, site, conn, started));
         let mut facts = Facts::default();
-        let response = self.pipeline(site, conn, req, &mut facts).await;
+        let response = self
+            .pipeline(site, conn, req, &mut facts, log.is_some())
+            .await;
         self.metrics.response(
             site.service,
             facts.target_group,
             response.status().as_u16(),
             started.elapsed(),
-            bytes_in,
         );
         let Some(log) = log else {
             return response.map(BoxBody::new);
@@ -611,13 +608,15 @@ impl Proxy {
         log.finish(response, facts, group_fields, Arc::clone(&self.logs), site)
     }
 
-    /// The phases of one request: rule, authn/authz, target pick, forward.
+    /// The phases of one request: rule, authn/authz, target pick, forward. `logged`:
+    /// the request's access log record wants the body bytes it forwards.
     async fn pipeline<'a>(
         &'a self,
         site: &Site,
         conn: &'a Connection,
         req: Request<Incoming>,
         facts: &mut Facts<'a>,
+        logged: bool,
     ) -> Response<Answer> {
         let peer = conn.peer;
         let listener = &self.config.services()[site.service].listeners[site.listener];
@@ -691,7 +690,15 @@ impl Proxy {
             _ => Version::HTTP_11,
         };
         self.lattice_headers(&mut parts.headers, site, conn, group_ref, admitted.caller);
-        let forwarded = Request::from_parts(parts, admitted.body);
+        let (body, received) = received::count(
+            admitted.body,
+            &self.metrics,
+            site.service,
+            group_ref.index(),
+            logged,
+        );
+        facts.received = received;
+        let forwarded = Request::from_parts(parts, body);
         // Only least outstanding requests reads the counts: round robin skips the lock.
         let in_flight = (group.load_balancing == LoadBalancing::LeastOutstandingRequests)
             .then(|| upstream.outstanding.start(target));

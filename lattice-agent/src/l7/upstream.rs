@@ -35,8 +35,8 @@ use tokio::{
 use tokio_rustls::{client::TlsStream, TlsConnector};
 
 use super::{
-    authz::ForwardBody,
     pool::{Http1Pool, Lease, PoolError, IDLE_TIMEOUT},
+    received::TargetBody,
     tls::{target_client_config, ALPN_H2, ALPN_HTTP11},
 };
 use crate::{
@@ -193,7 +193,7 @@ pub enum TargetClient {
     /// HTTP/1.1 targets: a connection per request in flight, kept between requests.
     Http1(Http1Pool),
     /// HTTP/2 and gRPC targets: requests multiplexed on a connection per target.
-    Http2(Box<Client<NamespaceConnector, ForwardBody>>),
+    Http2(Box<Client<NamespaceConnector, TargetBody>>),
 }
 
 /// Why a request could not be exchanged with a target.
@@ -228,7 +228,7 @@ impl TargetClient {
     pub async fn request(
         &self,
         target: std::net::SocketAddr,
-        req: Request<ForwardBody>,
+        req: Request<TargetBody>,
     ) -> Result<(Response<Incoming>, Option<Lease>), ForwardError> {
         match self {
             TargetClient::Http1(pool) => {

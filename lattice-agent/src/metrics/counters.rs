@@ -71,13 +71,12 @@ impl Counters {
         &self.shards[shard::index()]
     }
 
-    fn count_response(&self, status: u16, elapsed: Duration, bytes_in: u64) {
+    fn count_response(&self, status: u16, elapsed: Duration) {
         let shard = self.shard();
         shard.requests.fetch_add(1, Relaxed);
         if let 200..=599 = status {
             shard.classes[usize::from(status / 100 - 2)].fetch_add(1, Relaxed);
         }
-        shard.bytes_in.fetch_add(bytes_in, Relaxed);
         let secs = elapsed.as_secs_f64();
         let bucket = REQUEST_TIME_BUCKETS
             .iter()
@@ -87,6 +86,10 @@ impl Counters {
         shard
             .sum_nanos
             .fetch_add(elapsed.as_nanos().min(u128::from(u64::MAX)) as u64, Relaxed);
+    }
+
+    fn count_bytes_in(&self, n: u64) {
+        self.shard().bytes_in.fetch_add(n, Relaxed);
     }
 
     fn count_bytes_out(&self, n: u64) {
@@ -176,19 +179,22 @@ impl ProxyMetrics {
     }
 
     /// One answered request: to `service`, forwarded to `group` if it was.
-    pub fn response(
-        &self,
-        service: usize,
-        group: Option<usize>,
-        status: u16,
-        elapsed: Duration,
-        bytes_in: u64,
-    ) {
+    pub fn response(&self, service: usize, group: Option<usize>, status: u16, elapsed: Duration) {
         if let Some(c) = self.services.get(service) {
-            c.count_response(status, elapsed, bytes_in);
+            c.count_response(status, elapsed);
         }
         if let Some(c) = group.and_then(|g| self.target_groups.get(g)) {
-            c.count_response(status, elapsed, bytes_in);
+            c.count_response(status, elapsed);
+        }
+    }
+
+    /// Request body bytes forwarded to a target ([`crate::l7::received`]).
+    pub fn bytes_in(&self, service: usize, group: Option<usize>, n: u64) {
+        if let Some(c) = self.services.get(service) {
+            c.count_bytes_in(n);
+        }
+        if let Some(c) = group.and_then(|g| self.target_groups.get(g)) {
+            c.count_bytes_in(n);
         }
     }
 
@@ -255,7 +261,7 @@ mod tests {
     fn counters_carry_over_by_name_across_generations() {
         let before = config(&["alpha", "bravo"]);
         let m = ProxyMetrics::next(&before, None);
-        m.response(1, None, 200, Duration::from_millis(1), 0);
+        m.response(1, None, 200, Duration::from_millis(1));
         let _open = m.connection(1);
         // `bravo` moves to the front, `alpha` goes, `charlie` is new.
         let after = config(&["bravo", "charlie"]);
@@ -269,22 +275,24 @@ mod tests {
         assert_eq!(n.services[0].active_connections.load(Relaxed), 1);
         assert_eq!(n.services[1].totals().requests, 0, "charlie starts at 0");
         // A request of the old generation after the switch still counts for `bravo`.
-        m.response(1, None, 200, Duration::from_millis(1), 0);
+        m.response(1, None, 200, Duration::from_millis(1));
         assert_eq!(n.services[0].totals().requests, 2);
     }
 
     #[test]
     fn responses_connections_and_histograms_add_up() {
         let m = ProxyMetrics::new(2, 1);
-        m.response(1, Some(0), 200, Duration::from_micros(300), 10);
-        m.response(1, Some(0), 503, Duration::from_millis(30), 0);
-        m.response(1, None, 403, Duration::from_secs(9), 0);
+        m.response(1, Some(0), 200, Duration::from_micros(300));
+        m.response(1, Some(0), 503, Duration::from_millis(30));
+        m.response(1, None, 403, Duration::from_secs(9));
         m.bytes_out(1, Some(0), 100);
+        m.bytes_in(1, Some(0), 10);
         let s = m.services[1].totals();
         assert_eq!(s.requests, 3);
         assert_eq!((s.http_2xx, s.http_4xx, s.http_5xx), (1, 1, 1));
         assert_eq!(m.target_groups[0].totals().requests, 2);
-        assert_eq!(s.bytes_out, 100);
+        assert_eq!((s.bytes_in, s.bytes_out), (10, 100));
+        assert_eq!(m.target_groups[0].totals().bytes_in, 10);
         let (buckets, sum) = (&s.request_time_buckets, s.request_time_sum);
         assert_eq!(buckets[0], 1, "300 us is in the first bucket");
         assert_eq!(buckets[5], 1, "nothing more up to 25 ms");
@@ -307,7 +315,8 @@ mod tests {
             for _ in 0..(2 * SHARDS + 1) {
                 scope.spawn(|| {
                     for _ in 0..1000 {
-                        m.response(0, Some(0), 200, Duration::from_millis(1), 1);
+                        m.response(0, Some(0), 200, Duration::from_millis(1));
+                        m.bytes_in(0, Some(0), 1);
                         m.bytes_out(0, Some(0), 2);
                     }
                 });

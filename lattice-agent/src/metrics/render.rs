@@ -11,7 +11,7 @@
 //! | `lattice_request_time_seconds` (histogram) | RequestTime | service or target_group | proxy |
 //! | `lattice_active_connections` | ActiveConnectionCount | service | proxy (HTTP, HTTPS, TLS listeners) |
 //! | `lattice_total_connection_count_total` | TotalConnectionCount | service, path | proxy (`path="l7"`) and kernel (`path="kernel"`, TCP listeners) |
-//! | `lattice_processed_bytes_total{direction}` | ProcessedBytes | service or target_group, path | proxy (body bytes; requests by content-length) and kernel (IP bytes) |
+//! | `lattice_processed_bytes_total{direction}` | ProcessedBytes | service or target_group, path | proxy (request and response body bytes forwarded, streamed or not) and kernel (IP bytes) |
 //! | `lattice_healthy_hosts`, `lattice_unhealthy_hosts` | HealthyHostCount, UnHealthyHostCount | target_group | health checks |
 //! | `lattice_kernel_target_*` | (per target) | target_group, target | kernel per-CPU counters, summed |
 //! | `lattice_kernel_refused_packets_total` | (refusals) | vpc, reason | kernel |
@@ -198,7 +198,7 @@ pub fn render(
         &mut out,
         "lattice_processed_bytes_total",
         "counter",
-        "Bytes carried (Lattice ProcessedBytes), by direction: HTTP body bytes through the agent (path=l7; requests by content-length), IP bytes through the kernel's TCP listeners (path=kernel).",
+        "Bytes carried (Lattice ProcessedBytes), by direction: HTTP body bytes the agent forwarded (path=l7), IP bytes through the kernel's TCP listeners (path=kernel).",
     );
     for (l, c) in both() {
         for (direction, n) in [("in", c.bytes_in), ("out", c.bytes_out)] {
