@@ -91,10 +91,20 @@ fn frame(message: &[u8]) -> Bytes {
 
 /// A gRPC target: `/echo.Echo/Unary` answers `echo:<msg>`, `ServerStream` answers each
 /// message three times, `ClientStream` answers once with all messages joined, `Bidi`
-/// echoes each message as it arrives. Trailers carry grpc-status 0.
+/// echoes each message as it arrives. Trailers carry grpc-status 0. Like gRPC's C core
+/// (the servers of grpcio, C++, Ruby, PHP), it refuses a call without `te: trailers`,
+/// which the gRPC protocol has clients send "to detect incompatible proxies".
 async fn grpc_target(
     req: Request<Incoming>,
 ) -> Result<Response<BoxBody<Bytes, Infallible>>, Infallible> {
+    if req.headers().get("te").map(HeaderValue::as_bytes) != Some(b"trailers") {
+        return Ok(Response::builder()
+            .header("content-type", "application/grpc")
+            .header("grpc-status", "13")
+            .header("grpc-message", "Missing te header")
+            .body(http_body_util::Empty::new().boxed())
+            .unwrap());
+    }
     let method = req.uri().path().rsplit('/').next().unwrap_or("").to_owned();
     let (tx, rx) = tokio::sync::mpsc::channel::<Frame<Bytes>>(16);
     let mut body = req.into_body();

@@ -735,6 +735,7 @@ impl Proxy {
         group: TargetGroupRef,
         caller: &Caller,
     ) {
+        let trailers = accepts_trailers(headers);
         if headers.contains_key(header::CONNECTION) {
             let listed: Vec<HeaderName> = headers
                 .get_all(header::CONNECTION)
@@ -749,6 +750,9 @@ impl Proxy {
         }
         for name in HOP_BY_HOP.iter().chain(&CALLER_HEADERS) {
             headers.remove(name);
+        }
+        if trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
         // Values that only depend on the connection and the site are made once.
         let values = &conn.headers;
@@ -772,6 +776,22 @@ impl Proxy {
             }
         }
     }
+}
+
+/// Whether the caller's `TE` names `trailers`: that one value goes on to the target, as
+/// Envoy and nginx's grpc_pass send it. gRPC clients send `te: trailers` to detect
+/// proxies that would drop trailers, and gRPC's C core (the servers of grpcio, C++,
+/// Ruby, PHP) refuses a call without it. Every other TE value is the hop's own.
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let name = coding.split(';').next().unwrap_or_default();
+            name.trim().eq_ignore_ascii_case("trailers")
+        })
 }
 
 /// The `x-amzn-lattice-target` value of every (service network, target group) a
@@ -832,4 +852,28 @@ impl NoTarget {
 /// The answer to a request the auth phase refused: Lattice's exception text.
 fn refusal_response(refusal: &Refusal) -> Response<Answer> {
     plain(refusal.status(), format!("{refusal}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_trailers_of_the_callers_te_goes_on() {
+        for (te, expected) in [
+            (&[][..], false),
+            (&["trailers"][..], true),
+            (&["Trailers"][..], true),
+            (&["gzip, trailers;q=0.5"][..], true),
+            (&["deflate", "trailers"][..], true),
+            (&["gzip"][..], false),
+            (&["trailersx"][..], false),
+        ] {
+            let mut headers = HeaderMap::new();
+            for value in te {
+                headers.append(header::TE, HeaderValue::from_static(value));
+            }
+            assert_eq!(accepts_trailers(&headers), expected, "{te:?}");
+        }
+    }
 }
