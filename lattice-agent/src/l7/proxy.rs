@@ -114,6 +114,16 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
+/// The same in a target's response; `Trailer` stays (it announces the response's
+/// trailer fields to the caller), and `Transfer-Encoding` is the HTTP/1.1 codec's.
+const RESPONSE_HOP_BY_HOP: [HeaderName; 5] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::UPGRADE,
+];
+
 /// The proxy could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -707,7 +717,10 @@ impl Proxy {
             tokio::time::timeout(REQUEST_TIMEOUT, upstream.client.request(target, forwarded)).await;
         facts.response_head_at = Some(Instant::now());
         match answered {
-            Ok(Ok((response, lease))) => {
+            Ok(Ok((mut response, lease))) => {
+                // The target's `Connection: close` or `Keep-Alive: timeout=5` speaks of
+                // its connection to the agent, not of the caller's.
+                remove_hop_fields(response.headers_mut(), &RESPONSE_HOP_BY_HOP);
                 let counted = BytesOut {
                     metrics: Arc::clone(&self.metrics),
                     service: site.service,
@@ -736,19 +749,8 @@ impl Proxy {
         caller: &Caller,
     ) {
         let trailers = accepts_trailers(headers);
-        if headers.contains_key(header::CONNECTION) {
-            let listed: Vec<HeaderName> = headers
-                .get_all(header::CONNECTION)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-                .collect();
-            for name in listed {
-                headers.remove(name);
-            }
-        }
-        for name in HOP_BY_HOP.iter().chain(&CALLER_HEADERS) {
+        remove_hop_fields(headers, &HOP_BY_HOP);
+        for name in &CALLER_HEADERS {
             headers.remove(name);
         }
         if trailers {
@@ -775,6 +777,26 @@ impl Proxy {
                 headers.insert(name, value);
             }
         }
+    }
+}
+
+/// Removes the fields of one hop: those `Connection` names, then `fixed` (which holds
+/// `Connection` itself).
+fn remove_hop_fields(headers: &mut HeaderMap, fixed: &[HeaderName]) {
+    if headers.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            headers.remove(name);
+        }
+    }
+    for name in fixed {
+        headers.remove(name);
     }
 }
 
@@ -857,6 +879,29 @@ fn refusal_response(refusal: &Refusal) -> Response<Answer> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hops_own_fields_and_those_connection_names_are_removed() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "close, x-hop"),
+            ("connection", "X-Other"),
+            ("x-hop", "1"),
+            ("x-other", "2"),
+            ("keep-alive", "timeout=5"),
+            ("upgrade", "h2c"),
+            ("trailer", "grpc-status"),
+            ("content-type", "text/plain"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        remove_hop_fields(&mut headers, &RESPONSE_HOP_BY_HOP);
+        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["trailer", "content-type"]);
+    }
 
     #[test]
     fn only_trailers_of_the_callers_te_goes_on() {
