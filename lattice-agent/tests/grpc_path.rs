@@ -89,7 +89,8 @@ fn frame(message: &[u8]) -> Bytes {
     b.freeze()
 }
 
-/// A gRPC target: `/echo.Echo/Unary` answers `echo:<msg>`, `ServerStream` answers each
+/// A gRPC target: `/echo.Echo/Unary` answers `echo:<msg>`, `Authority` the `:authority`
+/// and `host` the call came with, `ServerStream` answers each
 /// message three times, `ClientStream` answers once with all messages joined, `Bidi`
 /// echoes each message as it arrives. Trailers carry grpc-status 0. Like gRPC's C core
 /// (the servers of grpcio, C++, Ruby, PHP), it refuses a call without `te: trailers`,
@@ -106,6 +107,12 @@ async fn grpc_target(
             .unwrap());
     }
     let method = req.uri().path().rsplit('/').next().unwrap_or("").to_owned();
+    // `Authority` answers with the `:authority` and the `host` header it was sent.
+    let seen = format!(
+        "{} host={:?}",
+        req.uri().authority().map_or("-", |a| a.as_str()),
+        req.headers().get("host"),
+    );
     let (tx, rx) = tokio::sync::mpsc::channel::<Frame<Bytes>>(16);
     let mut body = req.into_body();
     tokio::spawn(async move {
@@ -122,6 +129,7 @@ async fn grpc_target(
                 let message = pending.split_to(5 + len).split_off(5);
                 let replies: Vec<Vec<u8>> = match method.as_str() {
                     "Unary" => vec![[b"echo:", &message[..]].concat()],
+                    "Authority" => vec![seen.clone().into_bytes()],
                     "ServerStream" => vec![message.to_vec(); 3],
                     "ClientStream" => {
                         joined.extend_from_slice(&message);
@@ -239,6 +247,22 @@ targetGroups:
             .await
             .expect("unary");
         assert_eq!(unary.into_inner(), Bytes::from_static(b"echo:ping"));
+        // The target is asked for what the client asked for (RFC 9113 8.3.1), not for
+        // its own address, and the name comes once.
+        grpc.ready().await.unwrap();
+        let seen = grpc
+            .unary(
+                tonic::Request::new(Bytes::from_static(b"?")),
+                path("/echo.Echo/Authority"),
+                BytesCodec,
+            )
+            .await
+            .expect("authority")
+            .into_inner();
+        assert_eq!(
+            String::from_utf8_lossy(&seen),
+            format!("{vip}:80 host=None")
+        );
 
         grpc.ready().await.unwrap();
         let mut stream = grpc

@@ -21,6 +21,7 @@
 //! | [`balance`] | target pick | round robin or least outstanding requests within a group |
 //! | [`upstream`] | forward | the clients of target groups, which connect from the target's namespace |
 //! | [`pool`] | forward | HTTP/1.1 connections to targets, kept between requests |
+//! | [`mux`] | forward | HTTP/2 connections to targets, one per target, requests multiplexed on it |
 //! | [`received`] | forward | the request body on its way to the target, its bytes counted |
 //! | [`log`] | log | one access log record per request, with Lattice's fields and the auth decision |
 pub mod answer;
@@ -28,6 +29,7 @@ pub mod authz;
 pub mod balance;
 pub mod listen;
 pub mod log;
+pub mod mux;
 pub mod passthrough;
 pub mod pool;
 pub mod proxy;

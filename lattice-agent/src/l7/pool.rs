@@ -42,7 +42,8 @@ use super::{
     upstream::{NamespaceConnector, UpstreamError},
 };
 
-/// How long an idle connection is kept (as the legacy client's pool was set).
+/// How long an idle connection is kept (as the legacy client's pool was set); HTTP/2
+/// connections ([`super::mux`]) too.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per target; more come back only after a burst of concurrency,
 /// and those are closed.
@@ -55,7 +56,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 pub enum PoolError {
     #[error(transparent)]
     Connect(#[from] UpstreamError),
-    #[error("HTTP/1.1 exchange with the target: {0}")]
+    #[error("HTTP exchange with the target: {0}")]
     Exchange(#[from] hyper::Error),
 }
 

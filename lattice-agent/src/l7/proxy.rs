@@ -690,7 +690,10 @@ impl Proxy {
             .into_parts()
             .path_and_query
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        parts.uri = match upstream.client.uri(picked.authority(), path) {
+        parts.uri = match upstream
+            .client
+            .uri(picked.authority(), &mut parts.headers, path)
+        {
             Ok(uri) => uri,
             Err(_) => return plain(400, "malformed request target\n"),
         };

@@ -2,12 +2,11 @@
 //! target VPC's namespace (or the host's, for VPCs of host cgroups), over TLS for
 //! target groups of protocol HTTPS.
 //!
-//! HTTP/1.1 target groups go through lattice's own pool ([`super::pool`]), which knows
-//! the target of each request; HTTP/2 and gRPC groups through hyper-util's client, which
+//! HTTP/1.1 target groups go through lattice's own pool ([`super::pool`]), a connection
+//! per request in flight; HTTP/2 and gRPC groups through [`super::mux`], which
 //! multiplexes requests over one connection per target.
 
 use std::{
-    future::Future,
     io,
     pin::Pin,
     sync::Arc,
@@ -16,17 +15,11 @@ use std::{
 };
 
 use http::{
+    header,
     uri::{self, Authority, PathAndQuery, Scheme},
-    Request, Response, Uri,
+    HeaderMap, Request, Response, Uri,
 };
 use hyper::body::Incoming;
-use hyper_util::{
-    client::legacy::{
-        connect::{Connected, Connection},
-        Client,
-    },
-    rt::{TokioExecutor, TokioIo},
-};
 use rustls::pki_types::ServerName;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
@@ -35,7 +28,8 @@ use tokio::{
 use tokio_rustls::{client::TlsStream, TlsConnector};
 
 use super::{
-    pool::{Http1Pool, Lease, PoolError, IDLE_TIMEOUT},
+    mux::Http2Pool,
+    pool::{Http1Pool, Lease, PoolError},
     received::TargetBody,
     tls::{target_client_config, ALPN_H2, ALPN_HTTP11},
 };
@@ -50,8 +44,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why a connection to a target could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("{uri} names no target address")]
-    BadTarget { uri: String },
     #[error(transparent)]
     Connect(#[from] ConnectError),
     #[error("TLS handshake with target {target}: {source}")]
@@ -62,7 +54,7 @@ pub enum UpstreamError {
     },
 }
 
-/// Connects hyper's client from the right namespace, over TLS when `tls` is set.
+/// Opens connections to targets from the right namespace, over TLS when `tls` is set.
 #[derive(Clone)]
 pub struct NamespaceConnector {
     connector: Arc<dyn Connector>,
@@ -82,18 +74,6 @@ impl std::fmt::Debug for NamespaceConnector {
 pub enum TargetStream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl Connection for TargetStream {
-    fn connected(&self) -> Connected {
-        match self {
-            TargetStream::Plain(_) => Connected::new(),
-            TargetStream::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(ALPN_H2) => {
-                Connected::new().negotiated_h2()
-            }
-            TargetStream::Tls(_) => Connected::new(),
-        }
-    }
 }
 
 impl AsyncRead for TargetStream {
@@ -164,60 +144,36 @@ impl NamespaceConnector {
     }
 }
 
-impl tower_service::Service<Uri> for NamespaceConnector {
-    type Response = TokioIo<TargetStream>;
-    type Error = UpstreamError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connector = self.clone();
-        Box::pin(async move {
-            let addr: std::net::SocketAddr = uri
-                .authority()
-                .and_then(|a| a.as_str().parse().ok())
-                .ok_or_else(|| UpstreamError::BadTarget {
-                    uri: uri.to_string(),
-                })?;
-            Ok(TokioIo::new(connector.open(addr).await?))
-        })
-    }
-}
-
 /// The client of one target group.
 #[derive(Debug)]
 pub enum TargetClient {
     /// HTTP/1.1 targets: a connection per request in flight, kept between requests.
     Http1(Http1Pool),
     /// HTTP/2 and gRPC targets: requests multiplexed on a connection per target.
-    Http2(Box<Client<NamespaceConnector, TargetBody>>),
-}
-
-/// Why a request could not be exchanged with a target.
-#[derive(Debug, thiserror::Error)]
-pub enum ForwardError {
-    #[error(transparent)]
-    Http1(#[from] PoolError),
-    #[error(transparent)]
-    Http2(#[from] hyper_util::client::legacy::Error),
+    Http2 { pool: Http2Pool, scheme: Scheme },
 }
 
 impl TargetClient {
-    /// The request target this client sends for `path` at `authority` (the picked
-    /// target): origin-form over HTTP/1.1 (`/path?query`, the Host header names the
-    /// service), absolute over HTTP/2, where it gives `:scheme` and `:authority`.
+    /// The request target this client sends for `path`, and the caller's Host moved
+    /// where it belongs. Over HTTP/1.1: origin-form (`/path?query`), the Host header
+    /// naming the service as the caller sent it. Over HTTP/2: absolute, giving
+    /// `:scheme` (`https` to TLS targets) and `:authority`, made from the caller's Host
+    /// as RFC 9113 8.3.1 has an intermediary do (the Host header then goes: HTTP/2
+    /// says the name once); a caller that sent no Host (HTTP/1.0) names the picked
+    /// target, `target`.
     pub fn uri(
         &self,
-        authority: &Authority,
+        target: &Authority,
+        headers: &mut HeaderMap,
         path: PathAndQuery,
     ) -> Result<Uri, uri::InvalidUriParts> {
         let mut parts = uri::Parts::default();
-        if let TargetClient::Http2(_) = self {
-            parts.scheme = Some(Scheme::HTTP);
-            parts.authority = Some(authority.clone());
+        if let TargetClient::Http2 { scheme, .. } = self {
+            let caller = headers
+                .remove(header::HOST)
+                .and_then(|host| Authority::try_from(host.as_bytes()).ok());
+            parts.scheme = Some(scheme.clone());
+            parts.authority = Some(caller.unwrap_or_else(|| target.clone()));
         }
         parts.path_and_query = Some(path);
         Uri::from_parts(parts)
@@ -229,13 +185,13 @@ impl TargetClient {
         &self,
         target: std::net::SocketAddr,
         req: Request<TargetBody>,
-    ) -> Result<(Response<Incoming>, Option<Lease>), ForwardError> {
+    ) -> Result<(Response<Incoming>, Option<Lease>), PoolError> {
         match self {
             TargetClient::Http1(pool) => {
                 let (response, lease) = pool.request(target, req).await?;
                 Ok((response, Some(lease)))
             }
-            TargetClient::Http2(client) => Ok((client.request(req).await?, None)),
+            TargetClient::Http2 { pool, .. } => Ok((pool.request(target, req).await?, None)),
         }
     }
 }
@@ -272,14 +228,20 @@ pub fn client_for(
         })?)),
         TargetGroupProtocol::Http | TargetGroupProtocol::Tcp => None,
     };
+    let scheme = if tls.is_some() {
+        Scheme::HTTPS
+    } else {
+        Scheme::HTTP
+    };
     let connector = NamespaceConnector::new(connector, tls);
-    if !h2 {
-        return Ok(TargetClient::Http1(Http1Pool::new(connector)));
-    }
-    let mut builder = Client::builder(TokioExecutor::new());
-    // Idle HTTP/2 connections close when idle HTTP/1.1 ones do.
-    builder.pool_idle_timeout(IDLE_TIMEOUT).http2_only(true);
-    Ok(TargetClient::Http2(Box::new(builder.build(connector))))
+    Ok(if h2 {
+        TargetClient::Http2 {
+            pool: Http2Pool::new(connector),
+            scheme,
+        }
+    } else {
+        TargetClient::Http1(Http1Pool::new(connector))
+    })
 }
 
 #[cfg(test)]
@@ -288,18 +250,52 @@ mod tests {
     use crate::health::HostConnector;
 
     #[test]
-    fn http1_targets_get_origin_form_and_http2_targets_absolute_uris() {
+    fn http1_targets_get_origin_form_and_http2_targets_the_callers_authority() {
         let connector = || NamespaceConnector::new(Arc::new(HostConnector), None);
         let http1 = TargetClient::Http1(Http1Pool::new(connector()));
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder.http2_only(true);
-        let http2 = TargetClient::Http2(Box::new(builder.build(connector())));
-        let authority = || Authority::from_static("10.0.0.1:8080");
+        let http2 = |scheme| TargetClient::Http2 {
+            pool: Http2Pool::new(connector()),
+            scheme,
+        };
+        let target = Authority::from_static("10.0.0.1:8080");
         let path = || PathAndQuery::from_static("/orders?id=7");
-        assert_eq!(http1.uri(&authority(), path()).unwrap(), "/orders?id=7");
+        let host = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, http::HeaderValue::from_static(value));
+            headers
+        };
+        let mut headers = host("orders.shop.internal");
         assert_eq!(
-            http2.uri(&authority(), path()).unwrap(),
-            "http://10.0.0.1:8080/orders?id=7"
+            http1.uri(&target, &mut headers, path()).unwrap(),
+            "/orders?id=7"
         );
+        assert!(headers.contains_key(header::HOST), "HTTP/1.1 keeps Host");
+        for (scheme, mut headers, expected) in [
+            (
+                Scheme::HTTP,
+                host("orders.shop.internal"),
+                "http://orders.shop.internal/orders?id=7",
+            ),
+            (
+                Scheme::HTTPS,
+                host("orders.example.com:8443"),
+                "https://orders.example.com:8443/orders?id=7",
+            ),
+            // No Host (HTTP/1.0), or one that is no authority: the target's address.
+            (
+                Scheme::HTTP,
+                HeaderMap::new(),
+                "http://10.0.0.1:8080/orders?id=7",
+            ),
+            (
+                Scheme::HTTP,
+                host("a b"),
+                "http://10.0.0.1:8080/orders?id=7",
+            ),
+        ] {
+            let uri = http2(scheme).uri(&target, &mut headers, path()).unwrap();
+            assert_eq!(uri, expected);
+            assert!(!headers.contains_key(header::HOST), "{expected}: said once");
+        }
     }
 }
