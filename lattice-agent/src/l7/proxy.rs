@@ -76,7 +76,8 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// HTTP/2 pings that find dead connections.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
 
-/// How long a target may take to answer a request (Lattice's request timeout).
+/// How long a target may take to answer a request once it has been sent whole
+/// (Lattice's request timeout).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The body of every response the proxy sends.
@@ -703,7 +704,11 @@ impl Proxy {
             _ => Version::HTTP_11,
         };
         self.lattice_headers(&mut parts.headers, site, conn, group_ref, admitted.caller);
-        let (body, received) = received::count(
+        let received::Forwarded {
+            body,
+            received,
+            sent,
+        } = received::count(
             admitted.body,
             &self.metrics,
             site.service,
@@ -716,8 +721,12 @@ impl Proxy {
         let in_flight = (group.load_balancing == LoadBalancing::LeastOutstandingRequests)
             .then(|| upstream.outstanding.start(target));
         facts.forwarded_at = Some(Instant::now());
-        let answered =
-            tokio::time::timeout(REQUEST_TIMEOUT, upstream.client.request(target, forwarded)).await;
+        let answered = answer_within(
+            REQUEST_TIMEOUT,
+            sent,
+            upstream.client.request(target, forwarded),
+        )
+        .await;
         facts.response_head_at = Some(Instant::now());
         match answered {
             Ok(Ok((mut response, lease))) => {
@@ -780,6 +789,26 @@ impl Proxy {
                 headers.insert(name, value);
             }
         }
+    }
+}
+
+/// Waits for a target's answer for at most `limit` once the request has been sent
+/// whole: a body that streams (an upload, a gRPC client stream) may take as long as
+/// it takes, and the clock starts when it has ended (`sent`), as Envoy's route timeout
+/// does. An answer that comes earlier (a target refusing an upload) is taken at once.
+async fn answer_within<F: std::future::Future>(
+    limit: Duration,
+    sent: Option<tokio::sync::oneshot::Receiver<()>>,
+    answer: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let Some(sent) = sent else {
+        return tokio::time::timeout(limit, answer).await;
+    };
+    let mut answer = std::pin::pin!(answer);
+    tokio::select! {
+        answered = &mut answer => Ok(answered),
+        // Sent, or given up (the sender dropped): the clock starts either way.
+        _ = sent => tokio::time::timeout(limit, answer).await,
     }
 }
 
@@ -904,6 +933,36 @@ mod tests {
         remove_hop_fields(&mut headers, &RESPONSE_HOP_BY_HOP);
         let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, ["trailer", "content-type"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_answers_clock_starts_when_the_request_has_been_sent() {
+        let limit = Duration::from_secs(60);
+        let answer_at = |secs| tokio::time::sleep(Duration::from_secs(secs));
+        // Nothing to stream: the clock runs from the start.
+        assert!(answer_within(limit, None, answer_at(59)).await.is_ok());
+        assert!(answer_within(limit, None, answer_at(61)).await.is_err());
+        // An upload that streams for 100 s, then an answer 50 s later: in time.
+        let (done, sent) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(100)).await;
+            let _ = done.send(());
+        });
+        assert!(answer_within(limit, Some(sent), answer_at(150))
+            .await
+            .is_ok());
+        // The same, answered 61 s after the upload ended: too late.
+        let (done, sent) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(100)).await;
+            drop(done);
+        });
+        assert!(answer_within(limit, Some(sent), answer_at(161))
+            .await
+            .is_err());
+        // A target answering while the upload still streams: at once.
+        let (_streaming, sent) = tokio::sync::oneshot::channel::<()>();
+        assert!(answer_within(limit, Some(sent), answer_at(5)).await.is_ok());
     }
 
     #[test]

@@ -25,16 +25,20 @@ use bytes::Bytes;
 use http_body_util::Either;
 use hyper::body::{Body, Frame, SizeHint};
 
+use tokio::sync::oneshot;
+
 use super::authz::ForwardBody;
 use crate::metrics::ProxyMetrics;
 
 /// The body of a forwarded request, as the target clients take it.
 pub type TargetBody = Received<ForwardBody>;
 
-/// A request body that counts the data it carries.
+/// A request body that counts the data it carries, and says when it has been sent.
 pub struct Received<B> {
     inner: B,
     counting: Option<Counting>,
+    /// Fired when the body has ended (or is dropped: sent, or given up).
+    ended: Option<oneshot::Sender<()>>,
 }
 
 /// Where a streaming body's bytes are counted.
@@ -67,6 +71,16 @@ impl ReceivedBytes {
     }
 }
 
+/// A request body on its way to the target.
+pub struct Forwarded {
+    pub body: TargetBody,
+    /// Its bytes, for the access log.
+    pub received: ReceivedBytes,
+    /// For a body that streams: resolves once it has all been sent to the target (or
+    /// given up). `None`: there is nothing left to send.
+    pub sent: Option<oneshot::Receiver<()>>,
+}
+
 /// Wraps a forwarded request's body to count it for `service` and `group`; `logged`:
 /// its access log record wants the count too.
 pub fn count(
@@ -75,16 +89,24 @@ pub fn count(
     service: usize,
     group: usize,
     logged: bool,
-) -> (TargetBody, ReceivedBytes) {
+) -> Forwarded {
     if body.is_end_stream() {
-        return (Received::uncounted(body), ReceivedBytes::None);
+        return Forwarded {
+            body: Received::uncounted(body),
+            received: ReceivedBytes::None,
+            sent: None,
+        };
     }
     if let Either::Right(full) = &body {
         // Read in full before (a signed payload's hash was checked): its length is
         // exact, and counted once.
         let n = full.size_hint().exact().unwrap_or(0);
         metrics.bytes_in(service, Some(group), n);
-        return (Received::uncounted(body), ReceivedBytes::Known(n));
+        return Forwarded {
+            body: Received::uncounted(body),
+            received: ReceivedBytes::Known(n),
+            sent: None,
+        };
     }
     let total = logged.then(|| Arc::new(AtomicU64::new(0)));
     let received = total
@@ -96,13 +118,16 @@ pub fn count(
         group,
         total,
     };
-    (
-        Received {
+    let (ended, sent) = oneshot::channel();
+    Forwarded {
+        body: Received {
             inner: body,
             counting: Some(counting),
+            ended: Some(ended),
         },
         received,
-    )
+        sent: Some(sent),
+    }
 }
 
 impl<B> Received<B> {
@@ -111,6 +136,16 @@ impl<B> Received<B> {
         Received {
             inner,
             counting: None,
+            ended: None,
+        }
+    }
+}
+
+impl<B> Drop for Received<B> {
+    fn drop(&mut self) {
+        // hyper drops a body once it has sent its end, or when the exchange is over.
+        if let Some(ended) = self.ended.take() {
+            let _ = ended.send(());
         }
     }
 }
@@ -124,6 +159,11 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Received<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None | Some(Err(_))) = &polled {
+            if let Some(ended) = self.ended.take() {
+                let _ = ended.send(());
+            }
+        }
         if let (Poll::Ready(Some(Ok(frame))), Some(counting)) = (&polled, &self.counting) {
             if let Some(data) = frame.data_ref() {
                 let n = data.len() as u64;
@@ -186,7 +226,11 @@ mod tests {
             group: 0,
             total: Some(Arc::clone(&total)),
         });
+        let (ended, mut sent) = oneshot::channel();
+        body.ended = Some(ended);
+        assert!(sent.try_recv().is_err(), "not sent yet");
         let read = body.collect().await.unwrap().to_bytes();
+        assert_eq!(sent.try_recv(), Ok(()), "sent to its end");
         assert_eq!(&read[..], b"abcdefgh");
         assert_eq!(ReceivedBytes::Counting(total).get(), 8);
         assert_eq!(metrics.services[1].totals().bytes_in, 8);
@@ -197,14 +241,19 @@ mod tests {
     async fn bodies_read_before_count_once_and_empty_ones_not_at_all() {
         let metrics = ProxyMetrics::new(1, 1);
         let full = Either::Right(http_body_util::Full::new(Bytes::from_static(b"signed")));
-        let (body, received) = count(full, &metrics, 0, 0, true);
+        let Forwarded {
+            body,
+            received,
+            sent,
+        } = count(full, &metrics, 0, 0, true);
         assert_eq!(received.get(), 6);
+        assert!(sent.is_none(), "nothing left to send");
         let read = body.collect().await.unwrap().to_bytes();
         assert_eq!(read.len(), 6);
         assert_eq!(metrics.services[0].totals().bytes_in, 6, "counted once");
         let empty = Either::Right(http_body_util::Full::new(Bytes::new()));
-        let (_, received) = count(empty, &metrics, 0, 0, true);
-        assert!(matches!(received, ReceivedBytes::None));
+        let forwarded = count(empty, &metrics, 0, 0, true);
+        assert!(matches!(forwarded.received, ReceivedBytes::None));
         assert_eq!(metrics.services[0].totals().bytes_in, 6);
     }
 }
