@@ -143,6 +143,22 @@ fn http_listeners_route_forward_add_headers_and_refuse() {
         !body.contains("evil"),
         "caller identity headers cannot be spoofed:\n{body}"
     );
+    // An absolute-form request target names the host (RFC 9112 3.2.2); TE is the hop's
+    // own over HTTP/1.1, and Trailer goes on.
+    let req = client::HttpRequest::get("http://orders.shop.internal/abs")
+        .header("host", "other.example")
+        .header("te", "trailers")
+        .header("trailer", "x-checksum");
+    let body = client::http_request(&lab.web, http, &req, TIMEOUT)
+        .unwrap()
+        .text();
+    assert!(body.starts_with("blue GET /abs"), "{body}");
+    assert!(
+        body.lines().any(|l| l == "host: orders.shop.internal"),
+        "{body}"
+    );
+    assert!(body.lines().any(|l| l == "trailer: x-checksum"), "{body}");
+    assert!(!body.lines().any(|l| l.starts_with("te:")), "{body}");
 
     // Rules: a prefix rule forwards elsewhere, an exact rule answers a fixed response.
     let green_resp = client::http_get(&lab.web, http, "/green/x", TIMEOUT).unwrap();

@@ -104,19 +104,19 @@ const CALLER_HEADERS: [HeaderName; 4] = [
 ];
 
 /// Hop-by-hop headers (RFC 9110 7.6.1): they describe one connection, not the request.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// `Trailer` is not one: it announces the trailer fields that follow the body (and
+/// hyper's HTTP/1.1 client sends only the trailers it announces).
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
-    header::TRAILER,
     header::UPGRADE,
 ];
 
-/// The same in a target's response; `Trailer` stays (it announces the response's
-/// trailer fields to the caller), and `Transfer-Encoding` is the HTTP/1.1 codec's.
+/// The same in a target's response; `Transfer-Encoding` is the HTTP/1.1 codec's.
 const RESPONSE_HOP_BY_HOP: [HeaderName; 5] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -677,13 +677,12 @@ impl Proxy {
         facts.target_group = Some(group_ref.index());
         facts.target = Some(target);
 
-        // HTTP/2 callers name the authority in the URI, not in Host: the target still
-        // gets the name the caller asked for.
-        if !parts.headers.contains_key(header::HOST) {
-            if let Some(authority) = parts.uri.authority() {
-                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-                    parts.headers.insert(header::HOST, host);
-                }
+        // The request target's authority names what the caller asks for: HTTP/2 callers
+        // give it there (and often no Host), and an HTTP/1.1 absolute-form target
+        // overrides Host (RFC 9112 3.2.2). The target gets it as the caller's Host.
+        if let Some(authority) = parts.uri.authority() {
+            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                parts.headers.insert(header::HOST, host);
             }
         }
         // The caller's URI is replaced: its path moves into the new one, uncloned.
@@ -699,11 +698,15 @@ impl Proxy {
             Err(_) => return plain(400, "malformed request target\n"),
         };
         // The target speaks its group's protocol version, whatever the client spoke.
+        let from_http2 = parts.version == Version::HTTP_2;
         parts.version = match group.protocol_version {
             Some(ProtocolVersion::Http2 | ProtocolVersion::Grpc) => Version::HTTP_2,
             _ => Version::HTTP_11,
         };
-        self.lattice_headers(&mut parts.headers, site, conn, group_ref, admitted.caller);
+        if from_http2 && parts.version == Version::HTTP_11 {
+            join_cookies(&mut parts.headers);
+        }
+        self.lattice_headers(&mut parts, site, conn, group_ref, admitted.caller);
         let received::Forwarded {
             body,
             received,
@@ -754,13 +757,16 @@ impl Proxy {
     /// the headers Lattice adds, so a target written for Lattice runs unchanged.
     fn lattice_headers(
         &self,
-        headers: &mut HeaderMap,
+        parts: &mut http::request::Parts,
         site: &Site,
         conn: &Connection,
         group: TargetGroupRef,
         caller: &Caller,
     ) {
-        let trailers = accepts_trailers(headers);
+        // `te: trailers` is HTTP/2's to send (gRPC); over HTTP/1.1 TE would have to be
+        // named in Connection, and nothing there needs it.
+        let trailers = parts.version == Version::HTTP_2 && accepts_trailers(&parts.headers);
+        let headers = &mut parts.headers;
         remove_hop_fields(headers, &HOP_BY_HOP);
         for name in &CALLER_HEADERS {
             headers.remove(name);
@@ -829,6 +835,26 @@ fn remove_hop_fields(headers: &mut HeaderMap, fixed: &[HeaderName]) {
     }
     for name in fixed {
         headers.remove(name);
+    }
+}
+
+/// An HTTP/2 caller may send its cookies as several `cookie` fields (RFC 9113 8.2.3);
+/// to an HTTP/1.1 target they go as one, joined with `; `, as that RFC has it (many
+/// HTTP/1.1 servers read one Cookie line, or join repeated ones with commas).
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    if values.nth(1).is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(value.as_bytes());
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
     }
 }
 
@@ -963,6 +989,23 @@ mod tests {
         // A target answering while the upload still streams: at once.
         let (_streaming, sent) = tokio::sync::oneshot::channel::<()>();
         assert!(answer_within(limit, Some(sent), answer_at(5)).await.is_ok());
+    }
+
+    #[test]
+    fn an_http2_callers_cookies_are_joined_into_one() {
+        let mut headers = HeaderMap::new();
+        for value in ["a=1", "b=2", "c=3"] {
+            headers.append(header::COOKIE, HeaderValue::from_static(value));
+        }
+        join_cookies(&mut headers);
+        let cookies: Vec<_> = headers.get_all(header::COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1; b=2; c=3"]);
+        join_cookies(&mut headers);
+        assert_eq!(
+            headers[header::COOKIE],
+            "a=1; b=2; c=3",
+            "one stays as it is"
+        );
     }
 
     #[test]
