@@ -822,13 +822,27 @@ async fn answer_within<F: std::future::Future>(
 /// `Connection` itself).
 fn remove_hop_fields(headers: &mut HeaderMap, fixed: &[HeaderName]) {
     if headers.contains_key(header::CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
+        // Nearly every Connection says `keep-alive` or `close` (a target's response
+        // does, every time): those name no field to remove beyond `fixed`, and making
+        // a header name of them would allocate. Only other names are looked up, and
+        // collected (allocating) only when the request has such a field.
+        let mut listed = Vec::new();
+        for value in headers.get_all(header::CONNECTION) {
+            let Ok(value) = value.to_str() else { continue };
+            for token in value.split(',').map(str::trim) {
+                if ["keep-alive", "close", "te", "upgrade"]
+                    .iter()
+                    .any(|known| token.eq_ignore_ascii_case(known))
+                {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                    if headers.contains_key(&name) {
+                        listed.push(name);
+                    }
+                }
+            }
+        }
         for name in listed {
             headers.remove(name);
         }
