@@ -768,9 +768,7 @@ impl Proxy {
         let trailers = parts.version == Version::HTTP_2 && accepts_trailers(&parts.headers);
         let headers = &mut parts.headers;
         remove_hop_fields(headers, &HOP_BY_HOP);
-        for name in &CALLER_HEADERS {
-            headers.remove(name);
-        }
+        remove_any(headers, &CALLER_HEADERS);
         if trailers {
             headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
@@ -847,8 +845,16 @@ fn remove_hop_fields(headers: &mut HeaderMap, fixed: &[HeaderName]) {
             headers.remove(name);
         }
     }
-    for name in fixed {
-        headers.remove(name);
+    remove_any(headers, fixed);
+}
+
+/// Removes `names` from `headers`: one pass over the few names a head has, rather than a
+/// hashed lookup per name, since most heads have none of them.
+fn remove_any(headers: &mut HeaderMap, names: &[HeaderName]) {
+    if headers.keys().any(|name| names.contains(name)) {
+        for name in names {
+            headers.remove(name);
+        }
     }
 }
 
