@@ -18,7 +18,11 @@
 //!   next request; one that cannot yet (its request body is still streaming) comes back
 //!   from a task of its own once it can; one whose response was abandoned is closed;
 //! - idle connections are closed after [`IDLE_TIMEOUT`], and at most
-//!   [`MAX_IDLE_PER_TARGET`] are kept per target.
+//!   [`MAX_IDLE_PER_TARGET`] are kept per target;
+//! - a target that says how long it keeps an idle connection (`Keep-Alive: timeout=5`,
+//!   as Node.js servers do by default) has its connections reused only until a second
+//!   before that: a request written as the target closes the connection fails (a 502
+//!   for the caller), and such targets close idle connections long before 60 s.
 
 use std::{
     net::SocketAddr,
@@ -80,7 +84,34 @@ struct Shared {
 #[derive(Debug)]
 struct IdleConnection {
     sender: SendRequest<TargetBody>,
-    since: Instant,
+    /// Reused only before this.
+    until: Instant,
+}
+
+/// How long before a target's own keep-alive timeout its connection stops being reused.
+const KEEP_ALIVE_MARGIN: Duration = Duration::from_secs(1);
+
+/// How long a connection may stay idle in the pool after this response: the pool's
+/// [`IDLE_TIMEOUT`], or less when the target's `Keep-Alive: timeout=N` says it closes
+/// sooner ([`KEEP_ALIVE_MARGIN`] before that; zero when that leaves nothing).
+fn keep_for<B>(response: &Response<B>) -> Duration {
+    const KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
+    let Some(value) = response.headers().get(KEEP_ALIVE) else {
+        return IDLE_TIMEOUT;
+    };
+    let timeout = value
+        .to_str()
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|param| param.trim().split_once('='))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("timeout"))
+        .and_then(|(_, secs)| secs.trim().parse::<u64>().ok());
+    match timeout {
+        Some(secs) => Duration::from_secs(secs)
+            .saturating_sub(KEEP_ALIVE_MARGIN)
+            .min(IDLE_TIMEOUT),
+        None => IDLE_TIMEOUT,
+    }
 }
 
 impl Http1Pool {
@@ -114,7 +145,10 @@ impl Http1Pool {
                 continue;
             }
             match sender.try_send_request(req).await {
-                Ok(response) => return Ok((response, self.lease(target, sender))),
+                Ok(response) => {
+                    let lease = self.lease(target, sender, keep_for(&response));
+                    return Ok((response, lease));
+                }
                 Err(mut refused) => match refused.take_message() {
                     Some(unsent) => req = unsent,
                     None => return Err(PoolError::Exchange(refused.into_error())),
@@ -126,7 +160,8 @@ impl Http1Pool {
         // HTTP/2 callers, would otherwise carry it inline.
         let mut sender = Box::pin(self.connect(target)).await?;
         let response = sender.send_request(req).await?;
-        Ok((response, self.lease(target, sender)))
+        let lease = self.lease(target, sender, keep_for(&response));
+        Ok((response, lease))
     }
 
     async fn connect(&self, target: SocketAddr) -> Result<SendRequest<TargetBody>, PoolError> {
@@ -142,11 +177,17 @@ impl Http1Pool {
         Ok(sender)
     }
 
-    fn lease(&self, target: SocketAddr, sender: SendRequest<TargetBody>) -> Lease {
+    fn lease(
+        &self,
+        target: SocketAddr,
+        sender: SendRequest<TargetBody>,
+        keep_for: Duration,
+    ) -> Lease {
         Lease {
             shared: Arc::clone(&self.shared),
             target,
             sender,
+            keep_for,
         }
     }
 
@@ -168,21 +209,31 @@ impl Shared {
     fn check_out(&self, target: SocketAddr) -> Option<SendRequest<TargetBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let (_, conns) = idle.iter_mut().find(|(t, _)| *t == target)?;
+        let now = Instant::now();
         while let Some(conn) = conns.pop() {
-            if !conn.sender.is_closed() {
+            if !conn.sender.is_closed() && now < conn.until {
                 return Some(conn.sender);
             }
         }
         None
     }
 
-    fn check_in(self: &Arc<Self>, target: SocketAddr, sender: SendRequest<TargetBody>) {
+    fn check_in(
+        self: &Arc<Self>,
+        target: SocketAddr,
+        sender: SendRequest<TargetBody>,
+        keep_for: Duration,
+    ) {
+        if keep_for.is_zero() {
+            // The target closes it about now: not worth a request.
+            return;
+        }
         self.sweeper.call_once(|| {
             tokio::spawn(sweep_every(Arc::downgrade(self)));
         });
         let conn = IdleConnection {
             sender,
-            since: Instant::now(),
+            until: Instant::now() + keep_for,
         };
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         match idle.iter_mut().find(|(t, _)| *t == target) {
@@ -197,9 +248,7 @@ impl Shared {
     fn sweep(&self, now: Instant) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         for (_, conns) in idle.iter_mut() {
-            conns.retain(|c| {
-                !c.sender.is_closed() && now.saturating_duration_since(c.since) < IDLE_TIMEOUT
-            });
+            conns.retain(|c| !c.sender.is_closed() && now < c.until);
         }
         idle.retain(|(_, conns)| !conns.is_empty());
     }
@@ -222,6 +271,8 @@ pub struct Lease {
     shared: Arc<Shared>,
     target: SocketAddr,
     sender: SendRequest<TargetBody>,
+    /// How long the connection may then stay idle ([`keep_for`]).
+    keep_for: Duration,
 }
 
 impl Lease {
@@ -232,16 +283,17 @@ impl Lease {
             shared,
             target,
             mut sender,
+            keep_for,
         } = self;
         if sender.is_ready() {
-            shared.check_in(target, sender);
+            shared.check_in(target, sender, keep_for);
         } else if !sender.is_closed() {
             // Its request body is still going out (the target answered early), or hyper
             // has not yet seen the response end: wait aside, not in the pool, where the
             // next request would wait on it.
             tokio::spawn(async move {
                 if sender.ready().await.is_ok() {
-                    shared.check_in(target, sender);
+                    shared.check_in(target, sender, keep_for);
                 }
             });
         }
@@ -322,6 +374,14 @@ mod tests {
     /// A target on loopback that answers `hello` and counts the connections it accepts;
     /// it closes each connection after `per_connection` requests.
     async fn target(per_connection: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+        target_saying(per_connection, None).await
+    }
+
+    /// The same, with this `Keep-Alive` header in its responses.
+    async fn target_saying(
+        per_connection: usize,
+        keep_alive: Option<&'static str>,
+    ) -> (SocketAddr, Arc<AtomicUsize>) {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -339,6 +399,11 @@ mod tests {
                             let mut response = Response::new(Full::new(Bytes::from("hello")));
                             if let Some(host) = host {
                                 response.headers_mut().insert("x-seen-host", host);
+                            }
+                            if let Some(value) = keep_alive {
+                                response
+                                    .headers_mut()
+                                    .insert("keep-alive", HeaderValue::from_static(value));
                             }
                             if n >= per_connection {
                                 response
@@ -452,6 +517,48 @@ mod tests {
             "{opened} connections for 8 at a time"
         );
         assert_eq!(pool.idle_count(addr), opened);
+    }
+
+    #[tokio::test]
+    async fn a_targets_keep_alive_timeout_shortens_reuse() {
+        // Node.js's default: the target closes idle connections after 5 s, so they are
+        // reused for 4 s.
+        let (addr, accepted) = target_saying(usize::MAX, Some("timeout=5")).await;
+        let pool = pool();
+        exchange(&pool, addr).await;
+        exchange(&pool, addr).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "reused within 4 s");
+        pool.shared
+            .sweep(Instant::now() + Duration::from_millis(3900));
+        assert_eq!(pool.idle_count(addr), 1);
+        pool.shared.sweep(Instant::now() + Duration::from_secs(4));
+        assert_eq!(pool.idle_count(addr), 0, "gone before the target closes it");
+        // A target that keeps idle connections a second or less: never reused.
+        let (addr, accepted) = target_saying(usize::MAX, Some("timeout=1, max=100")).await;
+        exchange(&pool, addr).await;
+        exchange(&pool, addr).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(pool.idle_count(addr), 0);
+    }
+
+    #[test]
+    fn keep_alive_timeouts_are_read_as_the_target_wrote_them() {
+        for (value, expected) in [
+            (None, IDLE_TIMEOUT),
+            (Some("timeout=5"), Duration::from_secs(4)),
+            (Some("max=100, Timeout = 10"), Duration::from_secs(9)),
+            (Some("timeout=600"), IDLE_TIMEOUT),
+            (Some("timeout=0"), Duration::ZERO),
+            (Some("timeout=soon"), IDLE_TIMEOUT),
+        ] {
+            let mut response = Response::new(());
+            if let Some(value) = value {
+                response
+                    .headers_mut()
+                    .insert("keep-alive", HeaderValue::from_static(value));
+            }
+            assert_eq!(keep_for(&response), expected, "{value:?}");
+        }
     }
 
     #[test]
