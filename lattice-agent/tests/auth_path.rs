@@ -259,6 +259,20 @@ fn signed_certified_and_anonymous_callers_meet_the_policies() {
         r.body
     );
 
+    // The same signed request replayed at another service's address (service `open`,
+    // whose network checks callers too): the signature was made for `secure`'s name,
+    // so it does not make web the caller there.
+    let url = "http://secure.shop.internal/orders?id=7";
+    let mut args = header_args(&sigv4::sign("GET", url, &signing(WEB_KEY, &web_key)));
+    args.push(url.to_owned());
+    let replayed = curl(&lab.web, "secure.shop.internal", 80, open, &strs(&args));
+    assert_eq!(replayed.status, 403, "{replayed:?}");
+    assert!(
+        replayed.body.contains("signed for host"),
+        "{}",
+        replayed.body
+    );
+
     // A body whose hash is signed (botocore's default over HTTP), and one signed with
     // UNSIGNED-PAYLOAD.
     for unsigned_payload in [false, true] {

@@ -88,6 +88,10 @@ pub enum SigV4Error {
     Mismatch,
     #[error("InvalidSignatureException: The provided 'x-amz-content-sha256' header does not match what was computed.")]
     PayloadMismatch,
+    /// The signature holds, but for a host that is not the service called: a request
+    /// signed for one service is not taken by another (replayed at its address).
+    #[error("InvalidSignatureException: the request was signed for host {host:?}, which does not name this service ({service})")]
+    ForAnotherHost { host: String, service: String },
 }
 
 /// The secret of one access key and who owns it.

@@ -33,7 +33,7 @@ use crate::{
         Authenticator,
     },
     config::{AuthType, Config},
-    resolve::Resolved,
+    resolve::{Resolved, ResolvedService},
 };
 
 /// The largest body the proxy reads to check a signed payload hash.
@@ -237,7 +237,8 @@ pub async fn check<'a>(
     }
     // One reading of the clock for the signature's time window and aws:CurrentTime.
     let now = SystemTime::now();
-    let (caller, body) = authenticate(auth, conn, parts, body, now).await?;
+    let service = &resolved.services[site.service];
+    let (caller, body) = authenticate(auth, conn, parts, body, now, service).await?;
     let levels = [(Level::Network, network_iam), (Level::Service, service_iam)];
     let allowed_by = SCRATCH.with_borrow_mut(|scratch| {
         decide(
@@ -337,16 +338,32 @@ fn decide<'a>(
 }
 
 /// The caller of a request: its signature's principal when it is signed (and the
-/// signature must then verify), else the connection's certificate's, else anonymous.
+/// signature must then verify, for a host that names `service`), else the connection's
+/// certificate's, else anonymous.
 async fn authenticate<'a>(
     auth: &'a Authenticator,
     conn: &'a Connection,
     parts: &Parts,
     body: Incoming,
     now: SystemTime,
+    service: &ResolvedService,
 ) -> Result<(&'a Caller, ForwardBody), Refusal> {
     if !sigv4::is_signed(&parts.headers) {
         return Ok((&conn.certified, Either::Left(body)));
+    }
+    // The signed host (the proxy settled Host before this phase) must name the service
+    // called. Checked before the body is read: a signature for another host fails here.
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .map(|h| String::from_utf8_lossy(h.as_bytes()))
+        .unwrap_or_default();
+    if !names_service(&host, service) {
+        return Err(SigV4Error::ForAnotherHost {
+            host: host.into_owned(),
+            service: service.dns_name.clone(),
+        }
+        .into());
     }
     let (caller, body) = match Payload::claimed(&parts.headers) {
         Some(claimed) => {
@@ -381,10 +398,62 @@ async fn authenticate<'a>(
     Ok((caller, body))
 }
 
+/// Whether a Host value (with or without a port, any case, a trailing dot or not)
+/// names the service: its DNS name, its custom domain name, or its VIP. Lattice routes
+/// by this name, so a signature over it is a signature for the service.
+fn names_service(host: &str, service: &ResolvedService) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.eq_ignore_ascii_case(&service.dns_name)
+        || service
+            .custom_domain_name
+            .as_deref()
+            .is_some_and(|custom| name.eq_ignore_ascii_case(custom))
+        || name.parse::<std::net::Ipv4Addr>() == Ok(service.vip)
+}
+
 async fn read_body(body: Incoming) -> Result<Bytes, Refusal> {
     match Limited::new(body, MAX_SIGNED_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::BodyTooLarge),
         Err(e) => Err(Refusal::Body(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signed_host_must_name_the_service() {
+        let service = ResolvedService {
+            name: "orders".into(),
+            account: "111111111111".into(),
+            id: "svc-0123".into(),
+            arn: "arn:lattice:vpc-lattice:local:111111111111:service/svc-0123".into(),
+            dns_name: "orders-0123.7d67968.vpc-lattice-svcs.local.on.aws".into(),
+            custom_domain_name: Some("orders.shop.internal".into()),
+            vip: std::net::Ipv4Addr::new(169, 254, 171, 2),
+            auth_type: AuthType::AwsIam,
+            service_networks: vec![],
+            listeners: vec![],
+        };
+        for (host, names) in [
+            ("orders-0123.7d67968.vpc-lattice-svcs.local.on.aws", true),
+            ("ORDERS-0123.7d67968.vpc-lattice-svcs.local.on.aws:80", true),
+            ("orders.shop.internal", true),
+            ("orders.shop.internal.:443", true),
+            ("169.254.171.2", true),
+            ("169.254.171.2:8080", true),
+            ("payments.shop.internal", false),
+            ("169.254.171.3", false),
+            ("orders.shop.internal.evil", false),
+            ("", false),
+        ] {
+            assert_eq!(names_service(host, &service), names, "{host:?}");
+        }
     }
 }

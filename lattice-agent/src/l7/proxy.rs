@@ -632,6 +632,9 @@ impl Proxy {
         let peer = conn.peer;
         let listener = &self.config.services()[site.service].listeners[site.listener];
         let (mut parts, body) = req.into_parts();
+        if let Err(why) = settle_host(&mut parts) {
+            return plain(400, why);
+        }
         let decision = route(listener, &RequestHead::from(&parts));
         let admitted = match authz::check(
             &self.config,
@@ -677,14 +680,6 @@ impl Proxy {
         facts.target_group = Some(group_ref.index());
         facts.target = Some(target);
 
-        // The request target's authority names what the caller asks for: HTTP/2 callers
-        // give it there (and often no Host), and an HTTP/1.1 absolute-form target
-        // overrides Host (RFC 9112 3.2.2). The target gets it as the caller's Host.
-        if let Some(authority) = parts.uri.authority() {
-            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
-                parts.headers.insert(header::HOST, host);
-            }
-        }
         // The caller's URI is replaced: its path moves into the new one, uncloned.
         let path = std::mem::take(&mut parts.uri)
             .into_parts()
@@ -794,6 +789,25 @@ impl Proxy {
             }
         }
     }
+}
+
+/// Makes the request's Host the one name every phase reads (the rules, the signature,
+/// the policies' `RequestHeader/host`) and the target receives: the request target's
+/// authority when it has one (an HTTP/2 caller's `:authority`, an HTTP/1.1
+/// absolute-form target: RFC 9112 3.2.2 and RFC 9113 8.3.1 put it before Host), else
+/// the Host header. A request with two Host headers is refused: which one a phase or a
+/// target would read is anyone's guess.
+fn settle_host(parts: &mut http::request::Parts) -> Result<(), &'static str> {
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    if hosts.next().is_some() && hosts.next().is_some() {
+        return Err("more than one Host header\n");
+    }
+    if let Some(authority) = parts.uri.authority() {
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|_| "the request target's authority is not a valid Host\n")?;
+        parts.headers.insert(header::HOST, host);
+    }
+    Ok(())
 }
 
 /// Waits for a target's answer for at most `limit` once the request has been sent
@@ -1009,6 +1023,48 @@ mod tests {
         // A target answering while the upload still streams: at once.
         let (_streaming, sent) = tokio::sync::oneshot::channel::<()>();
         assert!(answer_within(limit, Some(sent), answer_at(5)).await.is_ok());
+    }
+
+    #[test]
+    fn the_host_is_the_authority_when_there_is_one_and_never_two() {
+        let head = |uri: &str, hosts: &[&'static str]| {
+            let mut req = Request::builder().uri(uri);
+            for host in hosts {
+                req = req.header(header::HOST, *host);
+            }
+            req.body(()).unwrap().into_parts().0
+        };
+        for (uri, hosts, expected) in [
+            ("/x", &["orders.example"][..], Ok(Some("orders.example"))),
+            ("/x", &[][..], Ok(None)),
+            // HTTP/2's :authority, alone or beside a Host that says otherwise.
+            (
+                "http://orders.example/x",
+                &[][..],
+                Ok(Some("orders.example")),
+            ),
+            (
+                "http://orders.example/x",
+                &["other.example"][..],
+                Ok(Some("orders.example")),
+            ),
+            ("/x", &["a.example", "b.example"][..], Err(())),
+        ] {
+            let mut parts = head(uri, hosts);
+            let settled = settle_host(&mut parts)
+                .map(|()| {
+                    parts
+                        .headers
+                        .get(header::HOST)
+                        .map(|h| h.to_str().unwrap().to_owned())
+                })
+                .map_err(|_| ());
+            assert_eq!(
+                settled,
+                expected.map(|h| h.map(str::to_owned)),
+                "{uri} {hosts:?}"
+            );
+        }
     }
 
     #[test]
