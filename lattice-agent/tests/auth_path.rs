@@ -361,6 +361,30 @@ fn signed_certified_and_anonymous_callers_meet_the_policies() {
         "{}",
         r.body
     );
+    // The same path written otherwise is the same path: the policies see it in its
+    // normal form, as the target would read it, and the signature (over the path as
+    // sent) still holds.
+    for path in [
+        "/%61dmin/users",
+        "//admin/users",
+        "/orders/%2e%2e/admin/users",
+    ] {
+        let r = signed_get(
+            &format!("http://secure.shop.internal{path}"),
+            &signing(WEB_KEY, &web_key),
+            &["--path-as-is"],
+        );
+        assert_eq!(r.status, 403, "{path}: {r:?}");
+        assert!(r.body.contains("explicit deny"), "{path}: {}", r.body);
+    }
+    // A path that was only written otherwise reaches the target in its normal form.
+    let r = signed_get(
+        "http://secure.shop.internal/%6frders/./7",
+        &signing(WEB_KEY, &web_key),
+        &["--path-as-is"],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("GET /orders/7"), "{}", r.body);
 
     // Anonymous callers: refused by the AWS_IAM service, admitted by the NONE one (the
     // network's policy admits anyone from its own account's VPCs).

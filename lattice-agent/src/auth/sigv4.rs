@@ -340,6 +340,11 @@ impl<'a> Payload<'a> {
     }
 }
 
+/// The request target as the caller sent it, kept in the request's extensions when the
+/// proxy put its path in normal form (`l7::path`): the signature was made over this one.
+#[derive(Debug, Clone)]
+pub struct SignedTarget(pub http::Uri);
+
 /// Verifies a signed request's head. `payload` says what the payload hash is; `now` is
 /// the agent's clock. On success, the owner of the access key and what is left to
 /// check of the body.
@@ -401,9 +406,14 @@ pub fn verify<'k, T>(
     let payload_hash = match payload {
         Payload::Claimed(v) | Payload::Hashed(v) => v,
     };
-    let uri = canonical_uri(parts.uri.path());
+    // The path and query as the caller sent (and signed) them.
+    let target = parts
+        .extensions
+        .get::<SignedTarget>()
+        .map_or(&parts.uri, |t| &t.0);
+    let uri = canonical_uri(target.path());
     let keyed = key.signing_mac(auth.date, &keyring.region);
-    let query = parts.uri.query().unwrap_or("");
+    let query = target.query().unwrap_or("");
     let canonical_query = canonical_query(query);
     let as_written = query_as_written(query);
     let mut queries = [Some(canonical_query.as_str()), None];

@@ -13,6 +13,7 @@
 //! | [`passthrough`] | TLS/SNI, forward | TLS passthrough: the ClientHello's SNI, and splicing to a TCP target |
 //! | [`listen`] | accept | the namespace routing and sockets of the sites |
 //! | [`authz`] | authn/authz | the caller (signature, certificate, anonymous), then the network's and the service's auth policies |
+//! | [`path`] | rule | the request path in its normal form, which every phase and the target see |
 //! | [`route`] | rule, target pick | which rule of a listener takes a request, and which target group of a forward gets it |
 //! | [`proxy`] | the pipeline | serving connections, picking targets, forwarding, answering errors |
 //! | [`answer`] | forward | the body of the pipeline's answer: the target's, or the proxy's own text |
@@ -31,6 +32,7 @@ pub mod listen;
 pub mod log;
 pub mod mux;
 pub mod passthrough;
+pub mod path;
 pub mod pool;
 pub mod proxy;
 pub mod received;

@@ -40,6 +40,7 @@ use super::{
     balance::{pick, BytesOut, Outstanding, Tracked},
     log::{AuthOutcome, Facts, RequestLog},
     passthrough::{self, PassthroughError},
+    path,
     pool::Leased,
     received,
     route::{pick_target_group, route, RequestHead},
@@ -52,6 +53,7 @@ use crate::{
     accesslog::AccessLogs,
     auth::{
         identity::{Caller, Proof},
+        sigv4::SignedTarget,
         Authenticator,
     },
     config::{
@@ -635,6 +637,14 @@ impl Proxy {
         if let Err(why) = settle_host(&mut parts) {
             return plain(400, why);
         }
+        if let Some(normal) = path::normalize(parts.uri.path()) {
+            let sent = parts.uri.clone();
+            match with_path(&sent, &normal) {
+                Some(uri) => parts.uri = uri,
+                None => return plain(400, "malformed request target\n"),
+            }
+            parts.extensions.insert(SignedTarget(sent));
+        }
         let decision = route(listener, &RequestHead::from(&parts));
         let admitted = match authz::check(
             &self.config,
@@ -789,6 +799,18 @@ impl Proxy {
             }
         }
     }
+}
+
+/// `uri` with its path replaced by `path` (its query kept).
+fn with_path(uri: &http::Uri, path: &str) -> Option<http::Uri> {
+    let path_and_query = match uri.query() {
+        Some(query) => PathAndQuery::try_from(format!("{path}?{query}")),
+        None => PathAndQuery::try_from(path),
+    }
+    .ok()?;
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query);
+    http::Uri::from_parts(parts).ok()
 }
 
 /// Makes the request's Host the one name every phase reads (the rules, the signature,
