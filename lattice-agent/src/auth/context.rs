@@ -224,9 +224,11 @@ fn request_keys(c: &mut Context, reads: &[&RequestReads], parts: &Parts) {
                 continue;
             }
             for value in parts.headers.get_all(name) {
-                if let Ok(value) = value.to_str() {
-                    c.insert_under(&k.header, name.as_str(), value);
-                }
+                // A value with bytes past ASCII is still a value (read as UTF-8, bad
+                // sequences replaced): skipped, it would be a key the policy thinks
+                // missing while the target gets it.
+                let value = String::from_utf8_lossy(value.as_bytes());
+                c.insert_under(&k.header, name.as_str(), &value);
             }
         }
     }

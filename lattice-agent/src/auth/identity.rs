@@ -146,14 +146,19 @@ impl Caller {
 }
 
 /// Appends `;name=value`, escaping semicolons in the value with a backslash as Lattice
-/// does.
+/// does, and backslashes too, so that a value (a certificate's CN is the holder's to
+/// choose) cannot end in a backslash that un-escapes the next separator for a target's
+/// parser. Control characters, which no header may carry, are dropped.
 fn field(out: &mut String, name: &str, value: &str) {
     if !out.is_empty() {
         out.push(';');
     }
     let _ = write!(out, "{name}=");
     for c in value.chars() {
-        if c == ';' {
+        if c.is_control() {
+            continue;
+        }
+        if c == ';' || c == '\\' {
             out.push('\\');
         }
         out.push(c);
@@ -171,6 +176,30 @@ mod tests {
             PrincipalType::Role,
             BTreeMap::from([("team".into(), "store;front".into())]),
         ))
+    }
+
+    #[test]
+    fn a_value_cannot_break_out_of_its_field() {
+        let mut out = String::new();
+        field(
+            &mut out,
+            "X509Subject/CN",
+            "web\\;X509SAN/URI=spiffe://x/admin\n",
+        );
+        assert_eq!(out, "X509Subject/CN=web\\\\\\;X509SAN/URI=spiffe://x/admin");
+        // Read back as a target would (a backslash escapes the next character), the
+        // value is one field.
+        let mut fields = 1;
+        let mut escaped = false;
+        for c in out.chars() {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, ';') => fields += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(fields, 1, "{out}");
     }
 
     #[test]

@@ -201,15 +201,30 @@ fn pieces(text: &str, sep: u8) -> impl Iterator<Item = &str> {
     })
 }
 
-/// Whether a request claims to be SigV4-signed (an `Authorization` header of this
-/// algorithm). Other `Authorization` schemes are the application's business: such a
-/// request is anonymous to lattice and the header goes on to the target.
-pub fn is_signed(headers: &HeaderMap) -> bool {
+/// Whether a request claims an AWS signature: an `Authorization` header of an `AWS4-`
+/// scheme (any case: SigV4, or SigV4A, which `verify` refuses), or a presigned query
+/// (`X-Amz-Signature`, `X-Amz-Algorithm`). Lattice authenticates every request so
+/// signed, and refuses it when that fails, rather than letting it on as anonymous
+/// with a signature nobody checked. Other `Authorization` schemes are the
+/// application's business: such a request is anonymous to lattice and the header goes
+/// on to the target.
+pub fn is_signed(headers: &HeaderMap, query: Option<&str>) -> bool {
     // The scheme is all that is read here: `verify` checks the whole value's text.
-    headers.get(http::header::AUTHORIZATION).is_some_and(|v| {
-        v.as_bytes()
-            .trim_ascii_start()
-            .starts_with(ALGORITHM.as_bytes())
+    let aws_scheme = headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .any(|v| {
+            let v = v.as_bytes().trim_ascii_start();
+            v.len() >= 5 && v[..5].eq_ignore_ascii_case(b"AWS4-")
+        });
+    aws_scheme || query.is_some_and(presigned)
+}
+
+/// Whether a query carries a presigned URL's signature parameters.
+fn presigned(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+        name.eq_ignore_ascii_case("X-Amz-Signature") || name.eq_ignore_ascii_case("X-Amz-Algorithm")
     })
 }
 
@@ -354,55 +369,7 @@ pub fn verify<'k, T>(
     payload: Payload<'_>,
     now: SystemTime,
 ) -> Result<(&'k T, PayloadCheck), SigV4Error> {
-    let header = parts
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .ok_or(SigV4Error::Incomplete("an Authorization header"))?
-        .to_str()
-        .map_err(|_| SigV4Error::Malformed("the Authorization header is not ASCII text".into()))?;
-    let auth = parse_authorization(header)?;
-    if parts.headers.contains_key(X_AMZ_SECURITY_TOKEN) {
-        return Err(SigV4Error::SessionToken);
-    }
-    let key = keyring
-        .keys
-        .get(auth.access_key_id)
-        .ok_or_else(|| SigV4Error::UnknownAccessKey(auth.access_key_id.to_owned()))?;
-    if auth.service != SERVICE {
-        return Err(SigV4Error::Scope {
-            what: "service",
-            expected: SERVICE.into(),
-            got: auth.service.into(),
-        });
-    }
-    if auth.region != keyring.region {
-        return Err(SigV4Error::Scope {
-            what: "region",
-            expected: keyring.region.clone(),
-            got: auth.region.into(),
-        });
-    }
-    let (amz_date, request_time) = request_time(&parts.headers)?;
-    let skew = match now.duration_since(request_time) {
-        Ok(behind) => behind,
-        Err(ahead) => ahead.duration(),
-    };
-    if skew > MAX_SKEW {
-        return Err(SigV4Error::Expired {
-            request_time: amz_date.into_owned(),
-            now: format_amz_date(now),
-        });
-    }
-    if auth.date != &amz_date[..8] {
-        return Err(SigV4Error::Scope {
-            what: "date",
-            expected: amz_date[..8].to_owned(),
-            got: auth.date.into(),
-        });
-    }
-    if !auth.signed_header_names().any(|h| h == "host") {
-        return Err(SigV4Error::HostNotSigned);
-    }
+    let (auth, key, amz_date) = checked_head(keyring, parts, now)?;
     let payload_hash = match payload {
         Payload::Claimed(v) | Payload::Hashed(v) => v,
     };
@@ -475,6 +442,83 @@ pub fn verify<'k, T>(
         Payload::Hashed(_) => PayloadCheck::Done,
     };
     Ok((&key.owner, check))
+}
+
+/// Everything about a signed request that can be checked without its body: the
+/// Authorization header, the access key, the credential scope, the time window, a
+/// signed host. A body is read to hash it only after these hold, so an unsigned
+/// stranger cannot make the proxy buffer megabytes for a signature that names no key.
+pub fn precheck<T>(keyring: &Keyring<T>, parts: &Parts, now: SystemTime) -> Result<(), SigV4Error> {
+    checked_head(keyring, parts, now).map(|_| ())
+}
+
+/// [`precheck`]'s checks; the parsed header, the key, and the request's `x-amz-date`.
+fn checked_head<'k, 'p, T>(
+    keyring: &'k Keyring<T>,
+    parts: &'p Parts,
+    now: SystemTime,
+) -> Result<(Authorization<'p>, &'k Key<T>, Cow<'p, str>), SigV4Error> {
+    if parts.uri.query().is_some_and(presigned) {
+        return Err(SigV4Error::Malformed(
+            "signatures in the query string (presigned URLs) are not supported; sign the Authorization header".into(),
+        ));
+    }
+    let mut headers = parts.headers.get_all(http::header::AUTHORIZATION).iter();
+    let header = headers
+        .next()
+        .ok_or(SigV4Error::Incomplete("an Authorization header"))?;
+    if headers.next().is_some() {
+        return Err(SigV4Error::Malformed(
+            "more than one Authorization header".into(),
+        ));
+    }
+    let header = header
+        .to_str()
+        .map_err(|_| SigV4Error::Malformed("the Authorization header is not ASCII text".into()))?;
+    let auth = parse_authorization(header)?;
+    if parts.headers.contains_key(X_AMZ_SECURITY_TOKEN) {
+        return Err(SigV4Error::SessionToken);
+    }
+    let key = keyring
+        .keys
+        .get(auth.access_key_id)
+        .ok_or_else(|| SigV4Error::UnknownAccessKey(auth.access_key_id.to_owned()))?;
+    if auth.service != SERVICE {
+        return Err(SigV4Error::Scope {
+            what: "service",
+            expected: SERVICE.into(),
+            got: auth.service.into(),
+        });
+    }
+    if auth.region != keyring.region {
+        return Err(SigV4Error::Scope {
+            what: "region",
+            expected: keyring.region.clone(),
+            got: auth.region.into(),
+        });
+    }
+    let (amz_date, request_time) = request_time(&parts.headers)?;
+    let skew = match now.duration_since(request_time) {
+        Ok(behind) => behind,
+        Err(ahead) => ahead.duration(),
+    };
+    if skew > MAX_SKEW {
+        return Err(SigV4Error::Expired {
+            request_time: amz_date.into_owned(),
+            now: format_amz_date(now),
+        });
+    }
+    if auth.date != &amz_date[..8] {
+        return Err(SigV4Error::Scope {
+            what: "date",
+            expected: amz_date[..8].to_owned(),
+            got: auth.date.into(),
+        });
+    }
+    if !auth.signed_header_names().any(|h| h == "host") {
+        return Err(SigV4Error::HostNotSigned);
+    }
+    Ok((auth, key, amz_date))
 }
 
 /// The SHA-256 of a body, in lowercase hex.
@@ -1065,7 +1109,30 @@ mod tests {
     }
 
     #[test]
-    fn only_the_sigv4_scheme_claims_a_signature() {
+    fn the_head_is_checked_before_any_body_is_read() {
+        let k = keyring();
+        assert!(precheck(&k, &signed_get(&[]), at(NOW)).is_ok());
+        let mut unknown = signed_get(&[]);
+        let value = unknown.headers[http::header::AUTHORIZATION]
+            .to_str()
+            .unwrap()
+            .replacen("Credential=", "Credential=NOSUCHKEY", 1);
+        unknown
+            .headers
+            .insert(http::header::AUTHORIZATION, value.parse().unwrap());
+        assert!(matches!(
+            precheck(&k, &unknown, at(NOW)),
+            Err(SigV4Error::UnknownAccessKey(_))
+        ));
+        let late = at(NOW) + Duration::from_secs(16 * 60);
+        assert!(matches!(
+            precheck(&k, &signed_get(&[]), late),
+            Err(SigV4Error::Expired { .. })
+        ));
+    }
+
+    #[test]
+    fn aws_signatures_of_any_form_are_claims_and_other_schemes_are_not() {
         let headers = |value: &[u8]| {
             let mut h = HeaderMap::new();
             h.insert(
@@ -1074,19 +1141,56 @@ mod tests {
             );
             h
         };
-        assert!(is_signed(&headers(b"  AWS4-HMAC-SHA256 Credential=x")));
-        assert!(!is_signed(&headers(b"Bearer abc")));
-        assert!(!is_signed(&HeaderMap::new()));
+        assert!(is_signed(
+            &headers(b"  AWS4-HMAC-SHA256 Credential=x"),
+            None
+        ));
+        assert!(is_signed(&headers(b"aws4-hmac-sha256 Credential=x"), None));
+        assert!(is_signed(
+            &headers(b"AWS4-ECDSA-P256-SHA256 Credential=x"),
+            None
+        ));
+        assert!(!is_signed(&headers(b"Bearer abc"), None));
+        assert!(!is_signed(&HeaderMap::new(), None));
+        assert!(!is_signed(&HeaderMap::new(), Some("id=7&amz=1")));
+        assert!(is_signed(
+            &HeaderMap::new(),
+            Some("id=7&X-Amz-Signature=abc&x-amz-algorithm=AWS4-HMAC-SHA256")
+        ));
+        let k = keyring();
+        let refused = |p: &Parts| {
+            matches!(
+                verify(&k, p, Payload::Hashed(EMPTY_SHA256), at(NOW)),
+                Err(SigV4Error::Malformed(_))
+            )
+        };
         // Claimed, but not text: refused, never taken as anonymous.
         let mut p = parts("GET", "/", &[("host", "h"), ("x-amz-date", NOW)]);
         p.headers = headers(b"AWS4-HMAC-SHA256 Credential=\xff");
         p.headers.insert("host", "h".parse().unwrap());
-        assert!(is_signed(&p.headers));
-        let k = keyring();
-        assert!(matches!(
-            verify(&k, &p, Payload::Hashed(EMPTY_SHA256), at(NOW)),
-            Err(SigV4Error::Malformed(_))
-        ));
+        assert!(refused(&p));
+        // SigV4A, a lowercase scheme, presigned URLs, two Authorization headers.
+        for value in [
+            &b"AWS4-ECDSA-P256-SHA256 Credential=x"[..],
+            b"aws4-hmac-sha256 x",
+        ] {
+            let mut p = parts("GET", "/", &[("host", "h"), ("x-amz-date", NOW)]);
+            p.headers.insert(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_bytes(value).unwrap(),
+            );
+            assert!(refused(&p), "{value:?}");
+        }
+        let p = parts(
+            "GET",
+            "/?X-Amz-Signature=abc",
+            &[("host", "h"), ("x-amz-date", NOW)],
+        );
+        assert!(refused(&p));
+        let mut p = signed_get(&[]);
+        let first = p.headers[http::header::AUTHORIZATION].clone();
+        p.headers.append(http::header::AUTHORIZATION, first);
+        assert!(refused(&p), "two Authorization headers");
     }
 
     #[test]

@@ -348,7 +348,7 @@ async fn authenticate<'a>(
     now: SystemTime,
     service: &ResolvedService,
 ) -> Result<(&'a Caller, ForwardBody), Refusal> {
-    if !sigv4::is_signed(&parts.headers) {
+    if !sigv4::is_signed(&parts.headers, parts.uri.query()) {
         return Ok((&conn.certified, Either::Left(body)));
     }
     // The signed host (the proxy settled Host before this phase) must name the service
@@ -389,6 +389,8 @@ async fn authenticate<'a>(
             (caller, Either::Left(body))
         }
         None => {
+            // Hashing the body needs it whole: first what can be checked without it.
+            sigv4::precheck(auth.keyring(), parts, now)?;
             let bytes = read_body(body).await?;
             let hash = sigv4::sha256_hex(&bytes);
             let (caller, _) = sigv4::verify(auth.keyring(), parts, Payload::Hashed(&hash), now)?;
