@@ -408,13 +408,16 @@ fn names_service(host: &str, service: &ResolvedService) -> bool {
         Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
         _ => host,
     };
-    let name = name.strip_suffix('.').unwrap_or(name);
-    name.eq_ignore_ascii_case(&service.dns_name)
-        || service
-            .custom_domain_name
-            .as_deref()
-            .is_some_and(|custom| name.eq_ignore_ascii_case(custom))
-        || name.parse::<std::net::Ipv4Addr>() == Ok(service.vip)
+    // DNS names compare as the passthrough phase compares an SNI: any case, a
+    // trailing dot ignored.
+    let same_name = |dns_name: &str| super::passthrough::sni_matches(Some(name), dns_name);
+    same_name(&service.dns_name)
+        || service.custom_domain_name.as_deref().is_some_and(same_name)
+        || name
+            .strip_suffix('.')
+            .unwrap_or(name)
+            .parse::<std::net::Ipv4Addr>()
+            == Ok(service.vip)
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, Refusal> {

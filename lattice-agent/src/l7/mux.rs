@@ -26,7 +26,7 @@
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex, Once, PoisonError, Weak},
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -39,7 +39,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tracing::debug;
 
 use super::{
-    pool::{PoolError, IDLE_TIMEOUT},
+    pool::{PoolError, Sweep, Sweeper, IDLE_TIMEOUT},
     received::TargetBody,
     upstream::NamespaceConnector,
 };
@@ -48,8 +48,6 @@ use super::{
 pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// How long a ping may go unanswered before the connection is closed.
 pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often connections are looked over for age and for targets that closed them.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The HTTP/2 connections of one target group.
 #[derive(Debug)]
@@ -63,9 +61,7 @@ struct Shared {
     /// Per target, its connection. A group has a few targets, so a list beats hashing
     /// the address on every request.
     conns: Mutex<Vec<(SocketAddr, Connection)>>,
-    /// The sweeper starts with the first connection (inside the runtime, which the
-    /// pool's constructor may not be).
-    sweeper: Once,
+    sweeper: Sweeper,
 }
 
 #[derive(Debug)]
@@ -80,7 +76,7 @@ impl Http2Pool {
             shared: Arc::new(Shared {
                 connector,
                 conns: Mutex::new(Vec::new()),
-                sweeper: Once::new(),
+                sweeper: Sweeper::new(),
             }),
         }
     }
@@ -154,9 +150,7 @@ impl Shared {
     /// Keeps a new connection as the target's (one opened by a request that raced
     /// another's replaces it: the other's streams finish on it, then it closes).
     fn keep(self: &Arc<Self>, target: SocketAddr, sender: SendRequest<TargetBody>) {
-        self.sweeper.call_once(|| {
-            tokio::spawn(sweep_every(Arc::downgrade(self)));
-        });
+        self.sweeper.start(self);
         let conn = Connection {
             sender,
             used: Instant::now(),
@@ -167,24 +161,15 @@ impl Shared {
             None => conns.push((target, conn)),
         }
     }
+}
 
+impl Sweep for Shared {
     /// Lets go of connections that closed or that no request used for the idle timeout.
     fn sweep(&self, now: Instant) {
         let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
         conns.retain(|(_, c)| {
             !c.sender.is_closed() && now.saturating_duration_since(c.used) < IDLE_TIMEOUT
         });
-    }
-}
-
-/// Sweeps the pool until it is gone (its generation dropped).
-async fn sweep_every(pool: Weak<Shared>) {
-    loop {
-        tokio::time::sleep(SWEEP_INTERVAL).await;
-        let Some(pool) = pool.upgrade() else {
-            return;
-        };
-        pool.sweep(Instant::now());
     }
 }
 

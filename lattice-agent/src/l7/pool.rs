@@ -76,9 +76,7 @@ struct Shared {
     /// Per target: its idle connections, the most recently returned last. A group has a
     /// few targets, so a list beats hashing the address on every request.
     idle: Mutex<Vec<(SocketAddr, Vec<IdleConnection>)>>,
-    /// The sweeper starts with the first connection that comes back (inside the
-    /// runtime, which the pool's constructor may not be).
-    sweeper: Once,
+    sweeper: Sweeper,
 }
 
 #[derive(Debug)]
@@ -120,7 +118,7 @@ impl Http1Pool {
             shared: Arc::new(Shared {
                 connector,
                 idle: Mutex::new(Vec::new()),
-                sweeper: Once::new(),
+                sweeper: Sweeper::new(),
             }),
         }
     }
@@ -228,9 +226,7 @@ impl Shared {
             // The target closes it about now: not worth a request.
             return;
         }
-        self.sweeper.call_once(|| {
-            tokio::spawn(sweep_every(Arc::downgrade(self)));
-        });
+        self.sweeper.start(self);
         let conn = IdleConnection {
             sender,
             until: Instant::now() + keep_for,
@@ -242,7 +238,9 @@ impl Shared {
             None => idle.push((target, vec![conn])),
         }
     }
+}
 
+impl Sweep for Shared {
     /// Closes connections idle past the timeout and forgets those the targets closed,
     /// and targets left without any.
     fn sweep(&self, now: Instant) {
@@ -254,14 +252,38 @@ impl Shared {
     }
 }
 
-/// Sweeps the pool until it is gone (its generation and every lease dropped).
-async fn sweep_every(pool: Weak<Shared>) {
-    loop {
-        tokio::time::sleep(SWEEP_INTERVAL).await;
-        let Some(pool) = pool.upgrade() else {
-            return;
-        };
-        pool.sweep(Instant::now());
+/// A pool whose connections are looked over every [`SWEEP_INTERVAL`]: this one's idle
+/// HTTP/1.1 connections, and [`super::mux`]'s HTTP/2 ones.
+pub(super) trait Sweep: Send + Sync + 'static {
+    /// Lets go of connections that closed or aged past their time.
+    fn sweep(&self, now: Instant);
+}
+
+/// The sweeping task of one pool, started with the pool's first kept connection
+/// (inside the runtime, which the pool's constructor may not be).
+#[derive(Debug)]
+pub(super) struct Sweeper(Once);
+
+impl Sweeper {
+    pub(super) const fn new() -> Sweeper {
+        Sweeper(Once::new())
+    }
+
+    /// Starts sweeping `pool`, once; the task ends when the pool is gone (its
+    /// generation and every lease dropped).
+    pub(super) fn start<P: Sweep>(&self, pool: &Arc<P>) {
+        self.0.call_once(|| {
+            let pool: Weak<P> = Arc::downgrade(pool);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(SWEEP_INTERVAL).await;
+                    let Some(pool) = pool.upgrade() else {
+                        return;
+                    };
+                    pool.sweep(Instant::now());
+                }
+            });
+        });
     }
 }
 
