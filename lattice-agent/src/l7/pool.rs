@@ -13,7 +13,13 @@
 //!   buffers are warm, and older ones age out);
 //! - a request that a reused connection could not take (the target closed it as it was
 //!   picked: hyper gives the request back unsent) goes to the next idle connection, then
-//!   to a new one; a request that was written is never sent twice;
+//!   to a new one;
+//! - a safe request without a body (GET, HEAD, OPTIONS, TRACE) written on a connection
+//!   that had been idle for [`REPLAY_AFTER_IDLE`] or longer, and that the target closed
+//!   before answering, is sent once more on a new connection: the target's idle
+//!   timeout fired as the request arrived (uvicorn closes idle connections after 5 s
+//!   without saying so), which Go's `http.Transport` retries the same way. Any other
+//!   request that was written is never sent twice;
 //! - a connection comes back when its response's body has ended and it can take the
 //!   next request; one that cannot yet (its request body is still streaming) comes back
 //!   from a task of its own once it can; one whose response was abandoned is closed;
@@ -33,7 +39,8 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response};
+use http::{header, HeaderValue, Method, Request, Response};
+use http_body_util::{Either, Full};
 use hyper::{
     body::{Body, Frame, Incoming, SizeHint},
     client::conn::http1::{self, SendRequest},
@@ -42,7 +49,7 @@ use hyper_util::rt::TokioIo;
 use tracing::debug;
 
 use super::{
-    received::TargetBody,
+    received::{Received, TargetBody},
     upstream::{NamespaceConnector, UpstreamError},
 };
 
@@ -52,6 +59,12 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per target; more come back only after a burst of concurrency,
 /// and those are closed.
 pub const MAX_IDLE_PER_TARGET: usize = 1024;
+/// How long a connection must have been idle for a safe request written on it to be
+/// sent again when the target closes it unanswered. Targets close idle connections after
+/// seconds; one busy a moment ago that closes under a request did not time out (it
+/// crashed, or refused that very request), and the copy of the request head this costs
+/// stays off the busy path.
+const REPLAY_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// How often idle connections are looked over for age and for targets that closed them.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -82,6 +95,8 @@ struct Shared {
 #[derive(Debug)]
 struct IdleConnection {
     sender: SendRequest<TargetBody>,
+    /// When it came back to the pool.
+    since: Instant,
     /// Reused only before this.
     until: Instant,
 }
@@ -137,11 +152,16 @@ impl Http1Pool {
                 req.headers_mut().insert(header::HOST, host);
             }
         }
-        while let Some(mut sender) = self.shared.check_out(target) {
+        while let Some((mut sender, idle_since)) = self.shared.check_out(target) {
             // An idle connection is ready, unless the target has closed it since.
             if sender.ready().await.is_err() {
                 continue;
             }
+            let replay = if idle_since.elapsed() >= REPLAY_AFTER_IDLE {
+                replayable(&req)
+            } else {
+                None
+            };
             match sender.try_send_request(req).await {
                 Ok(response) => {
                     let lease = self.lease(target, sender, keep_for(&response));
@@ -149,7 +169,17 @@ impl Http1Pool {
                 }
                 Err(mut refused) => match refused.take_message() {
                     Some(unsent) => req = unsent,
-                    None => return Err(PoolError::Exchange(refused.into_error())),
+                    None => {
+                        let error = refused.into_error();
+                        match replay {
+                            Some(copy) if closed_unanswered(&error) => {
+                                debug!(%target, error = %error, "idle connection closed under a safe request; sending it again on a new one");
+                                req = copy;
+                                break;
+                            }
+                            _ => return Err(PoolError::Exchange(error)),
+                        }
+                    }
                 },
             }
         }
@@ -189,6 +219,21 @@ impl Http1Pool {
         }
     }
 
+    /// Makes every idle connection look idle `by` longer, for tests.
+    #[cfg(test)]
+    fn age_idle(&self, by: Duration) {
+        let mut idle = self
+            .shared
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (_, conns) in idle.iter_mut() {
+            for conn in conns {
+                conn.since = conn.since.checked_sub(by).unwrap_or(conn.since);
+            }
+        }
+    }
+
     /// Idle connections per target, for tests.
     #[cfg(test)]
     fn idle_count(&self, target: SocketAddr) -> usize {
@@ -204,13 +249,15 @@ impl Http1Pool {
 }
 
 impl Shared {
-    fn check_out(&self, target: SocketAddr) -> Option<SendRequest<TargetBody>> {
+    /// The target's most recently returned idle connection, and since when it has been
+    /// idle.
+    fn check_out(&self, target: SocketAddr) -> Option<(SendRequest<TargetBody>, Instant)> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let (_, conns) = idle.iter_mut().find(|(t, _)| *t == target)?;
         let now = Instant::now();
         while let Some(conn) = conns.pop() {
             if !conn.sender.is_closed() && now < conn.until {
-                return Some(conn.sender);
+                return Some((conn.sender, conn.since));
             }
         }
         None
@@ -227,9 +274,11 @@ impl Shared {
             return;
         }
         self.sweeper.start(self);
+        let now = Instant::now();
         let conn = IdleConnection {
             sender,
-            until: Instant::now() + keep_for,
+            since: now,
+            until: now + keep_for,
         };
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         match idle.iter_mut().find(|(t, _)| *t == target) {
@@ -238,6 +287,46 @@ impl Shared {
             None => idle.push((target, vec![conn])),
         }
     }
+}
+
+/// A copy of `req` to send again if the connection it goes on closes unanswered: only
+/// of a safe method (RFC 9110 9.2.1: the target changes nothing for it) and without a
+/// body, as Go's `http.Transport` replays.
+fn replayable(req: &Request<TargetBody>) -> Option<Request<TargetBody>> {
+    let safe = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    );
+    if !safe || !req.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = Request::new(Received::uncounted(Either::Right(Full::new(Bytes::new()))));
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
+}
+
+/// Whether the target closed the connection before any response came: it read end of
+/// stream, or its socket was reset, where the response head should have been.
+fn closed_unanswered(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            );
+        }
+        source = cause.source();
+    }
+    false
 }
 
 impl Sweep for Shared {
@@ -386,7 +475,7 @@ mod tests {
         sync::atomic::{AtomicUsize, Ordering},
     };
 
-    use http_body_util::{BodyExt as _, Either, Full};
+    use http_body_util::BodyExt as _;
     use hyper::{server::conn::http1 as server, service::service_fn};
     use tokio::net::TcpListener;
 
@@ -561,6 +650,106 @@ mod tests {
         exchange(&pool, addr).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
         assert_eq!(pool.idle_count(addr), 0);
+    }
+
+    /// A target that answers the first request of each connection with the
+    /// connection's number, then closes it as soon as the next request's bytes arrive,
+    /// unanswered: a server whose idle timeout fires as a request comes in.
+    async fn target_closing_on_second_request() -> (SocketAddr, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => head.extend_from_slice(&buf[..k]),
+                        }
+                    }
+                    let body = format!("conn{n}");
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    // The next request: read a little of it, then close.
+                    let _ = stream.read(&mut buf).await;
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn request(method: Method, body: &'static str) -> Request<TargetBody> {
+        Request::builder()
+            .method(method)
+            .uri("/")
+            .header(header::HOST, "orders.example")
+            .body(Received::uncounted(Either::Right(Full::new(Bytes::from(
+                body,
+            )))))
+            .unwrap()
+    }
+
+    async fn body_of(pool: &Http1Pool, target: SocketAddr, req: Request<TargetBody>) -> Bytes {
+        let (response, lease) = pool.request(target, req).await.unwrap();
+        let body = Leased::new(response.into_body(), Some(lease));
+        body.collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_safe_request_on_a_connection_closed_after_idling_is_sent_again_once() {
+        let (addr, accepted) = target_closing_on_second_request().await;
+        let pool = pool();
+        assert_eq!(
+            body_of(&pool, addr, request(Method::GET, "")).await,
+            "conn1"
+        );
+        assert_eq!(pool.idle_count(addr), 1);
+        // Idle long enough for a target's timeout: the GET that meets the close is sent
+        // again on a new connection, and the caller never sees the close.
+        pool.age_idle(REPLAY_AFTER_IDLE);
+        assert_eq!(
+            body_of(&pool, addr, request(Method::GET, "")).await,
+            "conn2"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        // A POST, or a GET with a body, may have been acted on: never sent twice.
+        for (method, body) in [(Method::POST, ""), (Method::GET, "a body")] {
+            let before = accepted.load(Ordering::SeqCst);
+            if pool.idle_count(addr) == 0 {
+                assert_eq!(
+                    body_of(&pool, addr, request(Method::GET, "")).await,
+                    format!("conn{}", before + 1)
+                );
+            }
+            pool.age_idle(REPLAY_AFTER_IDLE);
+            let failed = pool.request(addr, request(method.clone(), body)).await;
+            assert!(
+                matches!(failed, Err(PoolError::Exchange(_))),
+                "{method} {body:?}: {failed:?}"
+            );
+            assert_eq!(pool.idle_count(addr), 0);
+        }
+        // A connection used a moment ago that closes under a request did not time out:
+        // the request fails rather than going to the target twice.
+        let before = accepted.load(Ordering::SeqCst);
+        assert_eq!(
+            body_of(&pool, addr, request(Method::GET, "")).await,
+            format!("conn{}", before + 1)
+        );
+        let failed = pool.request(addr, request(Method::GET, "")).await;
+        assert!(matches!(failed, Err(PoolError::Exchange(_))), "{failed:?}");
     }
 
     #[test]
