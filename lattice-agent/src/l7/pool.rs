@@ -49,6 +49,7 @@ use hyper_util::rt::TokioIo;
 use tracing::debug;
 
 use super::{
+    mux::OpenStream,
     received::{Received, TargetBody},
     upstream::{NamespaceConnector, UpstreamError},
 };
@@ -75,6 +76,10 @@ pub enum PoolError {
     Connect(#[from] UpstreamError),
     #[error("HTTP exchange with the target: {0}")]
     Exchange(#[from] hyper::Error),
+    /// Another request's attempt, which this one waited for (HTTP/2 connections are
+    /// opened once for all the requests that need one).
+    #[error(transparent)]
+    Shared(Arc<PoolError>),
 }
 
 /// The pool of one target group.
@@ -211,12 +216,12 @@ impl Http1Pool {
         sender: SendRequest<TargetBody>,
         keep_for: Duration,
     ) -> Lease {
-        Lease {
+        Lease::Connection(ConnectionLease {
             shared: Arc::clone(&self.shared),
             target,
             sender,
             keep_for,
-        }
+        })
     }
 
     /// Makes every idle connection look idle `by` longer, for tests.
@@ -376,9 +381,28 @@ impl Sweeper {
     }
 }
 
-/// A connection in use by one exchange.
+/// What a target's response holds of its connection until the response has ended.
 #[derive(Debug)]
-pub struct Lease {
+pub enum Lease {
+    /// A whole HTTP/1.1 connection, given back to the pool at the end.
+    Connection(ConnectionLease),
+    /// One of an HTTP/2 connection's streams, counted open until the end.
+    Stream(OpenStream),
+}
+
+impl Lease {
+    /// The exchange's response has ended.
+    fn release(self) {
+        match self {
+            Lease::Connection(connection) => connection.release(),
+            Lease::Stream(_) => {}
+        }
+    }
+}
+
+/// An HTTP/1.1 connection in use by one exchange.
+#[derive(Debug)]
+pub struct ConnectionLease {
     shared: Arc<Shared>,
     target: SocketAddr,
     sender: SendRequest<TargetBody>,
@@ -386,11 +410,11 @@ pub struct Lease {
     keep_for: Duration,
 }
 
-impl Lease {
+impl ConnectionLease {
     /// The exchange's response has ended: the connection goes back to the pool once it
     /// can take the next request.
     fn release(self) {
-        let Lease {
+        let ConnectionLease {
             shared,
             target,
             mut sender,
@@ -411,17 +435,21 @@ impl Lease {
     }
 }
 
-/// A target's response body that gives its connection back to the pool when it has
-/// ended; dropped before that (the caller went away), the connection is closed, since
-/// the rest of the response would still come on it.
+/// A target's response body that gives its connection back to the pool (HTTP/1.1) or
+/// its stream's place on the connection (HTTP/2) when it has ended; dropped before
+/// that (the caller went away), an HTTP/1.1 connection is closed, since the rest of
+/// the response would still come on it.
 pub struct Leased<B: Body> {
     inner: B,
     lease: Option<Lease>,
 }
 
 impl<B: Body> Leased<B> {
-    pub fn new(inner: B, lease: Option<Lease>) -> Self {
-        Leased { inner, lease }
+    pub fn new(inner: B, lease: Lease) -> Self {
+        Leased {
+            inner,
+            lease: Some(lease),
+        }
     }
 }
 
@@ -548,7 +576,7 @@ mod tests {
 
     async fn exchange(pool: &Http1Pool, target: SocketAddr) -> Bytes {
         let (response, lease) = pool.request(target, get()).await.unwrap();
-        let body = Leased::new(response.into_body(), Some(lease));
+        let body = Leased::new(response.into_body(), lease);
         body.collect().await.unwrap().to_bytes()
     }
 
@@ -599,7 +627,7 @@ mod tests {
         let (response, lease) = pool.request(addr, get()).await.unwrap();
         // Dropped unread: the rest of the response would still come on the connection,
         // so it is not given back.
-        let body = Leased::new(response.into_body(), Some(lease));
+        let body = Leased::new(response.into_body(), lease);
         assert!(!body.is_end_stream());
         drop(body);
         assert_eq!(pool.idle_count(addr), 0);
@@ -703,7 +731,7 @@ mod tests {
 
     async fn body_of(pool: &Http1Pool, target: SocketAddr, req: Request<TargetBody>) -> Bytes {
         let (response, lease) = pool.request(target, req).await.unwrap();
-        let body = Leased::new(response.into_body(), Some(lease));
+        let body = Leased::new(response.into_body(), lease);
         body.collect().await.unwrap().to_bytes()
     }
 

@@ -4,7 +4,8 @@
 //!
 //! HTTP/1.1 target groups go through lattice's own pool ([`super::pool`]), a connection
 //! per request in flight; HTTP/2 and gRPC groups through [`super::mux`], which
-//! multiplexes requests over one connection per target.
+//! multiplexes requests over a connection per target (more when one carries its most
+//! streams).
 
 use std::{
     io,
@@ -179,19 +180,17 @@ impl TargetClient {
         Uri::from_parts(parts)
     }
 
-    /// Sends `req` (its URI made by [`TargetClient::uri`]) to `target`. An HTTP/1.1
-    /// connection comes with a lease that the response's body must carry to its end.
+    /// Sends `req` (its URI made by [`TargetClient::uri`]) to `target`. The response
+    /// comes with a lease of its connection (HTTP/1.1) or stream (HTTP/2) that the
+    /// response's body must carry to its end.
     pub async fn request(
         &self,
         target: std::net::SocketAddr,
         req: Request<TargetBody>,
-    ) -> Result<(Response<Incoming>, Option<Lease>), PoolError> {
+    ) -> Result<(Response<Incoming>, Lease), PoolError> {
         match self {
-            TargetClient::Http1(pool) => {
-                let (response, lease) = pool.request(target, req).await?;
-                Ok((response, Some(lease)))
-            }
-            TargetClient::Http2 { pool, .. } => Ok((pool.request(target, req).await?, None)),
+            TargetClient::Http1(pool) => pool.request(target, req).await,
+            TargetClient::Http2 { pool, .. } => pool.request(target, req).await,
         }
     }
 }
