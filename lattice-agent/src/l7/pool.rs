@@ -157,12 +157,12 @@ impl Http1Pool {
                 req.headers_mut().insert(header::HOST, host);
             }
         }
-        while let Some((mut sender, idle_since)) = self.shared.check_out(target) {
+        while let Some((mut sender, idle_for)) = self.shared.check_out(target) {
             // An idle connection is ready, unless the target has closed it since.
             if sender.ready().await.is_err() {
                 continue;
             }
-            let replay = if idle_since.elapsed() >= REPLAY_AFTER_IDLE {
+            let replay = if idle_for >= REPLAY_AFTER_IDLE {
                 replayable(&req)
             } else {
                 None
@@ -254,15 +254,15 @@ impl Http1Pool {
 }
 
 impl Shared {
-    /// The target's most recently returned idle connection, and since when it has been
+    /// The target's most recently returned idle connection, and how long it has been
     /// idle.
-    fn check_out(&self, target: SocketAddr) -> Option<(SendRequest<TargetBody>, Instant)> {
+    fn check_out(&self, target: SocketAddr) -> Option<(SendRequest<TargetBody>, Duration)> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let (_, conns) = idle.iter_mut().find(|(t, _)| *t == target)?;
         let now = Instant::now();
         while let Some(conn) = conns.pop() {
             if !conn.sender.is_closed() && now < conn.until {
-                return Some((conn.sender, conn.since));
+                return Some((conn.sender, now.saturating_duration_since(conn.since)));
             }
         }
         None
