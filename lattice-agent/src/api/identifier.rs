@@ -18,7 +18,7 @@
 
 use serde_json::Value;
 
-use super::{ops::Kind, Call};
+use super::{ops::Kind, Call, PolicyResource};
 use crate::resolve::Resolved;
 
 /// What one path segment stands for.
@@ -92,14 +92,30 @@ pub fn to_names(resolved: &Resolved, mut call: Call) -> Call {
         }
         Call::PutAuthPolicy { resource, .. }
         | Call::GetAuthPolicy { resource }
-        | Call::DeleteAuthPolicy { resource } => {
-            for kind in [Segment::Service, Segment::ServiceNetwork] {
-                rename(resolved, &[kind], std::slice::from_mut(resource));
-            }
-        }
+        | Call::DeleteAuthPolicy { resource } => policy_resource(resolved, resource),
         Call::GetDocument | Call::PutDocument { .. } | Call::Stats => {}
     }
     call
+}
+
+/// Names an auth policy's resource given by id or ARN, and keeps which kind it is: a
+/// service and a service network may have one name, and the id said which.
+fn policy_resource(resolved: &Resolved, resource: &mut PolicyResource) {
+    let given = resource.name.as_str();
+    let matches = |id: &str, arn: &str| given == id || given == arn;
+    let found = if let Some(s) = resolved.services.iter().find(|s| matches(&s.id, &s.arn)) {
+        Some((s.name.clone(), Kind::Service))
+    } else {
+        resolved
+            .service_networks
+            .iter()
+            .find(|n| matches(&n.id, &n.arn))
+            .map(|n| (n.name.clone(), Kind::ServiceNetwork))
+    };
+    if let Some((name, kind)) = found {
+        resource.name = name;
+        resource.kind = Some(kind);
+    }
 }
 
 /// Renames `path` (as many segments as it has, from the outermost of `kinds`) in place.
@@ -330,16 +346,26 @@ targetGroups:
             matches!(&listed, Call::List { parents, .. } if parents == &["orders", "http"]),
             "{listed:?}"
         );
-        for (resource, name) in [
-            (r.services[0].id.clone(), "orders"),
-            (r.service_networks[0].arn.clone(), "shop"),
-            ("shop".to_owned(), "shop"),
+        for (given, name, kind) in [
+            (r.services[0].id.clone(), "orders", Some(Kind::Service)),
+            (
+                r.service_networks[0].arn.clone(),
+                "shop",
+                Some(Kind::ServiceNetwork),
+            ),
+            // A name says no kind: the document decides (or finds it ambiguous).
+            ("shop".to_owned(), "shop", None),
+            ("orders".to_owned(), "orders", None),
         ] {
+            let resource = PolicyResource::named(given);
             let call = to_names(&r, Call::GetAuthPolicy { resource });
             assert_eq!(
                 call,
                 Call::GetAuthPolicy {
-                    resource: name.to_owned()
+                    resource: PolicyResource {
+                        name: name.to_owned(),
+                        kind
+                    }
                 }
             );
         }

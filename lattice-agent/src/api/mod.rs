@@ -79,17 +79,35 @@ pub enum Call {
         page: Page,
     },
     PutAuthPolicy {
-        resource: String,
+        resource: PolicyResource,
         policy: Value,
     },
     GetAuthPolicy {
-        resource: String,
+        resource: PolicyResource,
     },
     DeleteAuthPolicy {
-        resource: String,
+        resource: PolicyResource,
     },
     /// Live per-service and per-target-group counters.
     Stats,
+}
+
+/// The resource of an auth policy call: a service or a service network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyResource {
+    pub name: String,
+    /// The kind the call's id or ARN named; `None` for a name, which a service and a
+    /// service network may share.
+    pub kind: Option<Kind>,
+}
+
+impl PolicyResource {
+    pub fn named(name: impl Into<String>) -> PolicyResource {
+        PolicyResource {
+            name: name.into(),
+            kind: None,
+        }
+    }
 }
 
 impl Call {

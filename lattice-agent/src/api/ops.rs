@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Map, Value};
 
-use super::error::ApiError;
+use super::{error::ApiError, PolicyResource};
 
 /// The resource kinds of the API, each with its place in the document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -444,34 +444,52 @@ pub fn deregister_targets(
     Ok((done, failed))
 }
 
-/// Where an auth policy lives: a service or a service network, by name.
+/// Where an auth policy lives: the service or service network the call's id or ARN
+/// named, or the one of that name (a name both have is refused as ambiguous).
 fn policy_holder<'a>(
     doc: &'a mut Value,
-    resource: &str,
+    resource: &PolicyResource,
 ) -> Result<&'a mut Map<String, Value>, ApiError> {
+    let name = resource.name.as_str();
     let holds = |kind: Kind, field: &str| {
-        doc[field]
-            .as_array()
-            .is_some_and(|items| items.iter().any(|i| key_of(kind, i) == resource))
+        resource.kind.is_none_or(|k| k == kind)
+            && doc[field]
+                .as_array()
+                .is_some_and(|items| items.iter().any(|i| key_of(kind, i) == name))
     };
-    let kind = if holds(Kind::Service, "services") {
-        Kind::Service
-    } else if holds(Kind::ServiceNetwork, "serviceNetworks") {
-        Kind::ServiceNetwork
-    } else {
-        return Err(ApiError::NotFound {
-            resource_type: "SERVICE_OR_SERVICE_NETWORK",
-            resource_id: resource.to_owned(),
-        });
+    let kind = match (
+        holds(Kind::Service, "services"),
+        holds(Kind::ServiceNetwork, "serviceNetworks"),
+    ) {
+        (true, false) => Kind::Service,
+        (false, true) => Kind::ServiceNetwork,
+        (true, true) => {
+            return Err(ApiError::field(
+                "resourceIdentifier",
+                format!(
+                    "{name:?} names both a service and a service network: give the id or ARN of the one you mean"
+                ),
+            ))
+        }
+        (false, false) => {
+            return Err(ApiError::NotFound {
+                resource_type: "SERVICE_OR_SERVICE_NETWORK",
+                resource_id: name.to_owned(),
+            })
+        }
     };
     collection(doc, kind, &[])?
         .iter_mut()
-        .find(|i| key_of(kind, i) == resource)
+        .find(|i| key_of(kind, i) == name)
         .and_then(Value::as_object_mut)
         .ok_or_else(|| ApiError::validation("the resource is not an object"))
 }
 
-pub fn put_auth_policy(doc: &mut Value, resource: &str, policy: Value) -> Result<(), ApiError> {
+pub fn put_auth_policy(
+    doc: &mut Value,
+    resource: &PolicyResource,
+    policy: Value,
+) -> Result<(), ApiError> {
     if !policy.is_object() {
         return Err(ApiError::field("policy", "must be a JSON policy document"));
     }
@@ -479,7 +497,7 @@ pub fn put_auth_policy(doc: &mut Value, resource: &str, policy: Value) -> Result
     Ok(())
 }
 
-pub fn get_auth_policy(doc: &Value, resource: &str) -> Result<Value, ApiError> {
+pub fn get_auth_policy(doc: &Value, resource: &PolicyResource) -> Result<Value, ApiError> {
     let mut doc = doc.clone();
     let holder = policy_holder(&mut doc, resource)?;
     Ok(json!({
@@ -492,7 +510,7 @@ pub fn get_auth_policy(doc: &Value, resource: &str) -> Result<Value, ApiError> {
     }))
 }
 
-pub fn delete_auth_policy(doc: &mut Value, resource: &str) -> Result<(), ApiError> {
+pub fn delete_auth_policy(doc: &mut Value, resource: &PolicyResource) -> Result<(), ApiError> {
     policy_holder(doc, resource)?.remove("authPolicy");
     Ok(())
 }
@@ -741,21 +759,58 @@ mod tests {
     #[test]
     fn auth_policies_on_services_and_networks() {
         let mut d = doc();
+        let named = PolicyResource::named;
         let policy = json!({"Version": "2012-10-17", "Statement": []});
-        put_auth_policy(&mut d, "orders", policy.clone()).unwrap();
-        assert_eq!(get_auth_policy(&d, "orders").unwrap()["policy"], policy);
-        put_auth_policy(&mut d, "shop", policy.clone()).unwrap();
-        delete_auth_policy(&mut d, "orders").unwrap();
+        put_auth_policy(&mut d, &named("orders"), policy.clone()).unwrap();
         assert_eq!(
-            get_auth_policy(&d, "orders").unwrap()["policy"],
+            get_auth_policy(&d, &named("orders")).unwrap()["policy"],
+            policy
+        );
+        put_auth_policy(&mut d, &named("shop"), policy.clone()).unwrap();
+        delete_auth_policy(&mut d, &named("orders")).unwrap();
+        assert_eq!(
+            get_auth_policy(&d, &named("orders")).unwrap()["policy"],
             Value::Null
         );
         assert_eq!(
-            put_auth_policy(&mut d, "nope", policy)
+            put_auth_policy(&mut d, &named("nope"), policy)
                 .unwrap_err()
                 .status(),
             404
         );
+    }
+
+    #[test]
+    fn a_policy_call_by_id_reaches_its_kind_when_a_service_and_a_network_share_a_name() {
+        let mut d = doc();
+        d["services"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "shop"}));
+        let network = PolicyResource {
+            name: "shop".into(),
+            kind: Some(Kind::ServiceNetwork),
+        };
+        let service = PolicyResource {
+            name: "shop".into(),
+            kind: Some(Kind::Service),
+        };
+        let policy = json!({"Version": "2012-10-17", "Statement": []});
+        put_auth_policy(&mut d, &network, policy.clone()).unwrap();
+        assert_eq!(d["serviceNetworks"][0]["authPolicy"], policy);
+        assert_eq!(
+            d["services"][1].get("authPolicy"),
+            None,
+            "not the service's"
+        );
+        put_auth_policy(&mut d, &service, json!({"Version": "2012-10-17"})).unwrap();
+        delete_auth_policy(&mut d, &network).unwrap();
+        assert_eq!(d["serviceNetworks"][0].get("authPolicy"), None);
+        assert!(d["services"][1].get("authPolicy").is_some());
+        // By the name alone, either could be meant: refused, naming the way out.
+        let ambiguous = get_auth_policy(&d, &PolicyResource::named("shop")).unwrap_err();
+        assert_eq!(ambiguous.status(), 400);
+        assert!(ambiguous.to_string().contains("id or ARN"), "{ambiguous}");
     }
 
     #[test]

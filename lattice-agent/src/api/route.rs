@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::{
     error::ApiError,
     ops::{Kind, Page},
-    Call,
+    Call, PolicyResource,
 };
 use crate::{live::Document, percent};
 
@@ -120,7 +120,7 @@ pub fn route(
         }
         (Method::GET, ["stats"]) => Call::Stats,
         (_, ["authpolicy", resource]) => {
-            let resource = resource.to_string();
+            let resource = PolicyResource::named(*resource);
             match *method {
                 Method::GET => Call::GetAuthPolicy { resource },
                 Method::DELETE => Call::DeleteAuthPolicy { resource },
@@ -418,7 +418,7 @@ mod tests {
                 "/authpolicy/orders",
                 r#"{"policy": "{\"Version\": \"2012-10-17\"}"}"#,
                 Call::PutAuthPolicy {
-                    resource: "orders".into(),
+                    resource: PolicyResource::named("orders"),
                     policy: json!({"Version": "2012-10-17"}),
                 },
             ),
