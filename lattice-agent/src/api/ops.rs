@@ -366,29 +366,49 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-/// A target as the document and RegisterTargets write it: `{id, port?}`.
-fn target_key(t: &Value) -> (String, Option<u64>) {
+/// A target as the group serves it: its id, and its port or else the group's (`{id:
+/// 10.0.0.1}` and `{id: 10.0.0.1, port: 8080}` are one target of a group on 8080).
+fn target_key(t: &Value, group_port: Option<u64>) -> (String, Option<u64>) {
     (
         t["id"].as_str().unwrap_or_default().to_owned(),
-        t["port"].as_u64(),
+        t["port"].as_u64().or(group_port),
     )
 }
 
-fn targets_of<'a>(doc: &'a mut Value, group: &str) -> Result<&'a mut Vec<Value>, ApiError> {
+/// The port a group's targets get when they name none: its `config.port`, else its
+/// protocol's (as the validator fills it in).
+fn group_port(group: &Value) -> Option<u64> {
+    let config = &group["config"];
+    config["port"]
+        .as_u64()
+        .or(match config["protocol"].as_str() {
+            Some("HTTP") => Some(80),
+            Some("HTTPS") => Some(443),
+            _ => None,
+        })
+}
+
+/// A group's targets, and the port of those that name none.
+fn targets_of<'a>(
+    doc: &'a mut Value,
+    group: &str,
+) -> Result<(&'a mut Vec<Value>, Option<u64>), ApiError> {
     let id = [group.to_owned()];
     let groups = collection(doc, Kind::TargetGroup, &[])?;
     let g = groups
         .iter_mut()
         .find(|g| key_of(Kind::TargetGroup, g) == group)
         .ok_or_else(|| not_found(Kind::TargetGroup, &id))?;
+    let port = group_port(g);
     let object = g
         .as_object_mut()
         .ok_or_else(|| ApiError::validation("the target group is not an object"))?;
-    object
+    let targets = object
         .entry("targets")
         .or_insert_with(|| Value::Array(Vec::new()))
         .as_array_mut()
-        .ok_or_else(|| ApiError::validation("targets is not a list"))
+        .ok_or_else(|| ApiError::validation("targets is not a list"))?;
+    Ok((targets, port))
 }
 
 fn check_targets(targets: &[Value]) -> Result<(), ApiError> {
@@ -410,9 +430,12 @@ pub fn register_targets(
     targets: &[Value],
 ) -> Result<Vec<Value>, ApiError> {
     check_targets(targets)?;
-    let existing = targets_of(doc, group)?;
+    let (existing, port) = targets_of(doc, group)?;
     for t in targets {
-        if !existing.iter().any(|e| target_key(e) == target_key(t)) {
+        if !existing
+            .iter()
+            .any(|e| target_key(e, port) == target_key(t, port))
+        {
             existing.push(t.clone());
         }
     }
@@ -427,11 +450,14 @@ pub fn deregister_targets(
     targets: &[Value],
 ) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
     check_targets(targets)?;
-    let existing = targets_of(doc, group)?;
+    let (existing, port) = targets_of(doc, group)?;
     let mut done = Vec::new();
     let mut failed = Vec::new();
     for t in targets {
-        match existing.iter().position(|e| target_key(e) == target_key(t)) {
+        match existing
+            .iter()
+            .position(|e| target_key(e, port) == target_key(t, port))
+        {
             Some(at) => done.push(existing.remove(at)),
             None => failed.push(json!({
                 "id": t["id"],
@@ -754,6 +780,27 @@ mod tests {
             register_targets(&mut d, "app", &[]).unwrap_err().status(),
             400
         );
+    }
+
+    #[test]
+    fn a_target_without_a_port_is_the_one_on_its_groups_port() {
+        let mut d = doc();
+        d["targetGroups"][0]["config"] = json!({"protocol": "HTTP", "port": 8080});
+        // Listed without a port in the document (as the contract's orders-v2 is):
+        // registering it with the group's port is a no-op, as Lattice's is.
+        register_targets(&mut d, "app", &[json!({"id": "10.0.0.1", "port": 8080})]).unwrap();
+        assert_eq!(d["targetGroups"][0]["targets"].as_array().unwrap().len(), 1);
+        let (done, failed) =
+            deregister_targets(&mut d, "app", &[json!({"id": "10.0.0.1", "port": 8080})]).unwrap();
+        assert_eq!((done.len(), failed.len()), (1, 0), "{failed:?}");
+        // A group without a port of its own: its protocol's (HTTP: 80).
+        d["targetGroups"][0]["config"] = json!({"protocol": "HTTP"});
+        register_targets(&mut d, "app", &[json!({"id": "10.0.0.3", "port": 80})]).unwrap();
+        let (done, _) = deregister_targets(&mut d, "app", &[json!({"id": "10.0.0.3"})]).unwrap();
+        assert_eq!(done.len(), 1);
+        let (_, failed) =
+            deregister_targets(&mut d, "app", &[json!({"id": "10.0.0.1", "port": 81})]).unwrap();
+        assert_eq!(failed.len(), 1, "another port is another target");
     }
 
     #[test]
