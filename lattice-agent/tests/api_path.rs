@@ -9,7 +9,7 @@ use std::{
     net::SocketAddr,
     path::Path,
     process::{Command, Output},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use common::{eventually, Agent};
@@ -477,4 +477,34 @@ fn lattice_cli_and_api_change_a_running_agent() {
     // Usage errors are exit code 2; completion scripts print.
     assert_eq!(lattice(&agent, &["get", "nonsense"]).status.code(), Some(2));
     assert!(stdout(&lattice(&agent, &["completion", "bash"])).contains("complete"));
+
+    // A client polling the API more often than the sync interval (200 ms here) does not
+    // keep an edit of the file from applying.
+    let polling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let poller = {
+        let polling = std::sync::Arc::clone(&polling);
+        let socket = agent.api_socket();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut calls = 0;
+            while polling.load(std::sync::atomic::Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(40)
+            {
+                let _ = Command::new("curl")
+                    .args(["-sS", "-o", "/dev/null", "--max-time", "5", "--unix-socket"])
+                    .arg(&socket)
+                    .arg("http://lattice/stats")
+                    .output();
+                calls += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            calls
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let applied = agent.apply(&config(&w, &o, files.path(), "app-b"));
+    polling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let calls = poller.join().unwrap();
+    applied.unwrap_or_else(|log| panic!("the edit was refused:\n{log}"));
+    assert!(calls > 5, "the API was polled {calls} times");
 }

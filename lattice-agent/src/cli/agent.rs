@@ -3,7 +3,7 @@
 use std::{
     path::{Path, PathBuf},
     sync::{mpsc::RecvTimeoutError, Arc},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -249,14 +249,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let sync_loop = std::thread::Builder::new()
         .name("kernel-sync".into())
         .spawn(move || {
+            let mut file_looked_at = Instant::now();
             loop {
                 match rx.recv_timeout(interval) {
                     Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-                    Ok(Wake::Reload) => running.follow_file(true),
+                    Ok(Wake::Reload) => {
+                        running.follow_file(true);
+                        file_looked_at = Instant::now();
+                    }
                     Ok(Wake::Api(pending)) => {
                         let _ = pending.reply.send(running.call(pending.call));
                     }
-                    Err(RecvTimeoutError::Timeout) => running.follow_file(false),
+                    Err(RecvTimeoutError::Timeout) => {}
+                }
+                // Every interval, however often API calls wake the loop: a client
+                // polling the API must not keep edits of the file from applying.
+                if file_looked_at.elapsed() >= interval {
+                    running.follow_file(false);
+                    file_looked_at = Instant::now();
                 }
                 running.tick();
             }
