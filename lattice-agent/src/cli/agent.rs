@@ -115,6 +115,30 @@ fn parse_upstream(text: &str) -> Result<std::net::SocketAddr, String> {
         .map_err(|_| format!("{text:?} is not an address like 192.0.2.53 or 192.0.2.53:5353"))
 }
 
+/// Raises the soft limit of open files to the hard one, as Go programs and nginx's
+/// `worker_rlimit_nofile` do: every proxied connection takes two descriptors (and DNS
+/// forwards, health checks and targets' pools more), and the usual soft limit of 1024
+/// would cap the agent near 500 connections for every VPC at once.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    let (Some(current), Some(maximum)) = (limit.current, limit.maximum) else {
+        // Unlimited already.
+        return;
+    };
+    if current >= maximum {
+        return;
+    }
+    let raised = rustix::process::Rlimit {
+        current: Some(maximum),
+        maximum: Some(maximum),
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => info!(from = current, to = maximum, "open file limit raised"),
+        Err(e) => warn!(limit = current, error = %e, "open file limit not raised"),
+    }
+}
+
 /// Validates and resolves the config, persists the VIP allocations, loads and pins the
 /// kernel programs, then serves until SIGTERM/SIGINT, following the config file as it
 /// changes (see [`crate::live`]).
@@ -140,6 +164,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let state_dir = state::StateDir::open(&args.state_dir)
         .with_context(|| format!("opening state directory {}", args.state_dir.display()))?;
     let vips = resolve::VipAllocations::load(&state_dir)?;
+    raise_open_file_limit();
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = args.proxy_threads {
@@ -531,5 +556,24 @@ async fn wait_for_shutdown(sync: std::sync::mpsc::Sender<Wake>) -> anyhow::Resul
                 let _ = sync.send(Wake::Reload);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_hard_one() {
+        // As a systemd service starts: soft 1024 under a higher hard limit.
+        let before = getrlimit(Resource::Nofile);
+        let lowered = Rlimit {
+            current: Some(before.maximum.map_or(1024, |m| m.min(1024))),
+            maximum: before.maximum,
+        };
+        setrlimit(Resource::Nofile, lowered).unwrap();
+        super::raise_open_file_limit();
+        let limit = getrlimit(Resource::Nofile);
+        assert_eq!(limit.current, limit.maximum, "{limit:?}");
     }
 }
