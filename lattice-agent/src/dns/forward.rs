@@ -13,6 +13,12 @@
 //! truncated, so the client retries over TCP), one that came over TCP over TCP. The
 //! upstreams are tried in order, each for [`UPSTREAM_TIMEOUT`]; with none, or none
 //! answering, the client gets SERVFAIL rather than waiting.
+//!
+//! At most [`MAX_FORWARDS_IN_FLIGHT`] queries are forwarded at a time, for every VPC
+//! together (dnsmasq's `dns-forward-max` is 150): each holds a socket until its answer
+//! or its timeouts, so a slow upstream and a busy client would otherwise take every
+//! file descriptor of the agent, and with them the proxy's connections and the health
+//! checks of every VPC. Queries past the limit get SERVFAIL at once.
 
 use std::{
     io,
@@ -34,6 +40,7 @@ use hickory_proto::{
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpStream, UdpSocket},
+    sync::Semaphore,
 };
 use tracing::{info, warn};
 
@@ -50,6 +57,8 @@ pub const MAX_UPSTREAMS: usize = 3;
 /// 1232, DNS flag day 2020's value).
 const UDP_BUFFER: usize = 4096;
 pub const UPSTREAM_EDNS_PAYLOAD: u16 = 1232;
+/// Queries forwarded at once, at most.
+pub const MAX_FORWARDS_IN_FLIGHT: usize = 256;
 
 /// Why a query could not be forwarded.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +85,8 @@ pub enum ForwardError {
     Mismatch { upstream: SocketAddr },
     #[error("encoding the query: {0}")]
     Encode(#[source] ProtoError),
+    #[error("{MAX_FORWARDS_IN_FLIGHT} queries are being forwarded already")]
+    Busy,
 }
 
 /// The `nameserver` addresses of a resolv.conf text, port 53, in order (IPv6 ones with
@@ -104,6 +115,10 @@ pub struct Forwarder {
     timeout: Duration,
     /// Whether the last forward failed (logged once per change, not per query).
     failing: AtomicBool,
+    /// A permit per query being forwarded.
+    in_flight: Semaphore,
+    /// Whether the last query found every permit taken (logged once per episode).
+    busy: AtomicBool,
 }
 
 /// A followed resolv.conf: its path, and what was seen of it.
@@ -168,6 +183,8 @@ impl Forwarder {
             resolv_conf: None,
             timeout,
             failing: AtomicBool::new(false),
+            in_flight: Semaphore::new(MAX_FORWARDS_IN_FLIGHT),
+            busy: AtomicBool::new(false),
         }
     }
 
@@ -246,6 +263,18 @@ impl Forwarder {
     /// Asks the upstreams `query` in order, over TCP when `tcp`, and returns the first
     /// answer that is not SERVFAIL or REFUSED (or the last such one, when all are).
     pub async fn forward(&self, query: &Message, tcp: bool) -> Result<Message, ForwardError> {
+        let Ok(_permit) = self.in_flight.try_acquire() else {
+            if !self.busy.swap(true, Ordering::Relaxed) {
+                warn!(
+                    limit = MAX_FORWARDS_IN_FLIGHT,
+                    "DNS forwarding at its limit of queries in flight (slow upstreams?); answering SERVFAIL past it"
+                );
+            }
+            return Err(ForwardError::Busy);
+        };
+        if self.busy.swap(false, Ordering::Relaxed) {
+            info!("DNS forwarding below its limit of queries in flight again");
+        }
         self.refresh(Instant::now());
         let upstreams = self.upstreams.load_full();
         let result = self.ask_all(&upstreams, query, tcp).await;
@@ -307,12 +336,13 @@ impl Forwarder {
 }
 
 /// A fresh query for `question` to send upstream: a random id, recursion as the client
-/// asked, EDNS with [`UPSTREAM_EDNS_PAYLOAD`] (and the client's DO bit).
+/// asked, and EDNS with `payload` (and the client's DO bit), or none.
 pub fn upstream_query(
     question: Query,
     recursion_desired: bool,
     checking_disabled: bool,
     dnssec_ok: bool,
+    payload: Option<u16>,
 ) -> Message {
     let mut message = Message::new();
     message
@@ -321,12 +351,25 @@ pub fn upstream_query(
         .set_recursion_desired(recursion_desired)
         .set_checking_disabled(checking_disabled)
         .add_query(question);
-    let mut edns = hickory_proto::op::Edns::new();
-    edns.set_max_payload(UPSTREAM_EDNS_PAYLOAD)
-        .set_version(0)
-        .set_dnssec_ok(dnssec_ok);
-    message.set_edns(edns);
+    if let Some(payload) = payload {
+        let mut edns = hickory_proto::op::Edns::new();
+        edns.set_max_payload(payload)
+            .set_version(0)
+            .set_dnssec_ok(dnssec_ok);
+        message.set_edns(edns);
+    }
     message
+}
+
+/// The EDNS payload to ask an upstream for on behalf of a client: over UDP, what the
+/// client takes (at most [`UPSTREAM_EDNS_PAYLOAD`]), and no EDNS for a client that sent
+/// none, which takes 512 bytes (RFC 1035 4.2.1): the upstream then truncates the answer
+/// to fit, and the client, seeing TC, asks again over TCP. Over TCP, the most.
+pub fn upstream_payload(client_payload: Option<u16>, tcp: bool) -> Option<u16> {
+    if tcp {
+        return Some(UPSTREAM_EDNS_PAYLOAD);
+    }
+    client_payload.map(|p| p.clamp(512, UPSTREAM_EDNS_PAYLOAD))
 }
 
 fn unspecified_for(upstream: SocketAddr) -> SocketAddr {

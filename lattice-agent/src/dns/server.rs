@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tracing::debug;
 
 use super::{
-    forward::{upstream_query, Forwarder},
+    forward::{upstream_payload, upstream_query, Forwarder},
     zone::{Answer, Zones, TTL},
 };
 
@@ -184,13 +184,14 @@ impl Handler {
         let [query] = request.queries() else {
             return error(request, response_handle, ResponseCode::FormErr).await;
         };
+        let tcp = request.protocol().is_stream();
         let upstream = upstream_query(
             query.original().clone(),
             request.recursion_desired(),
             request.checking_disabled(),
             request.edns().is_some_and(|e| e.flags().dnssec_ok),
+            upstream_payload(request.edns().map(|e| e.max_payload()), tcp),
         );
-        let tcp = request.protocol().is_stream();
         match self.forwarder.forward(&upstream, tcp).await {
             Ok(mut answer) => {
                 let mut header = Header::response_from_request(request.header());

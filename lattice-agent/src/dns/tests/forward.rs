@@ -12,7 +12,8 @@ use hickory_proto::{
 
 use super::{fqdn, FakeUpstream, UPSTREAM_ANSWER};
 use crate::dns::forward::{
-    parse_resolv_conf, upstream_query, ForwardError, Forwarder, RESOLV_CONF_RECHECK,
+    parse_resolv_conf, upstream_payload, upstream_query, ForwardError, Forwarder,
+    RESOLV_CONF_RECHECK, UPSTREAM_EDNS_PAYLOAD,
 };
 
 #[test]
@@ -103,7 +104,13 @@ fn fixed_upstreams_do_not_follow_resolv_conf() {
 }
 
 fn query(name: &str, qtype: RecordType) -> hickory_proto::op::Message {
-    upstream_query(Query::query(fqdn(name), qtype), true, false, false)
+    upstream_query(
+        Query::query(fqdn(name), qtype),
+        true,
+        false,
+        false,
+        Some(UPSTREAM_EDNS_PAYLOAD),
+    )
 }
 
 #[tokio::test]
@@ -193,4 +200,61 @@ async fn a_refused_connection_is_an_error_not_a_hang() {
         .unwrap_err();
     assert!(matches!(err, ForwardError::Io { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn queries_past_the_limit_in_flight_fail_at_once_and_later_ones_go_on() {
+    use crate::dns::forward::MAX_FORWARDS_IN_FLIGHT;
+    // A silent upstream holds every forwarded query until its timeout.
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let forwarder = std::sync::Arc::new(Forwarder::with_timeout(
+        vec![silent.local_addr().unwrap()],
+        Duration::from_millis(500),
+    ));
+    let waiting: Vec<_> = (0..MAX_FORWARDS_IN_FLIGHT)
+        .map(|_| {
+            let forwarder = std::sync::Arc::clone(&forwarder);
+            tokio::spawn(async move {
+                forwarder
+                    .forward(&query("upstream.example", RecordType::A), false)
+                    .await
+            })
+        })
+        .collect();
+    // Let them all take their sockets.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let err = forwarder
+        .forward(&query("upstream.example", RecordType::A), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ForwardError::Busy), "{err}");
+    assert!(started.elapsed() < Duration::from_millis(100), "at once");
+    for query in waiting {
+        let err = query.await.unwrap().unwrap_err();
+        assert!(matches!(err, ForwardError::Timeout { .. }), "{err}");
+    }
+    // Their permits are back.
+    let err = forwarder
+        .forward(&query("upstream.example", RecordType::A), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ForwardError::Timeout { .. }), "{err}");
+}
+
+#[test]
+fn the_upstream_sizes_a_udp_answer_for_the_client() {
+    for (client, tcp, asked) in [
+        // No EDNS: 512 bytes, so the upstream truncates and the client retries on TCP.
+        (None, false, None),
+        (Some(4096), false, Some(UPSTREAM_EDNS_PAYLOAD)),
+        (Some(1232), false, Some(1232)),
+        (Some(800), false, Some(800)),
+        // Below RFC 6891's floor: taken as 512.
+        (Some(100), false, Some(512)),
+        (None, true, Some(UPSTREAM_EDNS_PAYLOAD)),
+        (Some(512), true, Some(UPSTREAM_EDNS_PAYLOAD)),
+    ] {
+        assert_eq!(upstream_payload(client, tcp), asked, "{client:?} tcp {tcp}");
+    }
 }
