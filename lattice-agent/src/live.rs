@@ -289,6 +289,23 @@ impl Running {
         Ok(())
     }
 
+    /// Puts the running generation back in the state directory and the health checker,
+    /// after an apply that got that far and then failed; the kernel tables follow the
+    /// running snapshot again at the next tick.
+    fn restore_running(&mut self) -> anyhow::Result<()> {
+        self.vips
+            .save(&self.state_dir)
+            .context("saving the VIP allocations")?;
+        self.state_dir
+            .write_json(APPLIED_FILE, &self.document)
+            .context("recording the applied config")?;
+        let groups = health::plan(&self.config, &mut self.probers);
+        self.fixed
+            .runtime
+            .block_on(self.checker.set_groups(groups))
+            .context("updating the health checks")
+    }
+
     /// Reads the config file and applies it when it changed since the last attempt
     /// (or whenever `force`). A refused document is logged with every error and
     /// changes nothing.
@@ -496,15 +513,18 @@ impl Running {
             .map_err(|e| ApiError::refused(&e))?;
         drop(current);
         let services = next.resolved.services.len();
-        self.apply(next, value).map_err(|e| {
-            // Durable already: the file follower's next tick cannot retry an API
-            // change, so say so; the next call or restart applies it.
+        if let Err(e) = self.apply(next, value) {
+            // The caller is told it failed, so it must not come back later (at a
+            // restart, or under the next call): the running generation is put back
+            // where the apply got to before failing.
+            let restored = self.restore_running();
             error!(
                 error = format!("{e:#}"),
-                "applying an API change failed part way"
+                restored = ?restored.as_ref().map_err(|e| format!("{e:#}")),
+                "applying an API change failed part way; the running config stays"
             );
-            ApiError::Internal(format!("{e:#}"))
-        })?;
+            return Err(ApiError::Internal(format!("{e:#}")));
+        }
         info!(
             generation = self.generation,
             services,

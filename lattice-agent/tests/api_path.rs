@@ -86,9 +86,12 @@ fn api(agent: &Agent, method: &str, path: &str, body: Option<Value>) -> (u16, St
     ])
     .arg(agent.api_socket())
     .arg(format!("http://lattice{path}"));
+    // From a file: a large document does not fit in an argument.
+    let body_file = tempfile::NamedTempFile::new().unwrap();
     if let Some(b) = body {
+        std::fs::write(body_file.path(), b.to_string()).unwrap();
         cmd.args(["-H", "content-type: application/json", "--data-binary"])
-            .arg(b.to_string());
+            .arg(format!("@{}", body_file.path().display()));
     }
     let out = cmd.output().expect("run curl");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -507,4 +510,124 @@ fn lattice_cli_and_api_change_a_running_agent() {
     let calls = poller.join().unwrap();
     applied.unwrap_or_else(|log| panic!("the edit was refused:\n{log}"));
     assert!(calls > 5, "the API was polled {calls} times");
+}
+
+/// A document with `services` services of two TCP listeners each, besides `orders`:
+/// the first 400 in network `shop` (vpc-web's), the others in `shop-2` (vpc-orders'),
+/// as a network has at most 500.
+fn many_tcp_listeners(web: &str, orders: &str, services: usize) -> String {
+    let names: Vec<String> = (0..services).map(|i| format!("bulk-{i}")).collect();
+    let (first, second) = names.split_at(services.min(400));
+    let mut listed: Vec<&str> = first.iter().map(String::as_str).collect();
+    listed.push("orders");
+    let second = if second.is_empty() {
+        String::new()
+    } else {
+        format!(
+            r#"  - name: shop-2
+    account: "111111111111"
+    authType: NONE
+    vpcAssociations: [{{ vpc: vpc-orders }}]
+    serviceAssociations: [{}]
+"#,
+            second.join(", ")
+        )
+    };
+    let mut doc = format!(
+        r#"
+{preamble}{second}services:
+  - name: orders
+    account: "111111111111"
+    authType: NONE
+    listeners:
+      - {{ name: http, protocol: HTTP, port: 80, defaultAction: {{ forward: {{ targetGroups: [{{ targetGroupIdentifier: app-a }}] }} }} }}
+"#,
+        preamble = common::shop_preamble(web, orders, &listed)
+    );
+    // A target group is used by one service only.
+    for name in &names {
+        doc.push_str(&format!(
+            r#"  - name: {name}
+    account: "111111111111"
+    authType: NONE
+    listeners:
+      - {{ name: tcp-a, protocol: TCP, port: 9000, defaultAction: {{ forward: {{ targetGroups: [{{ targetGroupIdentifier: {name}-tg }}] }} }} }}
+      - {{ name: tcp-b, protocol: TCP, port: 9001, defaultAction: {{ forward: {{ targetGroups: [{{ targetGroupIdentifier: {name}-tg }}] }} }} }}
+"#
+        ));
+    }
+    doc.push_str(
+        r#"targetGroups:
+  - name: app-a
+    type: IP
+    config: { vpcIdentifier: vpc-orders, protocol: HTTP, port: 8080, healthCheck: { enabled: false } }
+    targets: [{ id: 10.92.0.10 }]
+"#,
+    );
+    for name in &names {
+        doc.push_str(&format!(
+            r#"  - name: {name}-tg
+    type: IP
+    config: {{ vpcIdentifier: vpc-orders, protocol: TCP, port: 7000, healthCheck: {{ enabled: false }} }}
+    targets: [{{ id: 10.92.0.20 }}]
+"#
+        ));
+    }
+    doc
+}
+
+#[test]
+fn an_api_change_that_fails_part_way_changes_nothing_now_or_after_a_restart() {
+    let mut topo = Topology::new().expect("topology (needs root)");
+    let web = topo.add_netns("web").unwrap();
+    let orders = topo.add_netns("orders").unwrap();
+    web.add_addr("lo", "10.91.0.5/32").unwrap();
+    orders.add_addr("lo", "10.92.0.10/32").unwrap();
+    let _a = HttpServer::start(&orders, "10.92.0.10:8080".parse().unwrap(), "a").unwrap();
+    let (w, o) = (web.name().to_owned(), orders.name().to_owned());
+    let root = topo.bpffs_root("agent").unwrap();
+    let first = many_tcp_listeners(&w, &o, 1);
+    // Room for 514 services' addresses.
+    let mut agent = Agent::start_with(
+        tempfile::tempdir().unwrap(),
+        &first,
+        &root,
+        &["--vip-pool", "169.254.160.0/22"],
+    );
+    // From the API: `show` would need the same --vip-pool.
+    let (_, _, orders_service) = api(&agent, "GET", "/services/orders", None);
+    let vip: std::net::Ipv4Addr = orders_service["vip"].as_str().unwrap().parse().unwrap();
+    let http = SocketAddr::from((vip, 80));
+    assert!(
+        eventually(TIMEOUT, || client::http_get(&web, http, "/", TIMEOUT)
+            .is_ok_and(|r| r.status == 200)),
+        "{}",
+        agent.log()
+    );
+    let (_, _, before) = api(&agent, "GET", "/document", None);
+
+    // Valid, but more TCP listeners than the kernel's table holds (1024): the apply
+    // fails when it writes the kernel tables, after the state directory.
+    let too_many = many_tcp_listeners(&w, &o, 513);
+    let (status, _, body) = api(
+        &agent,
+        "PUT",
+        "/document",
+        Some(json!({"source": "test", "text": too_many})),
+    );
+    assert_eq!(status, 500, "{body}\n{}", agent.log());
+    let (_, _, after) = api(&agent, "GET", "/document", None);
+    assert_eq!(after["text"], before["text"], "the running document stays");
+    assert!(
+        eventually(TIMEOUT, || client::http_get(&web, http, "/", TIMEOUT)
+            .is_ok_and(|r| r.status == 200)),
+        "still serving:\n{}",
+        agent.log()
+    );
+    // A restart comes back with the document in force, not the failed one.
+    agent.kill();
+    agent.spawn();
+    let services = stdout(&lattice(&agent, &["get", "services"]));
+    assert!(services.contains("bulk-0"), "{services}");
+    assert!(!services.contains("bulk-1"), "{services}");
 }
