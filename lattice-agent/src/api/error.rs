@@ -72,21 +72,18 @@ impl ApiError {
     /// them is a Lattice quota.
     pub fn refused(error: &anyhow::Error) -> ApiError {
         let config = error.chain().find_map(|e| e.downcast_ref::<ConfigError>());
-        let fields: Vec<FieldProblem> = config
-            .map(|c| c.field_errors())
-            .unwrap_or_default()
-            .iter()
-            .map(|f| FieldProblem {
-                name: format!("{} {}: {}", f.kind, f.name, f.field),
-                message: f.message.clone(),
-            })
-            .collect();
-        if let Some(quota) = fields.iter().find(|f| f.message.contains("quota")) {
+        let errors = config.map(|c| c.field_errors()).unwrap_or_default();
+        let problem = |f: &crate::config::FieldError| FieldProblem {
+            name: format!("{} {}: {}", f.kind, f.name, f.field),
+            message: f.message.clone(),
+        };
+        if let Some(quota) = errors.iter().find(|f| f.quota).map(problem) {
             return ApiError::QuotaExceeded {
                 message: format!("{}: {}", quota.name, quota.message),
                 resource_type: "document",
             };
         }
+        let fields: Vec<FieldProblem> = errors.iter().map(problem).collect();
         ApiError::Validation {
             message: format!("{error:#}"),
             fields,
@@ -144,5 +141,45 @@ impl ApiError {
             }),
             ApiError::AccessDenied { .. } | ApiError::Internal(_) => json!({ "message": message }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused_doc(services: &str) -> ApiError {
+        let text = format!(
+            r#"
+accounts: [{{ id: "111111111111" }}]
+vpcs: []
+serviceNetworks: []
+services:
+{services}
+targetGroups: []
+"#
+        );
+        let error = crate::config::parse_str(&text, std::path::Path::new("api")).unwrap_err();
+        ApiError::refused(&anyhow::Error::new(error))
+    }
+
+    #[test]
+    fn a_quota_is_told_by_the_validator_not_by_a_word_in_the_message() {
+        let listener = |name: &str, port: u16| {
+            format!("      - {{ name: {name}, protocol: HTTP, port: {port}, defaultAction: {{ fixedResponse: {{ statusCode: 404 }} }} }}\n")
+        };
+        let three = format!(
+            "  - name: orders\n    account: \"111111111111\"\n    listeners:\n{}{}{}",
+            listener("one", 80),
+            listener("two", 81),
+            listener("three", 82)
+        );
+        let past_quota = refused_doc(&three);
+        assert_eq!(past_quota.status(), 402, "{past_quota}");
+        // A name with "quota" in it, in an error that is no quota's: 400.
+        let missing = "  - name: orders\n    account: \"111111111111\"\n    listeners:\n      - { name: http, protocol: HTTP, port: 80, defaultAction: { forward: { targetGroups: [{ targetGroupIdentifier: quota-tg }] } } }\n";
+        let invalid = refused_doc(missing);
+        assert_eq!(invalid.status(), 400, "{invalid}");
+        assert!(invalid.to_string().contains("quota-tg"), "{invalid}");
     }
 }

@@ -86,6 +86,9 @@ pub struct FieldError {
     /// Path of the field inside the resource, e.g. `listeners[0].rules[1].priority`.
     pub field: String,
     pub message: String,
+    /// The field passes one of Lattice's quotas (the API answers
+    /// ServiceQuotaExceededException rather than a validation error).
+    pub quota: bool,
 }
 
 /// Every [`FieldError`] of a document, in document order; displays one per line.

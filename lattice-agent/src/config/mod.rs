@@ -245,6 +245,7 @@ impl Config {
                 name,
                 field,
                 message,
+                quota: false,
             });
         };
         for account in &self.accounts {

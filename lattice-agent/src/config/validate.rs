@@ -70,12 +70,22 @@ struct Scope<'e, 'f> {
 
 impl Scope<'_, '_> {
     fn err(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.push(field.into(), message.into(), false);
+    }
+
+    /// An error of a field past one of Lattice's quotas.
+    fn quota_err(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.push(field.into(), message.into(), true);
+    }
+
+    fn push(&mut self, field: String, message: String, quota: bool) {
         self.errors.list.push(FieldError {
             file: self.errors.file.to_owned(),
             kind: self.kind,
             name: self.name.clone(),
-            field: field.into(),
-            message: message.into(),
+            field,
+            message,
+            quota,
         });
     }
 
@@ -1170,7 +1180,7 @@ fn services(ix: &Index<'_>, errors: &mut Errors<'_>) -> Vec<Option<Service>> {
         let is_iam = svc.auth_type.as_deref() == Some("AWS_IAM");
 
         if svc.listeners.len() > MAX_LISTENERS_PER_SERVICE {
-            s.err(
+            s.quota_err(
                 "listeners",
                 format!(
                     "a service can have at most {MAX_LISTENERS_PER_SERVICE} listeners (Lattice's quota); this one has {}",
@@ -1289,7 +1299,7 @@ fn services(ix: &Index<'_>, errors: &mut Errors<'_>) -> Vec<Option<Service>> {
                 rules.push(None);
             } else if is_http {
                 if listener.rules.len() > MAX_RULES_PER_LISTENER {
-                    s.err(
+                    s.quota_err(
                         format!("{f}.rules"),
                         format!(
                             "a listener can have at most {MAX_RULES_PER_LISTENER} rules (Lattice's quota); this one has {}",
@@ -1761,7 +1771,7 @@ fn service_networks(ix: &Index<'_>, errors: &mut Errors<'_>) -> Vec<Option<Servi
         }
 
         if net.service_associations.len() > MAX_SERVICE_ASSOCIATIONS {
-            s.err(
+            s.quota_err(
                 "serviceAssociations",
                 format!(
                     "a service network can have at most {MAX_SERVICE_ASSOCIATIONS} services (Lattice's quota); this one has {}",
