@@ -136,6 +136,27 @@ impl Generation {
         vips: &VipAllocations,
         previous: Option<&Proxy>,
     ) -> anyhow::Result<Generation> {
+        Generation::build(document, fixed, vips, previous, true)
+    }
+
+    /// Checks `document` as [`Generation::prepare`] would, for a dry run: the same
+    /// errors, but no access log file or folder is made (their paths are checked).
+    pub fn check(
+        document: Document,
+        fixed: &Fixed,
+        vips: &VipAllocations,
+        previous: Option<&Proxy>,
+    ) -> anyhow::Result<()> {
+        Generation::build(document, fixed, vips, previous, false).map(drop)
+    }
+
+    fn build(
+        document: Document,
+        fixed: &Fixed,
+        vips: &VipAllocations,
+        previous: Option<&Proxy>,
+        open_logs: bool,
+    ) -> anyhow::Result<Generation> {
         let config = config::parse_str(&document.text, &document.source)?;
         config.check_files()?;
         let mut vips = vips.clone();
@@ -146,8 +167,12 @@ impl Generation {
         );
         let tls = crate::l7::tls::acceptors(&config, &resolved, auth.mtls())
             .context("loading service certificates")?;
-        let logs = AccessLogs::start(&config, previous.map(|p| &**p.logs()), fixed.log_rotation)
-            .context("opening the access log destinations")?;
+        let logs = if open_logs {
+            AccessLogs::start(&config, previous.map(|p| &**p.logs()), fixed.log_rotation)
+                .context("opening the access log destinations")?
+        } else {
+            AccessLogs::default()
+        };
         let metrics = ProxyMetrics::next(&config, previous.map(|p| (&**p.metrics(), p.config())));
         let proxy = Proxy::new(
             config.clone(),
@@ -398,7 +423,7 @@ impl Running {
                 };
                 if dry_run {
                     let current = self.switch.current();
-                    Generation::prepare(document, &self.fixed, &self.vips, Some(&current))
+                    Generation::check(document, &self.fixed, &self.vips, Some(&current))
                         .map_err(|e| ApiError::refused(&e))?;
                     return Ok(
                         json!({ "dryRun": true, "diff": diff, "generation": self.generation }),

@@ -577,7 +577,7 @@ fn many_tcp_listeners(web: &str, orders: &str, services: usize) -> String {
 }
 
 #[test]
-fn an_api_change_that_fails_part_way_changes_nothing_now_or_after_a_restart() {
+fn a_dry_run_or_an_api_change_that_fails_part_way_changes_nothing() {
     let mut topo = Topology::new().expect("topology (needs root)");
     let web = topo.add_netns("web").unwrap();
     let orders = topo.add_netns("orders").unwrap();
@@ -605,6 +605,27 @@ fn an_api_change_that_fails_part_way_changes_nothing_now_or_after_a_restart() {
         agent.log()
     );
     let (_, _, before) = api(&agent, "GET", "/document", None);
+
+    // A dry run makes nothing: not the folder and file of a new access log destination.
+    let logs = tempfile::tempdir().unwrap();
+    let new_folder = logs.path().join("new");
+    let logged = format!(
+        "{first}accessLogSubscriptions:\n  - {{ resource: orders, destination: \"file:{}/access.jsonl\" }}\n",
+        new_folder.display()
+    );
+    let (status, _, body) = api(
+        &agent,
+        "PUT",
+        "/document?dryRun=true",
+        Some(json!({"source": "test", "text": logged})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["dryRun"], true);
+    assert!(
+        !new_folder.exists(),
+        "a dry run made {}",
+        new_folder.display()
+    );
 
     // Valid, but more TCP listeners than the kernel's table holds (1024): the apply
     // fails when it writes the kernel tables, after the state directory.
