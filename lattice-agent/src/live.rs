@@ -96,7 +96,35 @@ impl Document {
 
     /// The document the agent last applied with this state directory, if any.
     pub fn last_applied(state_dir: &StateDir) -> anyhow::Result<Option<Document>> {
+        Ok(Applied::read(state_dir)?.map(|a| a.document))
+    }
+}
+
+/// The applied document as the state directory keeps it, with its generation: the
+/// generations a client's `If-Match` names go on counting across restarts, so a
+/// generation read before one never matches another document after it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Applied {
+    #[serde(flatten)]
+    document: Document,
+    /// 0 in files of agents that did not record it.
+    #[serde(default)]
+    generation: u64,
+}
+
+impl Applied {
+    fn read(state_dir: &StateDir) -> anyhow::Result<Option<Applied>> {
         Ok(state_dir.read_json(APPLIED_FILE)?)
+    }
+
+    fn write(state_dir: &StateDir, document: &Document, generation: u64) -> anyhow::Result<()> {
+        let applied = Applied {
+            document: document.clone(),
+            generation,
+        };
+        state_dir
+            .write_json(APPLIED_FILE, &applied)
+            .context("recording the applied config")
     }
 }
 
@@ -242,6 +270,8 @@ impl Running {
         dns: DnsServer,
         first: Generation,
     ) -> anyhow::Result<Running> {
+        // Counted on from the last generation applied before the restart.
+        let generation = Applied::read(&state_dir)?.map_or(0, |a| a.generation);
         let switch = ProxySwitch::new(Arc::clone(&first.proxy));
         let sites = SiteServer::new(
             Arc::clone(&switch),
@@ -266,7 +296,7 @@ impl Running {
             resolved: first.resolved.clone(),
             snapshot: first.snapshot.clone(),
             vips: first.vips.clone(),
-            generation: 0,
+            generation,
             written: None,
             host_sites_written: None,
         };
@@ -284,9 +314,8 @@ impl Running {
         next.vips
             .save(&self.state_dir)
             .context("saving the VIP allocations")?;
-        self.state_dir
-            .write_json(APPLIED_FILE, &next.document)
-            .context("recording the applied config")?;
+        let generation = self.generation + 1;
+        Applied::write(&self.state_dir, &next.document, generation)?;
         let groups = health::plan(&next.config, &mut self.probers);
         self.fixed
             .runtime
@@ -310,7 +339,7 @@ impl Running {
         self.resolved = next.resolved;
         self.snapshot = next.snapshot;
         self.vips = next.vips;
-        self.generation += 1;
+        self.generation = generation;
         Ok(())
     }
 
@@ -321,9 +350,7 @@ impl Running {
         self.vips
             .save(&self.state_dir)
             .context("saving the VIP allocations")?;
-        self.state_dir
-            .write_json(APPLIED_FILE, &self.document)
-            .context("recording the applied config")?;
+        Applied::write(&self.state_dir, &self.document, self.generation)?;
         let groups = health::plan(&self.config, &mut self.probers);
         self.fixed
             .runtime

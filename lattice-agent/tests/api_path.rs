@@ -645,9 +645,16 @@ fn a_dry_run_or_an_api_change_that_fails_part_way_changes_nothing() {
         "still serving:\n{}",
         agent.log()
     );
-    // A restart comes back with the document in force, not the failed one.
+    // A restart comes back with the document in force, not the failed one, and counts
+    // generations on: an If-Match read before it names no document after it.
     agent.kill();
     agent.spawn();
+    let (_, _, restarted) = api(&agent, "GET", "/document", None);
+    let (was, is) = (
+        before["generation"].as_u64().unwrap(),
+        restarted["generation"].as_u64().unwrap(),
+    );
+    assert!(is > was, "generation {was} before the restart, {is} after");
     let services = stdout(&lattice(&agent, &["get", "services"]));
     assert!(services.contains("bulk-0"), "{services}");
     assert!(!services.contains("bulk-1"), "{services}");
