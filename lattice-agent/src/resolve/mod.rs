@@ -76,6 +76,12 @@ pub enum ResolveError {
         pool: Ipv4Net,
         capacity: u32,
     },
+    #[error("service {service:?}: customDomainName {name} is inside {domain}, where lattice names services itself; choose a name of your own domain")]
+    CustomNameInServiceDomain {
+        service: String,
+        name: String,
+        domain: String,
+    },
     #[error("service {service:?}: default DNS name {name} is longer than 253 characters; shorten the region or DNS suffix")]
     DnsNameTooLong { service: String, name: String },
     #[error("id {id} is derived for both {first} and {second}; rename one")]
@@ -329,11 +335,31 @@ pub fn resolve(
         });
     }
 
+    // Names under it are lattice's own: a custom name there could take another
+    // service's default name in DNS.
+    let service_domain = format!(
+        "{}.{region}.{}",
+        dns::SERVICE_DOMAIN_LABEL,
+        settings.dns_suffix
+    );
     vips.begin();
     let mut services = Vec::new();
     for (i, svc) in config.services().iter().enumerate() {
         let account = svc.account.as_str();
         let name = svc.name.as_str();
+        if let Some(custom) = &svc.custom_domain_name {
+            let lower = custom.to_ascii_lowercase();
+            let inside = lower
+                .strip_suffix(&service_domain)
+                .is_some_and(|head| head.is_empty() || head.ends_with('.'));
+            if inside {
+                return Err(ResolveError::CustomNameInServiceDomain {
+                    service: name.to_owned(),
+                    name: custom.clone(),
+                    domain: service_domain,
+                });
+            }
+        }
         let id = ids::service_id(account, name);
         claim(&id, format!("service {name:?}"))?;
         let dns_name = dns::default_dns_name(name, &id, account, region, &settings.dns_suffix);

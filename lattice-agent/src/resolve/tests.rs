@@ -326,6 +326,52 @@ fn settings_and_vpcs_are_checked() {
 }
 
 #[test]
+fn a_custom_domain_name_inside_lattices_own_domain_is_refused() {
+    let with_custom = |custom: &str| {
+        let text = format!(
+            "accounts: [{{ id: \"111111111111\" }}]\nservices:\n  - {{ name: aaa, account: \"111111111111\" }}\n  - {{ name: bbb, account: \"111111111111\", customDomainName: {custom} }}\n"
+        );
+        config::parse_str(&text, Path::new("t.yaml")).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let settings = Settings::default();
+    let a = resolve(
+        &with_services(&["aaa"]),
+        &settings,
+        &mut VipAllocations::default(),
+    )
+    .unwrap();
+    // Service aaa's own default name, or any name under the domain: refused.
+    for custom in [
+        a.services[0].dns_name.clone(),
+        "x.vpc-lattice-svcs.local.on.lattice".to_owned(),
+        "X.VPC-Lattice-Svcs.local.on.lattice".to_owned(),
+    ] {
+        let err = resolve(
+            &with_custom(&custom),
+            &settings,
+            &mut VipAllocations::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, ResolveError::CustomNameInServiceDomain { service, .. } if service == "bbb"),
+            "{custom}: {err}"
+        );
+    }
+    // Names that only end alike are the user's.
+    for custom in [
+        "my-vpc-lattice-svcs.local.on.lattice",
+        "orders.shop.internal",
+    ] {
+        resolve(
+            &with_custom(custom),
+            &settings,
+            &mut VipAllocations::default(),
+        )
+        .unwrap_or_else(|e| panic!("{custom}: {e}"));
+    }
+}
+
+#[test]
 fn corrupt_or_newer_vip_files_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = StateDir::open(tmp.path()).unwrap();
