@@ -213,6 +213,7 @@ impl Generation {
             previous,
         )?;
         let snapshot = compile::compile(&config, &resolved, &fixed.path_settings);
+        snapshot.check_capacity()?;
         let zones = Zones::build(&config, &resolved, &fixed.settings);
         Ok(Generation {
             document,

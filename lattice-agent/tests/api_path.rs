@@ -577,7 +577,7 @@ fn many_tcp_listeners(web: &str, orders: &str, services: usize) -> String {
 }
 
 #[test]
-fn a_dry_run_or_an_api_change_that_fails_part_way_changes_nothing() {
+fn a_dry_run_or_a_document_past_the_kernels_tables_changes_nothing() {
     let mut topo = Topology::new().expect("topology (needs root)");
     let web = topo.add_netns("web").unwrap();
     let orders = topo.add_netns("orders").unwrap();
@@ -627,8 +627,8 @@ fn a_dry_run_or_an_api_change_that_fails_part_way_changes_nothing() {
         new_folder.display()
     );
 
-    // Valid, but more TCP listeners than the kernel's table holds (1024): the apply
-    // fails when it writes the kernel tables, after the state directory.
+    // Within Lattice's rules, but more listeners than the kernel's table holds (1024):
+    // refused before anything is applied, naming the table.
     let too_many = many_tcp_listeners(&w, &o, 513);
     let (status, _, body) = api(
         &agent,
@@ -636,7 +636,12 @@ fn a_dry_run_or_an_api_change_that_fails_part_way_changes_nothing() {
         "/document",
         Some(json!({"source": "test", "text": too_many})),
     );
-    assert_eq!(status, 500, "{body}\n{}", agent.log());
+    assert_eq!(status, 400, "{body}\n{}", agent.log());
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("1027 listeners") && message.contains("holds 1024"),
+        "{message}"
+    );
     let (_, _, after) = api(&agent, "GET", "/document", None);
     assert_eq!(after["text"], before["text"], "the running document stays");
     assert!(

@@ -9,7 +9,9 @@
 use std::{net::Ipv4Addr, path::PathBuf};
 
 use ipnet::Ipv4Net;
-use lattice_common::services::{ListenerKey, PROTO_TCP, SLOTS};
+use lattice_common::services::{
+    ListenerKey, MAX_ACCESS, MAX_BACKENDS, MAX_LISTENERS, PROTO_TCP, SLOTS,
+};
 use sha2::{Digest as _, Sha256};
 
 use crate::{
@@ -106,6 +108,48 @@ pub fn snat_addr_of(pool: Ipv4Net, vpc_key: u32) -> Ipv4Addr {
         .max(1);
     let offset = 1 + (u64::from(vpc_key) % hosts) as u32;
     Ipv4Addr::from(u32::from(pool.network()) + offset)
+}
+
+/// A document that needs more entries in a kernel table than the table holds.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the document needs {needed} {what} in the kernel, which holds {capacity}")]
+pub struct CapacityError {
+    pub what: &'static str,
+    pub needed: usize,
+    pub capacity: usize,
+}
+
+impl Snapshot {
+    /// Whether the kernel's tables hold this snapshot, checked before anything is
+    /// applied: once they are being written, a table found full stops the apply half
+    /// way.
+    pub fn check_capacity(&self) -> Result<(), CapacityError> {
+        let backends: std::collections::BTreeSet<&BackendId> = self
+            .listeners
+            .iter()
+            .flat_map(|l| &l.groups)
+            .flat_map(|g| &g.targets)
+            .collect();
+        for (what, needed, capacity) in [
+            (
+                "listeners (TCP listeners and steered HTTP/HTTPS/TLS ones)",
+                self.listeners.len(),
+                MAX_LISTENERS,
+            ),
+            ("targets of TCP listeners", backends.len(), MAX_BACKENDS),
+            ("access entries", self.access.len(), MAX_ACCESS),
+        ] {
+            let capacity = capacity as usize;
+            if needed > capacity {
+                return Err(CapacityError {
+                    what,
+                    needed,
+                    capacity,
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Compiles the desired state. Only TCP listeners live in the kernel; the others are
