@@ -320,20 +320,46 @@ pub fn update(
         ));
     }
     let items = collection(doc, kind, parents)?;
-    let item = items
-        .iter_mut()
-        .find(|i| key_of(kind, i) == key)
+    let at = items
+        .iter()
+        .position(|i| key_of(kind, i) == key)
         .ok_or_else(|| not_found(kind, id))?;
-    let mut next = item.clone();
+    let mut next = items[at].clone();
     merge_patch(&mut next, patch);
-    if key_of(kind, &next) != key {
-        return Err(ApiError::field(
-            "name",
-            "cannot change: create a new resource and delete this one",
-        ));
+    let next_key = key_of(kind, &next);
+    if next_key != key {
+        // Lattice's UpdateAccessLogSubscription moves a subscription to another
+        // destination; its id here is made from both, so it follows.
+        let new_destination =
+            kind == Kind::AccessLogSubscription && next["resource"] == items[at]["resource"];
+        if !new_destination {
+            return Err(ApiError::field(
+                key_field(kind),
+                "cannot change: create a new resource and delete this one",
+            ));
+        }
+        if items.iter().any(|i| key_of(kind, i) == next_key) {
+            return Err(ApiError::Conflict {
+                message: format!(
+                    "the resource has a subscription to that destination already ({next_key})"
+                ),
+                resource_type: kind.type_name(),
+                resource_id: next_key,
+            });
+        }
     }
-    *item = next.clone();
+    items[at] = next.clone();
     Ok(next)
+}
+
+/// The field a resource of `kind` is known by in the document.
+fn key_field(kind: Kind) -> &'static str {
+    match kind {
+        Kind::VpcAssociation => "vpc",
+        Kind::AccessLogSubscription => "resource",
+        Kind::ServiceAssociation => "service",
+        _ => "name",
+    }
 }
 
 /// Removes one resource.
@@ -745,6 +771,51 @@ mod tests {
         assert_eq!(d["serviceNetworks"][0]["serviceAssociations"], json!([]));
         let gone = delete(&mut d, Kind::Service, &id(&["nothing"]));
         assert_eq!(gone.unwrap_err().status(), 404);
+    }
+
+    #[test]
+    fn a_subscription_moves_to_another_destination_and_keys_are_named_by_their_field() {
+        let mut d = doc();
+        let old = subscription_id(&json!({"resource": "shop", "destination": "stdout"}));
+        let moved = update(
+            &mut d,
+            Kind::AccessLogSubscription,
+            &id(&[&old]),
+            &json!({"destination": "file:/var/log/lattice/shop.jsonl"}),
+        )
+        .unwrap();
+        assert_eq!(moved["destination"], "file:/var/log/lattice/shop.jsonl");
+        let new = subscription_id(&moved);
+        assert_ne!(new, old, "the id follows the destination");
+        assert!(get(&d, Kind::AccessLogSubscription, &id(&[&new])).is_ok());
+        // Its resource stays; a VPC association's VPC too: each named as it is.
+        for (kind, key, patch, field) in [
+            (
+                Kind::AccessLogSubscription,
+                new.as_str(),
+                json!({"resource": "orders"}),
+                "resource",
+            ),
+            (
+                Kind::VpcAssociation,
+                "vpc-web",
+                json!({"vpc": "vpc-app"}),
+                "vpc",
+            ),
+        ] {
+            let parents: &[&str] = if kind == Kind::VpcAssociation {
+                &["shop"]
+            } else {
+                &[]
+            };
+            let ids = id(&[parents, &[key]].concat());
+            let refused = update(&mut d, kind, &ids, &patch).unwrap_err();
+            assert_eq!(refused.status(), 400);
+            assert!(
+                matches!(&refused, ApiError::Validation { fields, .. } if fields[0].name == field),
+                "{refused:?}"
+            );
+        }
     }
 
     #[test]
