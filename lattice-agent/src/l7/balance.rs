@@ -58,6 +58,11 @@ impl Drop for InFlight {
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(n) = counts.get_mut(&self.target) {
             *n = n.saturating_sub(1);
+            if *n == 0 {
+                // A target with nothing in flight needs no entry: the map stays as large
+                // as the targets busy now, not every address a group ever had.
+                counts.remove(&self.target);
+            }
         }
     }
 }
@@ -186,5 +191,8 @@ mod tests {
         assert_eq!(out.count(&t), 1);
         drop(g);
         assert_eq!(out.count(&t), 0);
+        // Nothing kept of a target with nothing in flight (targets come and go).
+        let counted = out.counts.lock().unwrap().len();
+        assert_eq!(counted, 0);
     }
 }
