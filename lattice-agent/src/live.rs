@@ -305,7 +305,7 @@ impl Running {
         Ok(running)
     }
 
-    /// Switches `next` in: durable first, then health, kernel, proxy, sites, DNS.
+    /// Switches `next` in: durable first, then kernel, health, proxy, sites, DNS.
     /// `value`: the document as JSON when the caller has it already.
     fn apply(&mut self, mut next: Generation, value: Option<Value>) -> anyhow::Result<()> {
         let value = match value {
@@ -317,11 +317,10 @@ impl Running {
             .context("saving the VIP allocations")?;
         let generation = self.generation + 1;
         Applied::write(&self.state_dir, &next.document, generation)?;
-        let groups = health::plan(&next.config, &mut self.probers);
-        self.fixed
-            .runtime
-            .block_on(self.checker.set_groups(groups))
-            .context("updating the health checks")?;
+        // The kernel before the health checker: a failure here leaves the checker
+        // following the running generation (targets it would drop keep their state).
+        // The health known now selects the same targets the checker's first look
+        // would: new targets are INITIAL either way.
         let health = self.fixed.health.borrow().clone();
         self.reconciler
             .sync(&next.snapshot, &usable_targets(&next.config, &health))
@@ -330,6 +329,11 @@ impl Running {
             .dataplane()
             .set_flow_logging(crate::flowlog::wanted(&next.config))
             .context("turning TCP flow reports on or off")?;
+        let groups = health::plan(&next.config, &mut self.probers);
+        self.fixed
+            .runtime
+            .block_on(self.checker.set_groups(groups))
+            .context("updating the health checks")?;
         self.switch.switch(Arc::clone(&next.proxy));
         self.sites.set_sites(next.proxy.sites().cloned().collect());
         self.dns.zones().set(next.zones);
@@ -344,19 +348,15 @@ impl Running {
         Ok(())
     }
 
-    /// Puts the running generation back in the state directory and the health checker,
-    /// after an apply that got that far and then failed; the kernel tables follow the
-    /// running snapshot again at the next tick.
+    /// Puts the running generation back in the state directory after an apply that got
+    /// past it and then failed (the health checker is set last, so it still follows the
+    /// running generation); the kernel tables follow the running snapshot again at the
+    /// next tick.
     fn restore_running(&mut self) -> anyhow::Result<()> {
         self.vips
             .save(&self.state_dir)
             .context("saving the VIP allocations")?;
-        Applied::write(&self.state_dir, &self.document, self.generation)?;
-        let groups = health::plan(&self.config, &mut self.probers);
-        self.fixed
-            .runtime
-            .block_on(self.checker.set_groups(groups))
-            .context("updating the health checks")
+        Applied::write(&self.state_dir, &self.document, self.generation)
     }
 
     /// Reads the config file and applies it when it changed since the last attempt
