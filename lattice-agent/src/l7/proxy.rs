@@ -13,7 +13,10 @@ use std::{
     collections::HashMap,
     convert::Infallible,
     net::SocketAddr,
-    sync::{atomic::AtomicUsize, Arc},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -372,7 +375,13 @@ impl Proxy {
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let peer = conn.peer;
+        // Set by the first request: until then the connection is on the clock.
+        let spoke = Arc::new(AtomicBool::new(false));
+        let first_request = Arc::clone(&spoke);
         let service = service_fn(move |req| {
+            if !first_request.load(Ordering::Relaxed) {
+                first_request.store(true, Ordering::Relaxed);
+            }
             let current = switch.current();
             let bound = if Arc::ptr_eq(&current, &self) {
                 Some((Arc::clone(&site), Arc::clone(&conn)))
@@ -412,8 +421,11 @@ impl Proxy {
             Some(false) => builder.http1_only(),
             None => builder,
         };
-        if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
-            debug!(%peer, error = %e, "connection ended with an error");
+        let serving = builder.serve_connection(TokioIo::new(io), service);
+        match unless_silent(serving, &spoke, HEADER_READ_TIMEOUT).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => debug!(%peer, error = %e, "connection ended with an error"),
+            None => debug!(%peer, "no request within {HEADER_READ_TIMEOUT:?}; closed"),
         }
     }
 
@@ -990,6 +1002,31 @@ fn refusal_response(refusal: &Refusal) -> Response<Answer> {
     plain(refusal.status(), format!("{refusal}\n"))
 }
 
+/// Runs a connection's `serving`, unless no request has started on it (`spoke`, set by
+/// the service) within `limit`: then it is dropped, and with it the connection.
+/// hyper's header timeout starts only once it knows the protocol, so a client that
+/// sends nothing, or part of the HTTP/2 preface (or nothing after a TLS handshake that
+/// chose h2), would hold its connection and task for ever, and enough of them every
+/// descriptor of the agent.
+async fn unless_silent<F: std::future::Future>(
+    serving: F,
+    spoke: &AtomicBool,
+    limit: Duration,
+) -> Option<F::Output> {
+    tokio::pin!(serving);
+    tokio::select! {
+        biased;
+        served = &mut serving => Some(served),
+        () = tokio::time::sleep(limit) => {
+            if spoke.load(Ordering::Relaxed) {
+                Some(serving.await)
+            } else {
+                None
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1015,6 +1052,34 @@ mod tests {
         remove_hop_fields(&mut headers, &RESPONSE_HOP_BY_HOP);
         let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, ["trailer", "content-type"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_without_a_request_is_dropped_at_the_limit() {
+        let limit = Duration::from_secs(30);
+        let closes_at = |secs| async move {
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            "closed"
+        };
+        // Silent: dropped at the limit, however long it would have stayed.
+        let silent = AtomicBool::new(false);
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            unless_silent(std::future::pending::<()>(), &silent, limit).await,
+            None
+        );
+        assert_eq!(started.elapsed(), limit);
+        // A connection that ends by itself before the limit, or that has served a
+        // request by then, runs to its end.
+        assert_eq!(
+            unless_silent(closes_at(5), &silent, limit).await,
+            Some("closed")
+        );
+        let spoke = AtomicBool::new(true);
+        assert_eq!(
+            unless_silent(closes_at(3600), &spoke, limit).await,
+            Some("closed")
+        );
     }
 
     #[tokio::test(start_paused = true)]
