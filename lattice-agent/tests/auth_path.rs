@@ -509,6 +509,114 @@ fn signed_certified_and_anonymous_callers_meet_the_policies() {
     assert_eq!(certified["tlsVersion"], "TLSv1.3");
     assert_eq!(certified["serverNameIndication"], "secure.shop.internal");
     assert_eq!(certified["callerX509SubjectCN"], "web");
+
+    // A certificate proves a principal under the config in force, not the one of the
+    // handshake: web's mtlsSubjects change while its keep-alive connection stays open,
+    // and its next request there is anonymous (the service's policy refuses it).
+    let mut open_connection = TlsClient::start(&lab, secure);
+    let first = open_connection.get("/orders");
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(first.contains(&format!("Principal={WEB_ARN}")), "{first}");
+    let rotated = config(&lab).replace(
+        &format!("mtlsSubjects: [{WEB_SAN}]"),
+        "mtlsSubjects: [spiffe://lattice/account/111111111111/role/web-next]",
+    );
+    agent
+        .apply(&rotated)
+        .unwrap_or_else(|log| panic!("refused:\n{log}"));
+    let second = open_connection.get("/orders");
+    assert!(second.starts_with("HTTP/1.1 403"), "{second}");
+}
+
+/// `openssl s_client` in the web namespace, holding one TLS connection to `secure`'s
+/// HTTPS listener with web's client certificate: requests written to it go on that
+/// connection, whatever the agent's config does meanwhile.
+struct TlsClient {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
+    /// Read and not yet returned.
+    pending: Vec<u8>,
+}
+
+impl TlsClient {
+    fn start(lab: &Lab, vip: std::net::Ipv4Addr) -> TlsClient {
+        let path = |stem: &str| lab.path(stem).display().to_string();
+        let mut child = lab
+            .web
+            .command("openssl")
+            .args(["s_client", "-quiet", "-alpn", "http/1.1", "-connect"])
+            .arg(format!("{vip}:443"))
+            .args(["-servername", "secure.shop.internal", "-cert"])
+            .arg(path("web-client.pem"))
+            .arg("-key")
+            .arg(path("web-client.key"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start openssl s_client");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, chunks) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::Read as _;
+            let mut buf = [0u8; 16 * 1024];
+            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                if tx.send(buf[..n].to_vec()).is_err() {
+                    return;
+                }
+            }
+        });
+        TlsClient {
+            child,
+            stdin,
+            chunks,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Sends `GET path` and returns the whole response (head and `content-length` bytes
+    /// of body) as text.
+    fn get(&mut self, path: &str) -> String {
+        use std::io::Write as _;
+        write!(
+            self.stdin,
+            "GET {path} HTTP/1.1\r\nhost: secure.shop.internal\r\n\r\n"
+        )
+        .unwrap();
+        self.stdin.flush().unwrap();
+        loop {
+            let text = String::from_utf8_lossy(&self.pending).into_owned();
+            if let Some(head_end) = text.find("\r\n\r\n") {
+                let length: usize = text[..head_end]
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                let whole = head_end + 4 + length;
+                if self.pending.len() >= whole {
+                    let response = self.pending.drain(..whole).collect::<Vec<u8>>();
+                    return String::from_utf8_lossy(&response).into_owned();
+                }
+            }
+            let chunk = self
+                .chunks
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("the response ({e}); so far: {text}"));
+            self.pending.extend_from_slice(&chunk);
+        }
+    }
+}
+
+impl Drop for TlsClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The cross-account example of config-contract.yaml, as it is: account 222's service

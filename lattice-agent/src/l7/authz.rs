@@ -14,7 +14,7 @@
 //! the target; bodies that must stream (gRPC streams, uploads) are signed with
 //! `UNSIGNED-PAYLOAD`, as AWS's SDKs do for streaming.
 
-use std::{net::SocketAddr, time::SystemTime};
+use std::{net::SocketAddr, sync::Arc, time::SystemTime};
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -54,6 +54,9 @@ pub struct Connection {
     pub tls: bool,
     /// The principal the client certificate proved, if any.
     pub certified: Caller,
+    /// The client's certificate chain, if it sent one: a request that reaches a newer
+    /// generation (its CAs and principals may have changed) is identified again.
+    pub client_chain: Option<Arc<[rustls::pki_types::CertificateDer<'static>]>>,
     /// HTTPS: the ClientHello's SNI and the TLS version agreed (for access logs).
     pub sni: Option<String>,
     pub tls_version: Option<&'static str>,
@@ -68,6 +71,7 @@ impl Connection {
             peer,
             tls: false,
             certified: Caller::Anonymous,
+            client_chain: None,
             sni: None,
             tls_version: None,
             headers: ConnectionHeaders::new(peer, site, resolved),

@@ -15,7 +15,7 @@ use std::{
     net::SocketAddr,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc,
+        Arc, Mutex, PoisonError, Weak,
     },
     time::{Duration, Instant},
 };
@@ -353,9 +353,33 @@ impl Proxy {
         let site = Arc::clone(self.sites.get(&site.key())?);
         let conn = Connection {
             headers: ConnectionHeaders::new(conn.peer, &site, &self.resolved),
+            // Under this generation's CAs and principals: one removed since the
+            // handshake proves nothing now, and tags are this generation's.
+            certified: self.identify_client(conn.peer, conn.client_chain.as_deref()),
             ..conn.clone()
         };
         Some((site, Arc::new(conn)))
+    }
+
+    /// The principal a client certificate chain proves under this generation.
+    fn identify_client(
+        &self,
+        peer: SocketAddr,
+        chain: Option<&[rustls::pki_types::CertificateDer<'static>]>,
+    ) -> Caller {
+        let (Some(mtls), Some(chain)) = (self.auth.mtls(), chain) else {
+            return Caller::Anonymous;
+        };
+        match mtls.identify(chain) {
+            Some((principal, fields)) => Caller::Authenticated {
+                principal,
+                proof: Proof::Certificate(Arc::new(fields)),
+            },
+            None => {
+                debug!(%peer, "the client certificate names no principal of its CA's account; anonymous");
+                Caller::Anonymous
+            }
+        }
     }
 
     /// Serves HTTP on one connection (plain, or already decrypted when `tls`): HTTP/1.1
@@ -378,6 +402,9 @@ impl Proxy {
         // Set by the first request: until then the connection is on the clock.
         let spoke = Arc::new(AtomicBool::new(false));
         let first_request = Arc::clone(&spoke);
+        // The connection as the newest generation sees it, made once per generation:
+        // rebinding checks a client certificate chain again.
+        let rebound: Arc<Mutex<Option<Rebound>>> = Arc::default();
         let service = service_fn(move |req| {
             if !first_request.load(Ordering::Relaxed) {
                 first_request.store(true, Ordering::Relaxed);
@@ -386,7 +413,21 @@ impl Proxy {
             let bound = if Arc::ptr_eq(&current, &self) {
                 Some((Arc::clone(&site), Arc::clone(&conn)))
             } else {
-                current.rebind(&site, &conn)
+                let mut rebound = rebound.lock().unwrap_or_else(PoisonError::into_inner);
+                match &*rebound {
+                    // A Weak keeps its allocation: the same address is the same
+                    // generation.
+                    Some((generation, bound))
+                        if std::ptr::eq(generation.as_ptr(), Arc::as_ptr(&current)) =>
+                    {
+                        bound.clone()
+                    }
+                    _ => {
+                        let bound = current.rebind(&site, &conn);
+                        *rebound = Some((Arc::downgrade(&current), bound.clone()));
+                        bound
+                    }
+                }
             };
             // Boxed: a request's future is a few kilobytes, and over HTTP/2 hyper spawns
             // a task per request stream, moving the future whole several times on the way
@@ -454,24 +495,14 @@ impl Proxy {
             }
         };
         let h2 = tls::negotiated_h2(&stream);
-        let certified = match (self.auth.mtls(), stream.get_ref().1.peer_certificates()) {
-            (Some(mtls), Some(chain)) => match mtls.identify(chain) {
-                Some((principal, fields)) => Caller::Authenticated {
-                    principal,
-                    proof: Proof::Certificate(Arc::new(fields)),
-                },
-                None => {
-                    debug!(%peer, "the client certificate names no principal of its CA's account; anonymous");
-                    Caller::Anonymous
-                }
-            },
-            _ => Caller::Anonymous,
-        };
         let session = stream.get_ref().1;
+        let client_chain: Option<Arc<[_]>> = session.peer_certificates().map(Arc::from);
+        let certified = self.identify_client(peer, client_chain.as_deref());
         let conn = Connection {
             peer,
             tls: true,
             certified,
+            client_chain,
             sni: session.server_name().map(str::to_owned),
             tls_version: session.protocol_version().map(|v| match v {
                 rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
@@ -1001,6 +1032,10 @@ impl NoTarget {
 fn refusal_response(refusal: &Refusal) -> Response<Answer> {
     plain(refusal.status(), format!("{refusal}\n"))
 }
+
+/// A connection's site and facts under a newer generation than the one it was accepted
+/// by (`None`: that generation no longer has its site).
+type Rebound = (Weak<Proxy>, Option<(Arc<Site>, Arc<Connection>)>);
 
 /// Runs a connection's `serving`, unless no request has started on it (`spoke`, set by
 /// the service) within `limit`: then it is dropped, and with it the connection.
