@@ -13,6 +13,7 @@ use std::{
     collections::HashMap,
     convert::Infallible,
     net::SocketAddr,
+    pin::Pin,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex, PoisonError, Weak,
@@ -33,7 +34,10 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
 };
-use tokio::{net::TcpStream, sync::watch};
+use tokio::{
+    net::TcpStream,
+    sync::{watch, Notify},
+};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
@@ -405,6 +409,9 @@ impl Proxy {
         // The connection as the newest generation sees it, made once per generation:
         // rebinding checks a client certificate chain again.
         let rebound: Arc<Mutex<Option<Rebound>>> = Arc::default();
+        // Told when a request finds the connection's site gone from the config.
+        let gone = Arc::new(Notify::new());
+        let site_gone = Arc::clone(&gone);
         let service = service_fn(move |req| {
             if !first_request.load(Ordering::Relaxed) {
                 first_request.store(true, Ordering::Relaxed);
@@ -429,6 +436,9 @@ impl Proxy {
                     }
                 }
             };
+            if bound.is_none() {
+                site_gone.notify_one();
+            }
             // Boxed: a request's future is a few kilobytes, and over HTTP/2 hyper spawns
             // a task per request stream, moving the future whole several times on the way
             // (into the stream, through spawn, into the task's cell, and the cell's stage
@@ -463,7 +473,10 @@ impl Proxy {
             None => builder,
         };
         let serving = builder.serve_connection(TokioIo::new(io), service);
-        match unless_silent(serving, &spoke, HEADER_READ_TIMEOUT).await {
+        // HTTP/2 drops the 503's `Connection: close`: a GOAWAY ends the connection
+        // once its streams have (HTTP/1.1: after the answer in hand).
+        let shut_down = |serving: Pin<&mut _>| auto::Connection::graceful_shutdown(serving);
+        match watch_connection(serving, &spoke, HEADER_READ_TIMEOUT, &gone, shut_down).await {
             Some(Ok(())) => {}
             Some(Err(e)) => debug!(%peer, error = %e, "connection ended with an error"),
             None => debug!(%peer, "no request within {HEADER_READ_TIMEOUT:?}; closed"),
@@ -1037,26 +1050,39 @@ fn refusal_response(refusal: &Refusal) -> Response<Answer> {
 /// by (`None`: that generation no longer has its site).
 type Rebound = (Weak<Proxy>, Option<(Arc<Site>, Arc<Connection>)>);
 
-/// Runs a connection's `serving`, unless no request has started on it (`spoke`, set by
-/// the service) within `limit`: then it is dropped, and with it the connection.
-/// hyper's header timeout starts only once it knows the protocol, so a client that
-/// sends nothing, or part of the HTTP/2 preface (or nothing after a TLS handshake that
-/// chose h2), would hold its connection and task for ever, and enough of them every
-/// descriptor of the agent.
-async fn unless_silent<F: std::future::Future>(
+/// Runs a connection's `serving` to its end, with two exceptions:
+/// - no request has started on it (`spoke`, set by the service) within `limit`: it is
+///   dropped, and with it the connection (`None`). hyper's header timeout starts only
+///   once it knows the protocol, so a client that sends nothing, or part of the
+///   HTTP/2 preface (or nothing after a TLS handshake that chose h2), would hold its
+///   connection and task for ever, and enough of them every descriptor of the agent;
+/// - its site left the config (`gone`): it is shut down gracefully (`shut_down`).
+async fn watch_connection<F: std::future::Future>(
     serving: F,
     spoke: &AtomicBool,
     limit: Duration,
+    gone: &Notify,
+    shut_down: impl FnOnce(Pin<&mut F>),
 ) -> Option<F::Output> {
     tokio::pin!(serving);
-    tokio::select! {
-        biased;
-        served = &mut serving => Some(served),
-        () = tokio::time::sleep(limit) => {
-            if spoke.load(Ordering::Relaxed) {
-                Some(serving.await)
-            } else {
-                None
+    let silence = tokio::time::sleep(limit);
+    tokio::pin!(silence);
+    let mut timing = true;
+    let mut shut_down = Some(shut_down);
+    loop {
+        tokio::select! {
+            biased;
+            served = &mut serving => return Some(served),
+            () = &mut silence, if timing => {
+                if !spoke.load(Ordering::Relaxed) {
+                    return None;
+                }
+                timing = false;
+            }
+            () = gone.notified(), if shut_down.is_some() => {
+                if let Some(shut_down) = shut_down.take() {
+                    shut_down(serving.as_mut());
+                }
             }
         }
     }
@@ -1096,24 +1122,51 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(secs)).await;
             "closed"
         };
+        fn never<F>(_: Pin<&mut F>) {
+            panic!("not shut down");
+        }
+        let gone = Notify::new();
         // Silent: dropped at the limit, however long it would have stayed.
         let silent = AtomicBool::new(false);
         let started = tokio::time::Instant::now();
+        let pending = std::future::pending::<()>();
         assert_eq!(
-            unless_silent(std::future::pending::<()>(), &silent, limit).await,
+            watch_connection(pending, &silent, limit, &gone, never).await,
             None
         );
         assert_eq!(started.elapsed(), limit);
         // A connection that ends by itself before the limit, or that has served a
         // request by then, runs to its end.
         assert_eq!(
-            unless_silent(closes_at(5), &silent, limit).await,
+            watch_connection(closes_at(5), &silent, limit, &gone, never).await,
             Some("closed")
         );
         let spoke = AtomicBool::new(true);
         assert_eq!(
-            unless_silent(closes_at(3600), &spoke, limit).await,
+            watch_connection(closes_at(3600), &spoke, limit, &gone, never).await,
             Some("closed")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_whose_site_left_is_shut_down_once() {
+        let (close, closed) = tokio::sync::oneshot::channel::<()>();
+        let serving = async move {
+            let _ = closed.await;
+            "shut down"
+        };
+        let spoke = AtomicBool::new(true);
+        let gone = Notify::new();
+        // Told before the watch begins (a request found the site gone), and twice.
+        gone.notify_one();
+        gone.notify_one();
+        let shut_down = move |_: Pin<&mut _>| {
+            close.send(()).unwrap();
+        };
+        let limit = Duration::from_secs(30);
+        assert_eq!(
+            watch_connection(serving, &spoke, limit, &gone, shut_down).await,
+            Some("shut down")
         );
     }
 
