@@ -227,24 +227,33 @@ impl Supervisor {
     }
 
     /// One group of the new set: targets that stay keep their state (their probes
-    /// restart only if the check or prober changed), new ones start over, gone ones
-    /// drain after the registered ones.
+    /// restart only if the check changed), new ones start over, gone ones drain after
+    /// the registered ones. A group whose prober changed moved to another VPC: its
+    /// addresses name other hosts there (VPCs may share CIDRs), so every target
+    /// starts over and the old ones drain.
     fn set_group(&mut self, spec: GroupSpec, now: Instant) {
         let previous = self.groups.remove(&spec.key);
-        let restart = previous.as_ref().is_none_or(|group| {
-            group.check != spec.check
-                || !group
-                    .prober
-                    .as_ref()
-                    .is_some_and(|prober| Arc::ptr_eq(prober, &spec.prober))
+        let moved = previous.as_ref().is_some_and(|group| {
+            !group
+                .prober
+                .as_ref()
+                .is_some_and(|prober| Arc::ptr_eq(prober, &spec.prober))
         });
+        let restart = moved
+            || previous
+                .as_ref()
+                .is_none_or(|group| group.check != spec.check);
         let mut old = previous.map(|group| group.targets).unwrap_or_default();
         let mut targets: Vec<TargetRecord> = Vec::with_capacity(spec.targets.len());
         for target in &spec.targets {
             if targets.iter().any(|record| &record.target == target) {
                 continue;
             }
-            let kept = take_registered(&mut old, target);
+            let kept = if moved {
+                None
+            } else {
+                take_registered(&mut old, target)
+            };
             targets.push(self.register(kept, target, &spec, restart, now));
         }
         for mut gone in old {

@@ -587,6 +587,49 @@ async fn registering_a_draining_target_again_starts_over() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_group_moved_to_another_vpc_checks_its_targets_anew() {
+    let here = Arc::new(ScriptedProber::default());
+    let there = Arc::new(ScriptedProber::default());
+    let a = target("10.0.0.1", 80);
+    let checker = HealthChecker::start(CheckerOptions::default());
+    let mut snapshots = checker.subscribe();
+    checker
+        .set_groups(vec![group("web", &[&a], checked(), &here)])
+        .await
+        .expect("running");
+    eventually(
+        &mut snapshots,
+        INTERVAL,
+        "a healthy",
+        is("web", &a, TargetState::Healthy),
+    )
+    .await;
+    // The same address in another VPC (another prober) is another host: it gets
+    // traffic after its own first pass, and the old one drains.
+    there.set(&a, Answer::Refuse);
+    checker
+        .set_groups(vec![group("web", &[&a], checked(), &there)])
+        .await
+        .expect("running");
+    let snapshot = snapshots.borrow_and_update().clone();
+    let web = snapshot.group(&key("web")).expect("the group");
+    let states: Vec<TargetState> = web.targets.iter().map(|t| t.state).collect();
+    assert_eq!(
+        states,
+        [TargetState::Initial, TargetState::Draining],
+        "{web:#?}"
+    );
+    eventually(
+        &mut snapshots,
+        INTERVAL * 3,
+        "a unhealthy there",
+        is("web", &a, TargetState::Unhealthy),
+    )
+    .await;
+    checker.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_panicking_check_counts_as_failed_and_checking_goes_on() {
     let prober = Arc::new(ScriptedProber::default());
     let a = target("10.0.0.1", 80);
