@@ -99,9 +99,11 @@ fn try_tc_ingress(ctx: &mut TcContext) -> Result<i32, i64> {
     if let Some(nat) = LT_CT_V1.get_ptr(key) {
         // SAFETY: as above.
         let nat: Nat = unsafe { *nat };
-        // A fresh SYN on a known tuple is a new connection reusing the ports: it keeps
-        // the old translation only while that target is still a backend.
-        if !is_fresh_syn(&p) || nat.flags & Nat::REPLY != 0 || backend_still_valid(&nat) {
+        // A fresh SYN on a known tuple is a new connection reusing the ports: it is
+        // picked again like any new flow, since the targets' health and weights may
+        // have changed since (a retransmitted SYN picks the same target while the
+        // table stands, and takes its own SNAT port again).
+        if !is_fresh_syn(&p) || nat.flags & Nat::REPLY != 0 {
             return forward(ctx, &p, &nat);
         }
     }
@@ -125,15 +127,6 @@ fn to_host_or_drop(config: &DataplaneConfig, daddr: u32) -> i32 {
 #[inline(always)]
 fn is_fresh_syn(p: &Tcp4) -> bool {
     p.flags & TCP_SYN != 0 && p.flags & TCP_ACK == 0
-}
-
-#[inline(always)]
-fn backend_still_valid(nat: &Nat) -> bool {
-    match LT_BACKENDS_V1.get_ptr(nat.backend) {
-        // SAFETY: as above.
-        Some(b) => unsafe { (*b).addr == nat.daddr && (*b).port == nat.dport },
-        None => false,
-    }
 }
 
 /// The first packet of a flow to a VIP: check, pick, record, translate.
@@ -185,6 +178,11 @@ fn open_flow(
     };
     // SAFETY: as above.
     let backend = unsafe { *backend };
+    if backend.ifindex == 0 {
+        // A target among host processes (a VPC of cgroups): a namespace's flow has no
+        // link to reach it by. Refused now, rather than recorded and then dropped.
+        return refuse(ctx, p, iface.vpc, reason::NO_BACKEND, ifindex);
+    }
 
     let forward_nat = |snat_port: u16| Nat {
         saddr: iface.snat_addr,
@@ -224,11 +222,16 @@ fn open_flow(
         };
         let free = match LT_CT_V1.get_ptr(reply_key) {
             None => true,
-            // The same client flow (a retransmitted SYN) may take its own entry again.
+            // The same client flow (a retransmitted SYN, or a new connection on the
+            // same ports to the same VIP and port) may take its own entry again; a
+            // flow of the same client ports to another listener may not, or the two
+            // would share one tuple at the target.
             // SAFETY: as above.
             Some(taken) => unsafe {
                 (*taken).daddr == p.saddr
                     && (*taken).dport == p.sport
+                    && (*taken).saddr == p.daddr
+                    && (*taken).sport == p.dport
                     && (*taken).ifindex == ifindex
             },
         };

@@ -139,6 +139,9 @@ fn decode(p: &[u8]) -> Out {
 /// client VPC's, the target VPC's and an unassociated VPC's links.
 struct Fixture {
     dp: Dataplane,
+    programmer: Programmer,
+    snapshot: compile::Snapshot,
+    attachments: Vec<Attachment>,
     client_if: u32,
     target_if: u32,
     other_if: u32,
@@ -188,6 +191,10 @@ services:
         protocol: TCP
         port: 5432
         defaultAction: {{ forward: {{ targetGroups: [{{ targetGroupIdentifier: db-tg, weight: 100 }}] }} }}
+      - name: pg-pool
+        protocol: TCP
+        port: 6432
+        defaultAction: {{ forward: {{ targetGroups: [{{ targetGroupIdentifier: db-tg, weight: 100 }}] }} }}
 targetGroups:
   - name: db-tg
     type: IP
@@ -230,7 +237,7 @@ targetGroups:
         };
         dp.set_interface(ifindex, iface).unwrap();
     }
-    let attachments = [Attachment {
+    let attachments = vec![Attachment {
         vpc: target_vpc,
         netns: ns.name().into(),
         // The programmer does not read it.
@@ -248,6 +255,9 @@ targetGroups:
         .expect("program the maps");
     Fixture {
         dp,
+        programmer,
+        snapshot,
+        attachments,
         client_if,
         target_if,
         other_if,
@@ -383,5 +393,46 @@ fn tc_ingress_packet_fixtures() {
         (verdict, out),
         (TC_ACT_OK, syn.clone()),
         "not lattice's interface: untouched"
+    );
+
+    // 12. The client's ports of flow 1, now to the service's other listener (same
+    //     target): another SNAT port, and flow 1's replies still come from its own
+    //     listener's port.
+    let other_listener = tcp_packet(CLIENT_MACS, (CLIENT, 40000), (VIP, 6432), SYN, 2000, b"");
+    let (verdict, out) = run(&mut fx, &other_listener, client_if);
+    assert_eq!(verdict, TC_ACT_REDIRECT, "SYN to the other listener");
+    let out = decode(&out);
+    assert_eq!(
+        (out.saddr, out.daddr, out.dport),
+        (CLIENT_SNAT, TARGET, 5432)
+    );
+    assert_ne!(out.sport, 40000, "not flow 1's tuple at the target");
+    let (_, out) = run(&mut fx, &reply, target_if);
+    let out = decode(&out);
+    assert_eq!(
+        (out.saddr, out.sport, out.daddr, out.dport),
+        (VIP, 5432, CLIENT, 40000),
+        "flow 1's replies unchanged"
+    );
+
+    // 13. The target leaves the slot tables (it failed its checks): a new connection on
+    //     flow 1's ports is picked again, and refused, not sent to it.
+    let Fixture {
+        dp,
+        programmer,
+        snapshot,
+        attachments,
+        ..
+    } = &mut fx;
+    programmer
+        .apply(dp, snapshot, attachments, &|_: &GroupPlan| Vec::new())
+        .expect("program the maps");
+    let (verdict, raw) = run(&mut fx, &syn, client_if);
+    assert_eq!(verdict, TC_ACT_REDIRECT, "the RST is sent back");
+    let out = decode(&raw);
+    assert_eq!(
+        (out.flags, out.daddr, out.dport),
+        (RST | ACK, CLIENT, 40000),
+        "a new connection to a listener without usable targets is refused"
     );
 }
