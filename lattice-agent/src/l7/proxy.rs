@@ -12,12 +12,14 @@ use std::{
     borrow::Cow,
     collections::HashMap,
     convert::Infallible,
+    future::Future as _,
     net::SocketAddr,
     pin::Pin,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex, PoisonError, Weak,
     },
+    task::Poll,
     time::{Duration, Instant},
 };
 
@@ -34,10 +36,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
 };
-use tokio::{
-    net::TcpStream,
-    sync::{watch, Notify},
-};
+use tokio::{net::TcpStream, sync::watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
@@ -409,8 +408,8 @@ impl Proxy {
         // The connection as the newest generation sees it, made once per generation:
         // rebinding checks a client certificate chain again.
         let rebound: Arc<Mutex<Option<Rebound>>> = Arc::default();
-        // Told when a request finds the connection's site gone from the config.
-        let gone = Arc::new(Notify::new());
+        // Set when a request finds the connection's site gone from the config.
+        let gone = Arc::new(AtomicBool::new(false));
         let site_gone = Arc::clone(&gone);
         let service = service_fn(move |req| {
             if !first_request.load(Ordering::Relaxed) {
@@ -437,7 +436,7 @@ impl Proxy {
                 }
             };
             if bound.is_none() {
-                site_gone.notify_one();
+                site_gone.store(true, Ordering::Relaxed);
             }
             // Boxed: a request's future is a few kilobytes, and over HTTP/2 hyper spawns
             // a task per request stream, moving the future whole several times on the way
@@ -1056,36 +1055,40 @@ type Rebound = (Weak<Proxy>, Option<(Arc<Site>, Arc<Connection>)>);
 ///   once it knows the protocol, so a client that sends nothing, or part of the
 ///   HTTP/2 preface (or nothing after a TLS handshake that chose h2), would hold its
 ///   connection and task for ever, and enough of them every descriptor of the agent;
-/// - its site left the config (`gone`): it is shut down gracefully (`shut_down`).
+/// - its site left the config (`gone`, set by the service while the connection runs):
+///   it is shut down gracefully (`shut_down`), at its next wake-up.
+///
+/// Two relaxed loads per wake-up once a request has started: no timer or notification
+/// is polled on the busy path.
 async fn watch_connection<F: std::future::Future>(
     serving: F,
     spoke: &AtomicBool,
     limit: Duration,
-    gone: &Notify,
+    gone: &AtomicBool,
     shut_down: impl FnOnce(Pin<&mut F>),
 ) -> Option<F::Output> {
     tokio::pin!(serving);
-    let silence = tokio::time::sleep(limit);
-    tokio::pin!(silence);
-    let mut timing = true;
+    let mut silence = Some(Box::pin(tokio::time::sleep(limit)));
     let mut shut_down = Some(shut_down);
-    loop {
-        tokio::select! {
-            biased;
-            served = &mut serving => return Some(served),
-            () = &mut silence, if timing => {
-                if !spoke.load(Ordering::Relaxed) {
-                    return None;
-                }
-                timing = false;
-            }
-            () = gone.notified(), if shut_down.is_some() => {
-                if let Some(shut_down) = shut_down.take() {
-                    shut_down(serving.as_mut());
-                }
+    std::future::poll_fn(|cx| {
+        if shut_down.is_some() && gone.load(Ordering::Relaxed) {
+            if let Some(shut_down) = shut_down.take() {
+                shut_down(serving.as_mut());
             }
         }
-    }
+        if let Poll::Ready(served) = serving.as_mut().poll(cx) {
+            return Poll::Ready(Some(served));
+        }
+        if let Some(timer) = &mut silence {
+            if spoke.load(Ordering::Relaxed) {
+                silence = None;
+            } else if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -1125,7 +1128,7 @@ mod tests {
         fn never<F>(_: Pin<&mut F>) {
             panic!("not shut down");
         }
-        let gone = Notify::new();
+        let gone = AtomicBool::new(false);
         // Silent: dropped at the limit, however long it would have stayed.
         let silent = AtomicBool::new(false);
         let started = tokio::time::Instant::now();
@@ -1156,10 +1159,8 @@ mod tests {
             "shut down"
         };
         let spoke = AtomicBool::new(true);
-        let gone = Notify::new();
-        // Told before the watch begins (a request found the site gone), and twice.
-        gone.notify_one();
-        gone.notify_one();
+        // Set before the watch begins (a request found the site gone).
+        let gone = AtomicBool::new(true);
         let shut_down = move |_: Pin<&mut _>| {
             close.send(()).unwrap();
         };
