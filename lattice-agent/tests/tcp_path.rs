@@ -312,3 +312,56 @@ fn two_vpcs_with_the_same_cidr_reach_one_service_at_once() {
         .unwrap()
         >= 2));
 }
+
+#[test]
+fn a_target_address_added_later_to_a_vpcs_second_namespace_is_reached() {
+    // vpc-orders joins two namespaces; the target's address appears in the second one
+    // after the agent started, so it must be placed there, not on the first.
+    let mut topo = Topology::new().expect("topology (needs root)");
+    let web = topo.add_netns("web").unwrap();
+    let orders_a = topo.add_netns("orders-a").unwrap();
+    let orders_b = topo.add_netns("orders-b").unwrap();
+    web.add_addr("lo", "10.91.0.5/32").unwrap();
+    orders_a.add_addr("lo", "10.92.0.10/32").unwrap();
+    orders_b.add_addr("lo", "10.92.0.20/32").unwrap();
+    let yaml = format!(
+        r#"
+accounts: [{{ id: "111111111111" }}]
+vpcs:
+  - {{ name: vpc-web, account: "111111111111", cidr: 10.91.0.0/16, attachments: [{{ netns: {web} }}] }}
+  - {{ name: vpc-orders, account: "111111111111", cidr: 10.92.0.0/16, attachments: [{{ netns: {a} }}, {{ netns: {b} }}] }}
+serviceNetworks:
+  - {{ name: shop, account: "111111111111", authType: NONE, vpcAssociations: [{{ vpc: vpc-web }}], serviceAssociations: [late] }}
+services:
+  - name: late
+    account: "111111111111"
+    authType: NONE
+    listeners:
+      - {{ name: tcp, protocol: TCP, port: 7000, defaultAction: {{ forward: {{ targetGroups: [{{ targetGroupIdentifier: late-tg }}] }} }} }}
+targetGroups:
+  - name: late-tg
+    type: IP
+    config: {{ vpcIdentifier: vpc-orders, protocol: TCP, port: 7000 }}
+    targets: [{{ id: 10.92.0.30 }}]
+"#,
+        web = web.name(),
+        a = orders_a.name(),
+        b = orders_b.name(),
+    );
+    let root = topo.bpffs_root("agent").unwrap();
+    let agent = Agent::start(&yaml, &root);
+    let vip = agent.vip_addr("late", 7000);
+    orders_b.add_addr("lo", "10.92.0.30/32").unwrap();
+    let _echo = EchoServer::start(&orders_b, "10.92.0.30:7000".parse().unwrap()).unwrap();
+    assert!(
+        eventually(TIMEOUT, || client::echo_roundtrip(
+            &web,
+            vip,
+            b"placed",
+            Duration::from_secs(2)
+        )
+        .is_ok()),
+        "the target in the second namespace is not reached:\n{}",
+        agent.log()
+    );
+}

@@ -4,14 +4,18 @@
 //! the usable targets change. The agent calls [`Reconciler::sync`] at start and then on
 //! every tick.
 
-use std::{collections::BTreeMap, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     attach::{Attachment, CgroupAttachment},
     compile::{BackendId, GroupPlan, PathSettings, Snapshot},
-    ip::{link_exists, netns_exists, netns_inode},
+    ip::{addresses_in, link_exists, netns_exists, netns_inode},
     program::{Applied, Programmer},
     Dataplane, DataplaneError,
 };
@@ -30,7 +34,14 @@ pub struct Reconciler {
     /// Whether the sock_ops links a previous agent left on cgroups this one does not
     /// attach have been removed (once, after the first attach of the VPC cgroups).
     sock_ops_swept: bool,
+    /// When the addresses of VPCs' namespaces were last read again.
+    addresses_read: Option<Instant>,
 }
+
+/// How often the addresses of the namespaces of VPCs with several are read again: a
+/// target is placed on the namespace that holds its address, and one added to a
+/// namespace after it was joined would otherwise be sent to another.
+const ADDRESS_RECHECK: Duration = Duration::from_secs(5);
 
 /// What a sync changed.
 #[derive(Debug, Default)]
@@ -56,6 +67,7 @@ impl Reconciler {
             failing: BTreeMap::new(),
             applied: None,
             sock_ops_swept: false,
+            addresses_read: None,
         })
     }
 
@@ -178,12 +190,15 @@ impl Reconciler {
             self.sock_ops_swept = true;
         }
 
+        let readdressed = self.read_addresses_again(Instant::now());
+
         let usable_now: Vec<Vec<BackendId>> = snapshot
             .listeners
             .iter()
             .flat_map(|l| l.groups.iter().map(usable))
             .collect();
-        let unchanged = synced.attached.is_empty()
+        let unchanged = !readdressed
+            && synced.attached.is_empty()
             && synced.cgroups_attached.is_empty()
             && synced.forgotten.is_empty()
             && self
@@ -201,6 +216,42 @@ impl Reconciler {
             synced.applied = Some(applied);
         }
         Ok(synced)
+    }
+
+    /// Reads the addresses of the namespaces of VPCs with several namespaces again, at
+    /// most every [`ADDRESS_RECHECK`] (a VPC of one namespace places every target on
+    /// it); whether any changed.
+    fn read_addresses_again(&mut self, now: Instant) -> bool {
+        if self
+            .addresses_read
+            .is_some_and(|at| now.saturating_duration_since(at) < ADDRESS_RECHECK)
+        {
+            return false;
+        }
+        self.addresses_read = Some(now);
+        let mut namespaces: BTreeMap<u32, usize> = BTreeMap::new();
+        for (vpc, _) in self.attachments.keys() {
+            *namespaces.entry(*vpc).or_default() += 1;
+        }
+        let mut changed = false;
+        for ((vpc, _), a) in self.attachments.iter_mut() {
+            if namespaces.get(vpc).copied().unwrap_or(0) < 2 {
+                continue;
+            }
+            match addresses_in(&a.netns) {
+                Ok(addresses) if addresses != a.addresses => {
+                    info!(netns = %a.netns, ?addresses, "VPC namespace addresses changed; placing targets again");
+                    a.addresses = addresses;
+                    changed = true;
+                }
+                Ok(_) => {}
+                // Gone or being replaced: the next sync's checks above deal with it.
+                Err(e) => {
+                    debug!(netns = %a.netns, error = %e, "reading the namespace's addresses failed")
+                }
+            }
+        }
+        changed
     }
 
     /// Attaches the cgroups of the snapshot's VPCs that exist and are not attached yet;
