@@ -13,6 +13,11 @@ pub fn partition_label(account: &str) -> String {
     digest_hex(&["dns-partition", account], 7)
 }
 
+/// The domain every default name of `region` lies in: `vpc-lattice-svcs.<region>.<suffix>`.
+pub fn service_domain(region: &str, suffix: &str) -> String {
+    format!("{SERVICE_DOMAIN_LABEL}.{region}.{suffix}")
+}
+
 /// The default DNS name of service `name` with id `service_id` (`svc-...`).
 pub fn default_dns_name(
     name: &str,
@@ -23,8 +28,9 @@ pub fn default_dns_name(
 ) -> String {
     let hex = service_id.strip_prefix("svc-").unwrap_or(service_id);
     format!(
-        "{name}-{hex}.{}.{SERVICE_DOMAIN_LABEL}.{region}.{suffix}",
-        partition_label(account)
+        "{name}-{hex}.{}.{}",
+        partition_label(account),
+        service_domain(region, suffix)
     )
 }
 

@@ -337,11 +337,7 @@ pub fn resolve(
 
     // Names under it are lattice's own: a custom name there could take another
     // service's default name in DNS.
-    let service_domain = format!(
-        "{}.{region}.{}",
-        dns::SERVICE_DOMAIN_LABEL,
-        settings.dns_suffix
-    );
+    let service_domain = dns::service_domain(region, &settings.dns_suffix);
     vips.begin();
     let mut services = Vec::new();
     for (i, svc) in config.services().iter().enumerate() {
