@@ -112,6 +112,17 @@ struct Applied {
     generation: u64,
 }
 
+/// Makes a generation durable: its VIP allocations, then its document.
+fn record(
+    state_dir: &StateDir,
+    vips: &mut VipAllocations,
+    document: &Document,
+    generation: u64,
+) -> anyhow::Result<()> {
+    vips.save(state_dir).context("saving the VIP allocations")?;
+    Applied::write(state_dir, document, generation)
+}
+
 impl Applied {
     fn read(state_dir: &StateDir) -> anyhow::Result<Option<Applied>> {
         Ok(state_dir.read_json(APPLIED_FILE)?)
@@ -312,11 +323,8 @@ impl Running {
             Some(v) => v,
             None => next.document.value().map_err(|e| anyhow::anyhow!("{e}"))?,
         };
-        next.vips
-            .save(&self.state_dir)
-            .context("saving the VIP allocations")?;
         let generation = self.generation + 1;
-        Applied::write(&self.state_dir, &next.document, generation)?;
+        record(&self.state_dir, &mut next.vips, &next.document, generation)?;
         // The kernel before the health checker: a failure here leaves the checker
         // following the running generation (targets it would drop keep their state).
         // The health known now selects the same targets the checker's first look
@@ -353,10 +361,12 @@ impl Running {
     /// running generation); the kernel tables follow the running snapshot again at the
     /// next tick.
     fn restore_running(&mut self) -> anyhow::Result<()> {
-        self.vips
-            .save(&self.state_dir)
-            .context("saving the VIP allocations")?;
-        Applied::write(&self.state_dir, &self.document, self.generation)
+        record(
+            &self.state_dir,
+            &mut self.vips,
+            &self.document,
+            self.generation,
+        )
     }
 
     /// Reads the config file and applies it when it changed since the last attempt
