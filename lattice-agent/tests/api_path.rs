@@ -87,12 +87,13 @@ fn api(agent: &Agent, method: &str, path: &str, body: Option<Value>) -> (u16, St
     .arg(agent.api_socket())
     .arg(format!("http://lattice{path}"));
     // From a file: a large document does not fit in an argument.
-    let body_file = tempfile::NamedTempFile::new().unwrap();
-    if let Some(b) = body {
-        std::fs::write(body_file.path(), b.to_string()).unwrap();
+    let _body_file = body.map(|b| {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), b.to_string()).unwrap();
         cmd.args(["-H", "content-type: application/json", "--data-binary"])
-            .arg(format!("@{}", body_file.path().display()));
-    }
+            .arg(format!("@{}", file.path().display()));
+        file
+    });
     let out = cmd.output().expect("run curl");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));

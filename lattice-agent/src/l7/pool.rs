@@ -575,9 +575,7 @@ mod tests {
     }
 
     async fn exchange(pool: &Http1Pool, target: SocketAddr) -> Bytes {
-        let (response, lease) = pool.request(target, get()).await.unwrap();
-        let body = Leased::new(response.into_body(), lease);
-        body.collect().await.unwrap().to_bytes()
+        body_of(pool, target, get()).await
     }
 
     #[tokio::test]
