@@ -127,9 +127,7 @@ pub fn record(
 
 /// When a report's `bpf_ktime_get_ns()` was, on the wall clock.
 fn wall_time(ts_ns: u64) -> SystemTime {
-    let now_mono = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(ts_ns);
+    let now_mono = crate::dataplane::conntrack::kernel_now_ns();
     SystemTime::now() - Duration::from_nanos(now_mono.saturating_sub(ts_ns))
 }
 

@@ -251,7 +251,7 @@ fn an_agent_sized_differently_refuses_the_pinned_conntrack() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("LT_CT_V1") && stderr.contains("max entries"),
+        stderr.contains("LT_CT_V2") && stderr.contains("max entries"),
         "{stderr}"
     );
     assert!(stderr.contains("--max-flows"), "{stderr}");

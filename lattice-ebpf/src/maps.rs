@@ -61,7 +61,7 @@ pub static LT_ACCESS_V1: LpmTrie<AccessData, Access, { MAX_ACCESS as usize }> = 
 
 /// `lattice_common::conntrack::CT_MAP`
 #[btf_map]
-pub static LT_CT_V1: LruHashMap<FlowKey, Nat, { DEFAULT_CT_ENTRIES as usize }> = LruHashMap::new();
+pub static LT_CT_V2: LruHashMap<FlowKey, Nat, { DEFAULT_CT_ENTRIES as usize }> = LruHashMap::new();
 
 /// `lattice_common::flowlog::EVENTS_MAP`
 #[btf_map]

@@ -20,6 +20,7 @@ const TCP_SEQ: usize = 4;
 const TCP_FLAGS: usize = 13;
 const TCP_CSUM: usize = 16;
 
+pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;

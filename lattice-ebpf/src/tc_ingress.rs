@@ -5,7 +5,8 @@
 //! 2. passed on untouched when the interface is not a VPC link lattice owns, or it is
 //!    not IPv4 (ARP for the agent's address must reach the host stack);
 //! 3. translated and sent into the peer namespace when it belongs to a flow lattice
-//!    already translates (`LT_CT_V1`, both directions);
+//!    already translates (`LT_CT_V2`, both directions), keeping the flow's clock and
+//!    close flags current so that the agent can delete it when it is over;
 //! 4. the first packet of a new flow when it goes to a VIP: the listener is looked up,
 //!    the source VPC and address checked against the service's associations, a target
 //!    picked from the listener's weighted slot table by a stable hash of the flow, both
@@ -25,7 +26,7 @@ use aya_ebpf::{
 };
 use lattice_common::{
     config::DataplaneConfig,
-    conntrack::{FlowKey, Nat},
+    conntrack::{flow_expired, FlowKey, Nat, REFRESH_NS},
     flowlog::FlowEvent,
     ifstats::IfaceCounters,
     services::{Access, AccessData, ListenerKey, ACCESS_KEY_FIXED_BITS, PROTO_TCP, SLOTS},
@@ -35,11 +36,11 @@ use lattice_common::{
 
 use crate::{
     maps::{
-        LT_ACCESS_V1, LT_BACKENDS_V1, LT_BSTATS_V1, LT_CONFIG_V1, LT_CT_V1, LT_FLOWLOGCFG_V1,
+        LT_ACCESS_V1, LT_BACKENDS_V1, LT_BSTATS_V1, LT_CONFIG_V1, LT_CT_V2, LT_FLOWLOGCFG_V1,
         LT_FLOWLOG_V1, LT_IFACES_V1, LT_IFSTATS_V1, LT_LISTENERS_V1, LT_LSTATS_V1, LT_REFUSED_V1,
         LT_SLOTS_V1,
     },
-    packet::{parse, rewrite, set_macs, Parsed, Tcp4, TCP_ACK, TCP_SYN},
+    packet::{parse, rewrite, set_macs, Parsed, Tcp4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
     rst::reply_rst,
 };
 
@@ -96,14 +97,15 @@ fn try_tc_ingress(ctx: &mut TcContext) -> Result<i32, i64> {
         proto: PROTO_TCP,
         _pad: [0; 3],
     };
-    if let Some(nat) = LT_CT_V1.get_ptr(key) {
+    if let Some(entry) = LT_CT_V2.get_ptr_mut(key) {
         // SAFETY: as above.
-        let nat: Nat = unsafe { *nat };
+        let nat: Nat = unsafe { *entry };
         // A fresh SYN on a known tuple is a new connection reusing the ports: it is
         // picked again like any new flow, since the targets' health and weights may
         // have changed since (a retransmitted SYN picks the same target while the
         // table stands, and takes its own SNAT port again).
         if !is_fresh_syn(&p) || nat.flags & Nat::REPLY != 0 {
+            touch(entry, &nat, &p);
             return forward(ctx, &p, &nat);
         }
     }
@@ -121,6 +123,32 @@ fn to_host_or_drop(config: &DataplaneConfig, daddr: u32) -> i32 {
         TC_ACT_OK
     } else {
         TC_ACT_SHOT
+    }
+}
+
+/// Keeps a flow entry's clock and flags current for [`flow_expired`]: written only when
+/// a flag is new or [`REFRESH_NS`] passed, so most packets of a busy flow only read it.
+/// Two CPUs may race on a write; the loser's flag comes back with its next packet.
+#[inline(always)]
+fn touch(entry: *mut Nat, nat: &Nat, p: &Tcp4) {
+    let mut flags = nat.flags | Nat::SEEN;
+    if p.flags & TCP_FIN != 0 {
+        flags |= Nat::FIN;
+    }
+    if p.flags & TCP_RST != 0 {
+        flags |= Nat::RST;
+    }
+    // SAFETY: a plain helper call without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: a map value pointer the helper returned; the entry stays valid while the
+    // program runs (RCU), an LRU eviction meanwhile only makes the write moot.
+    unsafe {
+        if flags != nat.flags {
+            (*entry).flags = flags;
+        }
+        if now.wrapping_sub(nat.last_seen) >= REFRESH_NS {
+            (*entry).last_seen = now;
+        }
     }
 }
 
@@ -184,15 +212,20 @@ fn open_flow(
         return refuse(ctx, p, iface.vpc, reason::NO_BACKEND, ifindex);
     }
 
+    // SAFETY: a plain helper call without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // The client's SYN is this direction's first packet.
     let forward_nat = |snat_port: u16| Nat {
         saddr: iface.snat_addr,
         daddr: backend.addr,
         sport: snat_port,
         dport: backend.port,
         ifindex: backend.ifindex,
+        vpc: backend.vpc,
         listener: listener.index,
         backend: backend_id,
-        flags: 0,
+        flags: Nat::SEEN,
+        last_seen: now,
     };
     let reply_nat = Nat {
         saddr: p.daddr,
@@ -200,9 +233,11 @@ fn open_flow(
         sport: p.dport,
         dport: p.sport,
         ifindex,
+        vpc: iface.vpc,
         listener: listener.index,
         backend: backend_id,
         flags: Nat::REPLY,
+        last_seen: now,
     };
     for attempt in 0..SNAT_TRIES {
         let snat_port = if attempt == 0 {
@@ -220,34 +255,50 @@ fn open_flow(
             proto: PROTO_TCP,
             _pad: [0; 3],
         };
-        let free = match LT_CT_V1.get_ptr(reply_key) {
-            None => true,
+        if let Some(taken) = LT_CT_V2.get_ptr(reply_key) {
+            // SAFETY: as above.
+            let taken: Nat = unsafe { *taken };
             // The same client flow (a retransmitted SYN, or a new connection on the
             // same ports to the same VIP and port) may take its own entry again; a
             // flow of the same client ports to another listener may not, or the two
-            // would share one tuple at the target.
-            // SAFETY: as above.
-            Some(taken) => unsafe {
-                (*taken).daddr == p.saddr
-                    && (*taken).dport == p.sport
-                    && (*taken).saddr == p.daddr
-                    && (*taken).sport == p.dport
-                    && (*taken).ifindex == ifindex
-            },
-        };
-        if !free {
-            continue;
+            // would share one tuple at the target. Another client's flow that is over
+            // gives its port up, and its forward entry goes with it.
+            let own = taken.daddr == p.saddr
+                && taken.dport == p.sport
+                && taken.saddr == p.daddr
+                && taken.sport == p.dport
+                && taken.ifindex == ifindex;
+            if !own && !take_over(&taken, now) {
+                continue;
+            }
         }
         let nat = forward_nat(snat_port);
-        LT_CT_V1
+        LT_CT_V2
             .insert(reply_key, reply_nat, BPF_ANY)
             .map_err(i64::from)?;
-        LT_CT_V1.insert(*key, nat, BPF_ANY).map_err(i64::from)?;
+        LT_CT_V2.insert(*key, nat, BPF_ANY).map_err(i64::from)?;
         count_traffic(&nat, 0, true);
         report_flow(p, iface, &nat, backend.target_group);
         return forward(ctx, p, &nat);
     }
     refuse(ctx, p, iface.vpc, reason::NO_SNAT_PORT, ifindex)
+}
+
+/// Whether the flow whose reply entry is `taken` is over, by the rule the agent's
+/// sweep follows; if so its forward entry is deleted, so that its client's late
+/// packets cannot reach the new flow's tuple at the target.
+#[inline(always)]
+fn take_over(taken: &Nat, now: u64) -> bool {
+    let partner_key = taken.partner();
+    // SAFETY: a map value pointer the helper returned; copied at once.
+    let partner: Option<Nat> = LT_CT_V2.get_ptr(partner_key).map(|p| unsafe { *p });
+    if !flow_expired(taken, partner.as_ref(), now) {
+        return false;
+    }
+    if partner.is_some() {
+        let _ = LT_CT_V2.remove(partner_key);
+    }
+    true
 }
 
 /// Tells the agent of an opened flow, when access logs want TCP flows. A full ring

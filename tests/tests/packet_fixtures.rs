@@ -5,15 +5,20 @@
 
 use std::net::Ipv4Addr;
 
+use lattice_agent::dataplane::conntrack::Conntrack;
 use lattice_agent::{
     config,
     dataplane::{
+        self,
         compile::{self, GroupPlan, PathSettings},
         Attachment, Dataplane, Programmer,
     },
     resolve,
 };
-use lattice_common::vpcs::Iface;
+use lattice_common::{
+    conntrack::{self, FlowKey, Nat, NatV1},
+    vpcs::Iface,
+};
 use lattice_tests::Topology;
 
 const TC_ACT_OK: u32 = 0;
@@ -30,6 +35,7 @@ const CLIENT_SNAT: Ipv4Addr = Ipv4Addr::new(169, 254, 172, 11);
 const CLIENT_MACS: ([u8; 6], [u8; 6]) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
 const TARGET_MACS: ([u8; 6], [u8; 6]) = ([2, 0, 0, 0, 1, 1], [2, 0, 0, 0, 1, 2]);
 
+const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 const RST: u8 = 0x04;
@@ -138,6 +144,7 @@ fn decode(p: &[u8]) -> Out {
 /// Where the fixtures run: three interfaces of a test namespace standing for the
 /// client VPC's, the target VPC's and an unassociated VPC's links.
 struct Fixture {
+    root: std::path::PathBuf,
     dp: Dataplane,
     programmer: Programmer,
     snapshot: compile::Snapshot,
@@ -254,6 +261,7 @@ targetGroups:
         })
         .expect("program the maps");
     Fixture {
+        root,
         dp,
         programmer,
         snapshot,
@@ -434,5 +442,307 @@ fn tc_ingress_packet_fixtures() {
         (out.flags, out.daddr, out.dport),
         (RST | ACK, CLIENT, 40000),
         "a new connection to a listener without usable targets is refused"
+    );
+}
+
+/// The pinned conntrack map, as bpftool would show it.
+fn conntrack(root: &std::path::Path) -> aya::maps::HashMap<aya::maps::MapData, FlowKey, Nat> {
+    let data = aya::maps::MapData::from_pin(root.join(conntrack::CT_MAP)).expect("pinned");
+    aya::maps::HashMap::try_from(aya::maps::Map::LruHashMap(data)).expect("typed")
+}
+
+fn flow_key(vpc: u32, (saddr, sport): (Ipv4Addr, u16), (daddr, dport): (Ipv4Addr, u16)) -> FlowKey {
+    FlowKey {
+        vpc,
+        saddr: ne(saddr),
+        daddr: ne(daddr),
+        sport: sport.to_be(),
+        dport: dport.to_be(),
+        proto: 6,
+        _pad: [0; 3],
+    }
+}
+
+/// Moves a flow's entries `secs` into the past, as if that long went by.
+fn age(root: &std::path::Path, keys: &[FlowKey], secs: u64) {
+    let mut ct = conntrack(root);
+    for key in keys {
+        let mut nat = ct.get(key, 0).expect("the entry to age");
+        nat.last_seen -= secs * 1_000_000_000;
+        ct.insert(key, nat, 0).unwrap();
+    }
+}
+
+#[test]
+fn conntrack_flows_expire_and_give_their_ports_up() {
+    let mut topo = Topology::new().expect("topology (needs root)");
+    let ns = topo.add_netns("ct").unwrap();
+    let mut fx = setup(&mut topo, &ns);
+    let (client_if, target_if) = (fx.client_if, fx.target_if);
+    let root = fx.root.clone();
+    let vpc_of = |name: &str| {
+        fx.snapshot
+            .vpcs
+            .iter()
+            .find(|v| v.name == name)
+            .unwrap()
+            .key
+    };
+    let (client_vpc, target_vpc) = (vpc_of("vpc-web"), vpc_of("vpc-orders"));
+    let run = |fx: &mut Fixture, packet: &[u8], ifindex: u32| {
+        ns.run(|| fx.dp.run_tc_ingress(packet, ifindex))
+            .unwrap()
+            .expect("BPF_PROG_TEST_RUN")
+    };
+    let mut sweeper = Conntrack::open(&root).expect("open the conntrack map");
+    let ct = conntrack(&root);
+    const S: u64 = 1_000_000_000;
+
+    // 1. A flow opens: two entries, the forward one seen, the reply one not yet.
+    let forward = flow_key(client_vpc, (CLIENT, 41000), (VIP, 5432));
+    let reply = flow_key(target_vpc, (TARGET, 5432), (CLIENT_SNAT, 41000));
+    let syn = tcp_packet(CLIENT_MACS, (CLIENT, 41000), (VIP, 5432), SYN, 1, b"");
+    assert_eq!(run(&mut fx, &syn, client_if).0, TC_ACT_REDIRECT);
+    let (f, r) = (ct.get(&forward, 0).unwrap(), ct.get(&reply, 0).unwrap());
+    assert_eq!((f.flags, r.flags), (Nat::SEEN, Nat::REPLY));
+    assert_eq!(
+        (f.partner(), r.partner()),
+        (reply, forward),
+        "each names the other"
+    );
+    let opened = f.last_seen;
+    assert!(opened > 0 && r.last_seen == opened);
+
+    // 2. An unanswered SYN is over after 60 s, not before.
+    assert_eq!(sweeper.sweep(opened + 59 * S).unwrap().deleted, 0);
+    assert_eq!(sweeper.sweep(opened + 61 * S).unwrap().deleted, 2);
+    assert!(ct.get(&forward, 0).is_err() && ct.get(&reply, 0).is_err());
+
+    // 3. Answered, it lasts while idle; closed both ways, it is over 10 s later.
+    let packets = [
+        (
+            client_if,
+            tcp_packet(CLIENT_MACS, (CLIENT, 41000), (VIP, 5432), SYN, 1, b""),
+        ),
+        (
+            target_if,
+            tcp_packet(
+                TARGET_MACS,
+                (TARGET, 5432),
+                (CLIENT_SNAT, 41000),
+                SYN | ACK,
+                7,
+                b"",
+            ),
+        ),
+        (
+            client_if,
+            tcp_packet(CLIENT_MACS, (CLIENT, 41000), (VIP, 5432), ACK, 2, b""),
+        ),
+    ];
+    for (ifindex, packet) in &packets {
+        assert_eq!(run(&mut fx, packet, *ifindex).0, TC_ACT_REDIRECT);
+    }
+    let now = dataplane::conntrack::kernel_now_ns();
+    assert_eq!(
+        sweeper.sweep(now + 3600 * S).unwrap().deleted,
+        0,
+        "idle an hour"
+    );
+    assert_eq!(ct.get(&reply, 0).unwrap().flags, Nat::REPLY | Nat::SEEN);
+    let closing = [
+        (
+            client_if,
+            tcp_packet(CLIENT_MACS, (CLIENT, 41000), (VIP, 5432), FIN | ACK, 2, b""),
+        ),
+        (
+            target_if,
+            tcp_packet(
+                TARGET_MACS,
+                (TARGET, 5432),
+                (CLIENT_SNAT, 41000),
+                FIN | ACK,
+                8,
+                b"",
+            ),
+        ),
+    ];
+    for (ifindex, packet) in &closing {
+        assert_eq!(run(&mut fx, packet, *ifindex).0, TC_ACT_REDIRECT);
+    }
+    assert_eq!(ct.get(&forward, 0).unwrap().flags, Nat::SEEN | Nat::FIN);
+    assert_eq!(sweeper.sweep(now + 9 * S).unwrap().deleted, 0, "closing");
+    assert_eq!(sweeper.sweep(now + 11 * S).unwrap().deleted, 2, "closed");
+
+    // 4. Another client on the same ports meets a live flow's SNAT port: it takes
+    //    another. Once the first flow is reset and 10 s old, it takes the port over,
+    //    and the old flow's forward entry goes.
+    let neighbour = Ipv4Addr::new(10, 91, 0, 6);
+    let first = tcp_packet(CLIENT_MACS, (CLIENT, 41001), (VIP, 5432), SYN, 1, b"");
+    assert_eq!(run(&mut fx, &first, client_if).0, TC_ACT_REDIRECT);
+    let answer = tcp_packet(
+        TARGET_MACS,
+        (TARGET, 5432),
+        (CLIENT_SNAT, 41001),
+        SYN | ACK,
+        7,
+        b"",
+    );
+    assert_eq!(run(&mut fx, &answer, target_if).0, TC_ACT_REDIRECT);
+    let second = tcp_packet(CLIENT_MACS, (neighbour, 41001), (VIP, 5432), SYN, 1, b"");
+    let (verdict, out) = run(&mut fx, &second, client_if);
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_ne!(decode(&out).sport, 41001, "a live flow keeps its port");
+    let reset = tcp_packet(CLIENT_MACS, (CLIENT, 41001), (VIP, 5432), RST, 2, b"");
+    assert_eq!(run(&mut fx, &reset, client_if).0, TC_ACT_REDIRECT);
+    let first_forward = flow_key(client_vpc, (CLIENT, 41001), (VIP, 5432));
+    let first_reply = flow_key(target_vpc, (TARGET, 5432), (CLIENT_SNAT, 41001));
+    age(&root, &[first_forward, first_reply], 11);
+    // The neighbour's SYN again (a new connection on its ports): picked afresh.
+    let (verdict, out) = run(&mut fx, &second, client_if);
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_eq!(decode(&out).sport, 41001, "the port of a flow that is over");
+    assert!(
+        ct.get(&first_forward, 0).is_err(),
+        "the old flow's forward entry is gone"
+    );
+    let answer = tcp_packet(
+        TARGET_MACS,
+        (TARGET, 5432),
+        (CLIENT_SNAT, 41001),
+        SYN | ACK,
+        7,
+        b"",
+    );
+    let out = decode(&run(&mut fx, &answer, target_if).1);
+    assert_eq!(
+        (out.daddr, out.dport),
+        (neighbour, 41001),
+        "replies reach the new client"
+    );
+}
+
+#[test]
+fn an_older_conntrack_layouts_flows_are_carried_over() {
+    let mut topo = Topology::new().expect("topology (needs root)");
+    let ns = topo.add_netns("ctv1").unwrap();
+    let mut fx = setup(&mut topo, &ns);
+    let root = fx.root.clone();
+    let client_vpc = fx
+        .snapshot
+        .vpcs
+        .iter()
+        .find(|v| v.name == "vpc-web")
+        .unwrap()
+        .key;
+    let target_vpc = fx
+        .snapshot
+        .vpcs
+        .iter()
+        .find(|v| v.name == "vpc-orders")
+        .unwrap()
+        .key;
+
+    // The map an agent before expiry left pinned, holding one open flow.
+    let old_pin = root.join(conntrack::CT_MAP_V1);
+    let status = std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&old_pin)
+        .args([
+            "type", "lru_hash", "key", "20", "value", "28", "entries", "1024",
+        ])
+        .args(["name", "LT_CT_V1"])
+        .status()
+        .expect("bpftool");
+    assert!(status.success(), "bpftool map create");
+    let data = aya::maps::MapData::from_pin(&old_pin).unwrap();
+    let mut old: aya::maps::HashMap<_, FlowKey, NatV1> =
+        aya::maps::HashMap::try_from(aya::maps::Map::LruHashMap(data)).unwrap();
+    let forward = flow_key(client_vpc, (CLIENT, 42000), (VIP, 5432));
+    let reply = flow_key(target_vpc, (TARGET, 5432), (CLIENT_SNAT, 42000));
+    let forward_nat = NatV1 {
+        saddr: ne(CLIENT_SNAT),
+        daddr: ne(TARGET),
+        sport: 42000u16.to_be(),
+        dport: 5432u16.to_be(),
+        ifindex: fx.target_if,
+        listener: 0,
+        backend: 1,
+        flags: 0,
+    };
+    let reply_nat = NatV1 {
+        saddr: ne(VIP),
+        daddr: ne(CLIENT),
+        sport: 5432u16.to_be(),
+        dport: 42000u16.to_be(),
+        ifindex: fx.client_if,
+        flags: Nat::REPLY,
+        ..forward_nat
+    };
+    old.insert(forward, forward_nat, 0).unwrap();
+    old.insert(reply, reply_nat, 0).unwrap();
+    // A flow on a link that is gone cannot be carried.
+    let stale = flow_key(client_vpc, (CLIENT, 42001), (VIP, 5432));
+    old.insert(
+        stale,
+        NatV1 {
+            ifindex: 999_999,
+            ..forward_nat
+        },
+        0,
+    )
+    .unwrap();
+    drop(old);
+
+    let mut sweeper = Conntrack::open(&root).unwrap();
+    let now = dataplane::conntrack::kernel_now_ns();
+    assert_eq!(sweeper.carry_over_v1(now).unwrap(), Some(2));
+    assert!(!old_pin.exists(), "the old pin is removed");
+    assert_eq!(sweeper.carry_over_v1(now).unwrap(), None, "only once");
+    let ct = conntrack(&root);
+    let carried = ct.get(&reply, 0).unwrap();
+    assert_eq!(
+        (carried.vpc, carried.flags, carried.last_seen),
+        (client_vpc, Nat::REPLY | Nat::SEEN, now)
+    );
+    assert_eq!(
+        carried.partner(),
+        forward,
+        "the carried entries name each other"
+    );
+
+    // The carried flow goes on: its data and its replies are translated as before.
+    let data = tcp_packet(CLIENT_MACS, (CLIENT, 42000), (VIP, 5432), ACK, 5, b"x");
+    let (verdict, out) = ns
+        .run(|| fx.dp.run_tc_ingress(&data, fx.client_if))
+        .unwrap()
+        .unwrap();
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    let out = decode(&out);
+    assert_eq!(
+        (out.saddr, out.sport, out.daddr),
+        (CLIENT_SNAT, 42000, TARGET)
+    );
+    let answer = tcp_packet(
+        TARGET_MACS,
+        (TARGET, 5432),
+        (CLIENT_SNAT, 42000),
+        ACK,
+        9,
+        b"y",
+    );
+    let (_, out) = ns
+        .run(|| fx.dp.run_tc_ingress(&answer, fx.target_if))
+        .unwrap()
+        .unwrap();
+    let out = decode(&out);
+    assert_eq!(
+        (out.saddr, out.sport, out.daddr, out.dport),
+        (VIP, 5432, CLIENT, 42000)
+    );
+    // And it is an established flow to the sweep: an hour idle is nothing.
+    assert_eq!(
+        sweeper.sweep(now + 3600 * 1_000_000_000).unwrap().deleted,
+        0
     );
 }

@@ -235,6 +235,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         None => warn!("TCP flow logs off: the kernel's ring buffer is missing"),
     }
+    // Closed flows leave the kernel's conntrack map on their own thread: a sweep of a
+    // large map takes seconds, which API calls must not wait for. Started after the
+    // first sync replaced the programs, so an older layout's flows are all carried.
+    let (stop_sweeper, sweeper_stops) = std::sync::mpsc::channel::<()>();
+    let sweeper = {
+        let root = args.bpffs_root.clone();
+        std::thread::Builder::new()
+            .name("conntrack-sweep".into())
+            .spawn(move || dataplane::conntrack::run_sweeper(&root, &sweeper_stops))
+            .context("starting the conntrack sweeper")?
+    };
     if let Some(addr) = metrics_addr {
         let listener = metrics::serve::bind(addr)
             .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?;
@@ -305,6 +316,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         "lattice-agent stopping; programs stay attached and flows keep going"
     );
     let _ = tx.send(Wake::Stop);
+    let _ = stop_sweeper.send(());
+    let _ = sweeper.join();
     let running = sync_loop
         .join()
         .map_err(|_| anyhow::anyhow!("the kernel sync thread panicked"))?;

@@ -9,6 +9,7 @@ mod attach;
 mod bpffs;
 mod btf;
 pub mod compile;
+pub mod conntrack;
 mod error;
 mod flows;
 mod host_sites;

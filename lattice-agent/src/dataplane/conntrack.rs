@@ -1,0 +1,228 @@
+//! The flows tc ingress has opened (`LT_CT_V2`): deleting those that are over, and
+//! carrying over the flows of a pinned map of the older layout (`LT_CT_V1`).
+//!
+//! The kernel never deletes an entry on its own, except to reuse the SNAT port of a
+//! flow that is over (`lattice_common::conntrack::flow_expired`, the rule this sweep
+//! follows too) or when the LRU map is full. Without the sweep, closed flows would
+//! fill the map until the LRU evicted live ones.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use aya::maps::{HashMap as BpfHashMap, Map, MapData, MapError};
+use lattice_common::{
+    conntrack::{flow_expired, FlowKey, Nat, NatV1, CT_MAP, CT_MAP_V1},
+    vpcs::{Iface, IFACES_MAP},
+};
+
+use super::DataplaneError;
+
+/// `BPF_NOEXIST`: a carried flow never replaces one the new programs opened.
+const BPF_NOEXIST: u64 = 1;
+
+/// The sweeper waits at least this long between sweeps...
+pub const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+/// ...and this many times as long as its last sweep took, so that a map of a million
+/// flows costs a tenth of a core at most.
+const SWEEP_PACING: u32 = 10;
+
+/// The clock of `bpf_ktime_get_ns()` (CLOCK_MONOTONIC), in nanoseconds.
+pub fn kernel_now_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// What a sweep found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Entries looked at (two per flow).
+    pub entries: usize,
+    /// Entries deleted.
+    pub deleted: usize,
+}
+
+/// The pinned conntrack map, opened apart from the loaded object: the sweep runs on
+/// its own thread.
+pub struct Conntrack {
+    root: PathBuf,
+    flows: BpfHashMap<MapData, FlowKey, Nat>,
+}
+
+impl Conntrack {
+    /// Opens the conntrack map pinned under `root`.
+    pub fn open(root: &Path) -> Result<Self, DataplaneError> {
+        let flows = open_pinned(root, CT_MAP, Map::LruHashMap)?;
+        Ok(Conntrack {
+            root: root.to_path_buf(),
+            flows,
+        })
+    }
+
+    /// Deletes every flow that is over at `now` (both entries), deciding each flow once
+    /// from its forward entry, or from a reply entry left alone. A flow is looked at
+    /// again just before its deletion: one reopened meanwhile (a new SYN on the same
+    /// ports) is kept.
+    pub fn sweep(&mut self, now: u64) -> Result<Swept, DataplaneError> {
+        let mut swept = Swept::default();
+        let mut over = Vec::new();
+        for item in self.flows.iter() {
+            let (key, nat) = match item {
+                Ok(entry) => entry,
+                // Deleted by the kernel while we walked.
+                Err(MapError::KeyNotFound) => continue,
+                Err(source) => return Err(map_error("reading", source)),
+            };
+            swept.entries += 1;
+            let partner = self.flows.get(&nat.partner(), 0).ok();
+            if nat.flags & Nat::REPLY != 0 && partner.is_some() {
+                continue;
+            }
+            if flow_expired(&nat, partner.as_ref(), now) {
+                over.push(key);
+            }
+        }
+        for key in over {
+            let Ok(nat) = self.flows.get(&key, 0) else {
+                continue;
+            };
+            let partner_key = nat.partner();
+            let partner = self.flows.get(&partner_key, 0).ok();
+            if !flow_expired(&nat, partner.as_ref(), now) {
+                continue;
+            }
+            for key in std::iter::once(key).chain(partner.map(|_| partner_key)) {
+                match self.flows.remove(&key) {
+                    Ok(()) => swept.deleted += 1,
+                    // The kernel took the port over and deleted it first.
+                    Err(e) if errno(&e) == Some(libc::ENOENT) => {}
+                    Err(source) => return Err(map_error("deleting from", source)),
+                }
+            }
+        }
+        Ok(swept)
+    }
+
+    /// Copies the flows of a pinned `LT_CT_V1` (an agent before flows expired) into
+    /// this map as of `now`, then removes that pin; how many were carried, or `None`
+    /// when there was no such pin. Flows whose interface is gone are dropped: nothing
+    /// could deliver their packets.
+    pub fn carry_over_v1(&mut self, now: u64) -> Result<Option<usize>, DataplaneError> {
+        let path = self.root.join(CT_MAP_V1);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let old: BpfHashMap<MapData, FlowKey, NatV1> =
+            open_pinned(&self.root, CT_MAP_V1, Map::LruHashMap)?;
+        let ifaces: BpfHashMap<MapData, u32, Iface> =
+            open_pinned(&self.root, IFACES_MAP, Map::HashMap)?;
+        let mut carried = 0;
+        for (key, nat) in old.iter().filter_map(Result::ok) {
+            let Ok(iface) = ifaces.get(&nat.ifindex, 0) else {
+                continue;
+            };
+            match self
+                .flows
+                .insert(key, nat.upgrade(iface.vpc, now), BPF_NOEXIST)
+            {
+                Ok(()) => carried += 1,
+                // Already opened again by the new programs.
+                Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+                Err(source) => return Err(map_error("writing", source)),
+            }
+        }
+        fs::remove_file(&path).map_err(|source| DataplaneError::Fs {
+            op: "removing the old conntrack pin",
+            path,
+            source,
+        })?;
+        Ok(Some(carried))
+    }
+}
+
+/// How long the sweeper waits after a sweep that took `took`.
+pub fn sweep_pause(took: Duration) -> Duration {
+    MIN_SWEEP_INTERVAL.max(took * SWEEP_PACING)
+}
+
+/// Carries over an old layout's flows, then sweeps every [`sweep_pause`] until
+/// `stop` says so; failures are logged and retried on the next round.
+pub fn run_sweeper(root: &Path, stop: &std::sync::mpsc::Receiver<()>) {
+    let mut conntrack = match Conntrack::open(root) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "conntrack sweeps off: cannot open the map; closed flows stay until the LRU evicts them");
+            return;
+        }
+    };
+    match conntrack.carry_over_v1(kernel_now_ns()) {
+        Ok(Some(carried)) => {
+            tracing::info!(
+                carried,
+                from = CT_MAP_V1,
+                to = CT_MAP,
+                "flows of the older conntrack layout carried over"
+            )
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "carrying over the older conntrack map failed"),
+    }
+    loop {
+        let started = Instant::now();
+        match conntrack.sweep(kernel_now_ns()) {
+            Ok(s) if s.deleted > 0 => {
+                tracing::debug!(entries = s.entries, deleted = s.deleted, "conntrack swept")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sweeping the conntrack map failed; retrying"),
+        }
+        match stop.recv_timeout(sweep_pause(started.elapsed())) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+    }
+}
+
+fn open_pinned<K: aya::Pod, V: aya::Pod>(
+    root: &Path,
+    name: &'static str,
+    kind: fn(MapData) -> Map,
+) -> Result<BpfHashMap<MapData, K, V>, DataplaneError> {
+    let path = root.join(name);
+    let data =
+        MapData::from_pin(&path).map_err(|source| DataplaneError::ReadPin { path, source })?;
+    BpfHashMap::try_from(kind(data)).map_err(|source| DataplaneError::Map {
+        op: "opening",
+        name,
+        source,
+    })
+}
+
+fn errno(e: &MapError) -> Option<i32> {
+    match e {
+        MapError::SyscallError(e) => e.io_error.raw_os_error(),
+        _ => None,
+    }
+}
+
+fn map_error(op: &'static str, source: MapError) -> DataplaneError {
+    DataplaneError::Map {
+        op,
+        name: CT_MAP,
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweeps_are_paced_by_their_cost() {
+        assert_eq!(sweep_pause(Duration::from_millis(5)), MIN_SWEEP_INTERVAL);
+        assert_eq!(sweep_pause(Duration::from_secs(3)), Duration::from_secs(30));
+    }
+}
