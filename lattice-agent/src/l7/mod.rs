@@ -11,6 +11,7 @@
 //! | [`sites`] | listener | where HTTP, HTTPS and TLS passthrough listeners are served: a socket in each client VPC namespace |
 //! | [`tls`] | TLS/SNI | HTTPS termination: each service's certificate by SNI, ALPN |
 //! | [`passthrough`] | TLS/SNI, forward | TLS passthrough: the ClientHello's SNI, and splicing to a TCP target |
+//! | [`client_hello`] | TLS/SNI | reading a ClientHello's layout and server name without terminating TLS |
 //! | [`listen`] | accept | the namespace routing and sockets of the sites |
 //! | [`authz`] | authn/authz | the caller (signature, certificate, anonymous), then the network's and the service's auth policies |
 //! | [`path`] | rule | the request path in its normal form, which every phase and the target see |
@@ -28,6 +29,7 @@
 pub mod answer;
 pub mod authz;
 pub mod balance;
+pub mod client_hello;
 pub mod listen;
 pub mod log;
 pub mod mux;

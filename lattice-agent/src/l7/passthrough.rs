@@ -8,18 +8,19 @@
 //! | --- | --- | --- |
 //! | routing | by the SNI of the ClientHello | User Guide |
 //! | match | SNI equal to the service's custom domain name (DNS case-insensitive, a trailing dot ignored); the service's certificate is not used | User Guide ("used as a Server Name Indication (SNI) match"; "an exact match to the client-hello") |
-//! | no SNI, another SNI, or not TLS | refused: a fatal `unrecognized_name` alert (or rustls's own alert for a malformed hello), then close | assumed: nothing documented |
+//! | no SNI, another SNI, or not TLS | refused: a fatal `unrecognized_name` alert (`decode_error` for a malformed hello, nothing for bytes that are not TLS), then close | assumed: nothing documented |
 //! | target | the listener's default forward action, TCP target groups, by weight, then healthy targets round robin | User Guide ("The default action ... must be a forward action to a TCP target group") |
 //! | duration | a connection lasts at most 10 minutes | User Guide ("Connection duration is limited to 10 minutes") |
 //! | ECH / ESNI | not supported: the outer SNI is what routes | User Guide |
 //!
-//! The ClientHello is parsed by rustls's [`Acceptor`], fed a copy of the bytes, so the
-//! parser is the one the agent's TLS termination already trusts.
+//! The ClientHello is read by [`client_hello`], which checks its layout only: the
+//! target, not the agent, judges the TLS versions and extensions a client offers.
 
 use std::{io, time::Duration};
 
-use rustls::server::Acceptor;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+
+use super::client_hello::{self, HelloError, Parsed};
 
 /// How long a client may take to send its ClientHello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,13 +45,8 @@ pub enum PassthroughError {
     TooLarge,
     #[error("no ClientHello within {:?}", HELLO_TIMEOUT)]
     Timeout,
-    #[error("not a TLS ClientHello: {source}")]
-    NotTls {
-        #[source]
-        source: rustls::Error,
-        /// The alert rustls would send, to tell the client why.
-        alert: Vec<u8>,
-    },
+    #[error("not a TLS ClientHello: {0}")]
+    NotTls(#[source] HelloError),
     #[error("SNI {sni:?} is not the service's custom domain name {expected:?}")]
     WrongSni {
         sni: Option<String>,
@@ -68,10 +64,10 @@ pub enum PassthroughError {
 
 impl PassthroughError {
     /// What to send the client before closing, if anything.
-    pub fn alert(&self) -> Option<&[u8]> {
+    pub fn alert(&self) -> Option<[u8; 7]> {
         match self {
-            PassthroughError::NotTls { alert, .. } if !alert.is_empty() => Some(alert),
-            PassthroughError::WrongSni { .. } => Some(&UNRECOGNIZED_NAME_ALERT),
+            PassthroughError::NotTls(e) => e.alert(),
+            PassthroughError::WrongSni { .. } => Some(UNRECOGNIZED_NAME_ALERT),
             _ => None,
         }
     }
@@ -80,7 +76,6 @@ impl PassthroughError {
 /// Collects a connection's first bytes until they hold a whole ClientHello.
 #[derive(Default)]
 pub struct HelloReader {
-    acceptor: Acceptor,
     buffered: Vec<u8>,
 }
 
@@ -93,35 +88,17 @@ pub struct Hello {
 
 impl HelloReader {
     /// Adds bytes read from the client; `Ok(None)` while the ClientHello is incomplete.
-    pub fn push(&mut self, mut chunk: &[u8]) -> Result<Option<Hello>, PassthroughError> {
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Option<Hello>, PassthroughError> {
         self.buffered.extend_from_slice(chunk);
-        if self.buffered.len() > MAX_HELLO_BYTES {
-            return Err(PassthroughError::TooLarge);
-        }
-        while !chunk.is_empty() {
-            if self
-                .acceptor
-                .read_tls(&mut chunk)
-                .map_err(PassthroughError::Read)?
-                == 0
-            {
-                break;
-            }
-        }
-        match self.acceptor.accept() {
-            Ok(None) => Ok(None),
-            Ok(Some(accepted)) => Ok(Some(Hello {
-                sni: accepted.client_hello().server_name().map(str::to_owned),
+        match client_hello::parse(&self.buffered).map_err(PassthroughError::NotTls)? {
+            Parsed::Hello { server_name } => Ok(Some(Hello {
+                sni: server_name,
                 bytes: std::mem::take(&mut self.buffered),
             })),
-            Err((source, mut alert)) => {
-                let mut bytes = Vec::new();
-                let _ = alert.write_all(&mut bytes);
-                Err(PassthroughError::NotTls {
-                    source,
-                    alert: bytes,
-                })
+            Parsed::Incomplete if self.buffered.len() > MAX_HELLO_BYTES => {
+                Err(PassthroughError::TooLarge)
             }
+            Parsed::Incomplete => Ok(None),
         }
     }
 }
@@ -245,7 +222,12 @@ mod tests {
         let err = HelloReader::default()
             .push(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
             .unwrap_err();
-        assert!(matches!(err, PassthroughError::NotTls { .. }), "{err}");
+        assert!(matches!(err, PassthroughError::NotTls(_)), "{err}");
+        assert_eq!(
+            err.alert(),
+            None,
+            "no TLS alert to a client that is not TLS"
+        );
     }
 
     #[test]

@@ -547,7 +547,7 @@ impl Proxy {
             Err(e) => {
                 info!(%peer, place = %site.place, vip = %site.vip, port = site.port, error = %e, "TLS passthrough connection refused");
                 if let Some(alert) = e.alert() {
-                    let _ = tokio::io::AsyncWriteExt::write_all(&mut client, alert).await;
+                    let _ = tokio::io::AsyncWriteExt::write_all(&mut client, &alert).await;
                 }
             }
         }
