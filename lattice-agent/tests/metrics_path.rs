@@ -241,6 +241,14 @@ fn metrics_parse_with_promtool_and_count_what_was_sent() {
         ) == Some(1.0),
         "{page}"
     );
+    // What the conntrack sweeps counted (the first runs as the agent starts): the
+    // page does not walk the map per scrape.
+    for name in [
+        "lattice_kernel_conntrack_entries ",
+        "lattice_kernel_conntrack_swept_entries_total ",
+    ] {
+        assert!(page.lines().any(|l| l.starts_with(name)), "{name}in {page}");
+    }
 
     // Request bodies: 100 000 bytes with a content-length, then the same streamed
     // (chunked, no length). Both count as the target received them, in the metrics and

@@ -239,11 +239,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     // large map takes seconds, which API calls must not wait for. Started after the
     // first sync replaced the programs, so an older layout's flows are all carried.
     let (stop_sweeper, sweeper_stops) = std::sync::mpsc::channel::<()>();
+    let sweeps = Arc::new(dataplane::conntrack::SweepStats::default());
     let sweeper = {
         let root = args.bpffs_root.clone();
+        let sweeps = Arc::clone(&sweeps);
         std::thread::Builder::new()
             .name("conntrack-sweep".into())
-            .spawn(move || dataplane::conntrack::run_sweeper(&root, &sweeper_stops))
+            .spawn(move || dataplane::conntrack::run_sweeper(&root, &sweeper_stops, &sweeps))
             .context("starting the conntrack sweeper")?
     };
     if let Some(addr) = metrics_addr {
@@ -253,6 +255,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             proxy: Arc::clone(&running.switch),
             health: running.fixed.health.clone(),
             bpffs_root: args.bpffs_root.clone(),
+            sweeps,
         });
         runtime.spawn(async move {
             match tokio::net::TcpListener::from_std(listener) {

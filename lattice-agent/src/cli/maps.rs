@@ -71,6 +71,7 @@ pub fn maps(
         None => Names::default(),
     };
     let t = dataplane::inspect(bpffs_root)?;
+    let flows = dataplane::count_flows(bpffs_root)?;
     let vpc = |k: u32| Names::name(&names.vpcs, k);
     let service = |k: u32| Names::name(&names.services, k);
     let group = |k: u32| Names::name(&names.target_groups, k);
@@ -108,7 +109,7 @@ pub fn maps(
             "vpc": vpc(h.vpc),
             "vip": h.vip, "port": h.port, "proxyPort": h.proxy_port,
         })).collect::<Vec<_>>(),
-        "flows": t.flows,
+        "flows": flows,
         "sockmap": t.sockmap,
     });
     if json {

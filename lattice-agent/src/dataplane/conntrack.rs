@@ -9,6 +9,7 @@
 use std::{
     fs,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
@@ -43,6 +44,39 @@ pub struct Swept {
     pub entries: usize,
     /// Entries deleted.
     pub deleted: usize,
+}
+
+/// What the sweeps found so far, for the metrics endpoint (which must not walk the
+/// map on every scrape).
+#[derive(Debug, Default)]
+pub struct SweepStats {
+    sweeps: AtomicU64,
+    entries: AtomicU64,
+    deleted: AtomicU64,
+}
+
+impl SweepStats {
+    fn record(&self, swept: Swept) {
+        self.entries.store(swept.entries as u64, Ordering::Relaxed);
+        self.deleted
+            .fetch_add(swept.deleted as u64, Ordering::Relaxed);
+        self.sweeps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sweeps done.
+    pub fn sweeps(&self) -> u64 {
+        self.sweeps.load(Ordering::Relaxed)
+    }
+
+    /// Entries in the map at the last sweep (two per flow).
+    pub fn entries(&self) -> u64 {
+        self.entries.load(Ordering::Relaxed)
+    }
+
+    /// Entries the sweeps deleted, all told.
+    pub fn deleted(&self) -> u64 {
+        self.deleted.load(Ordering::Relaxed)
+    }
 }
 
 /// The pinned conntrack map, opened apart from the loaded object: the sweep runs on
@@ -150,7 +184,7 @@ pub fn sweep_pause(took: Duration) -> Duration {
 
 /// Carries over an old layout's flows, then sweeps every [`sweep_pause`] until
 /// `stop` says so; failures are logged and retried on the next round.
-pub fn run_sweeper(root: &Path, stop: &std::sync::mpsc::Receiver<()>) {
+pub fn run_sweeper(root: &Path, stop: &std::sync::mpsc::Receiver<()>, stats: &SweepStats) {
     let mut conntrack = match Conntrack::open(root) {
         Ok(c) => c,
         Err(e) => {
@@ -173,10 +207,12 @@ pub fn run_sweeper(root: &Path, stop: &std::sync::mpsc::Receiver<()>) {
     loop {
         let started = Instant::now();
         match conntrack.sweep(kernel_now_ns()) {
-            Ok(s) if s.deleted > 0 => {
-                tracing::debug!(entries = s.entries, deleted = s.deleted, "conntrack swept")
+            Ok(s) => {
+                stats.record(s);
+                if s.deleted > 0 {
+                    tracing::debug!(entries = s.entries, deleted = s.deleted, "conntrack swept");
+                }
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "sweeping the conntrack map failed; retrying"),
         }
         match stop.recv_timeout(sweep_pause(started.elapsed())) {

@@ -32,7 +32,6 @@ pub struct Inspection {
     pub refusals: Vec<RefusalRow>,
     /// The agent's proxy sockets for host processes (absent when the maps predate them).
     pub host_sites: Vec<HostSiteRow>,
-    pub flows: usize,
     /// Socket acceleration (absent when the maps predate it).
     pub sockmap: Option<super::sockmap::SockmapRow>,
 }
@@ -262,11 +261,16 @@ pub fn inspect(root: &Path) -> Result<Inspection, DataplaneError> {
         out.host_sites.sort_by_key(|h| (h.vip, h.port, h.vpc));
     }
 
-    let ct: BpfHashMap<_, FlowKey, Nat> =
-        BpfHashMap::try_from(Map::LruHashMap(pinned(root, CT_MAP)?)).map_err(map_err(CT_MAP))?;
-    out.flows = ct.keys().filter(Result::is_ok).count() / 2;
     out.sockmap = inspect_sockmap(root)?;
     Ok(out)
+}
+
+/// The flows in the conntrack map (two entries each), by walking it whole: a CLI's
+/// question (the metrics endpoint shows what the sweeps counted instead).
+pub fn count_flows(root: &Path) -> Result<usize, DataplaneError> {
+    let ct: BpfHashMap<_, FlowKey, Nat> =
+        BpfHashMap::try_from(Map::LruHashMap(pinned(root, CT_MAP)?)).map_err(map_err(CT_MAP))?;
+    Ok(ct.keys().filter(Result::is_ok).count() / 2)
 }
 
 /// The acceleration switch, counters and open sockets.

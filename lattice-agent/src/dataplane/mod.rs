@@ -25,7 +25,7 @@ mod testrun;
 pub use attach::{host_link_name, Attachment, NS_LINK};
 pub use bpffs::{ensure_bpffs, remove_root};
 pub use error::DataplaneError;
-pub use inspect::{inspect, pinned_interfaces, Inspection};
+pub use inspect::{count_flows, inspect, pinned_interfaces, Inspection};
 pub use ip::netns_inode;
 pub use ip::{ip as ip_command, peer_netns_of};
 pub use loader::{Dataplane, Sizes, TcAttachment};

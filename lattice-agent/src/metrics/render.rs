@@ -15,6 +15,7 @@
 //! | `lattice_healthy_hosts`, `lattice_unhealthy_hosts` | HealthyHostCount, UnHealthyHostCount | target_group | health checks |
 //! | `lattice_kernel_target_*` | (per target) | target_group, target | kernel per-CPU counters, summed |
 //! | `lattice_kernel_refused_packets_total` | (refusals) | vpc, reason | kernel |
+//! | `lattice_kernel_conntrack_entries`, `lattice_kernel_conntrack_swept_entries_total` | (flows, two entries each) | - | the agent's conntrack sweeps |
 //! | `lattice_access_log_records_dropped_total` | (access logs) | - | access log queues |
 //!
 //! Every series also carries the ARN of its resource (`service_arn`,
@@ -25,7 +26,7 @@ use std::fmt::Write as _;
 use super::counters::{ProxyMetrics, Totals, REQUEST_TIME_BUCKETS};
 use crate::{
     config::Config,
-    dataplane::{compile::key_of, Inspection},
+    dataplane::{compile::key_of, conntrack::SweepStats, Inspection},
     health::{GroupKey, HealthSnapshot, TargetState},
     resolve::Resolved,
 };
@@ -60,6 +61,7 @@ pub fn render(
     proxy: &ProxyMetrics,
     health: &HealthSnapshot,
     kernel: Option<&Inspection>,
+    sweeps: &SweepStats,
     log_drops: u64,
 ) -> String {
     let mut out = String::with_capacity(16 * 1024);
@@ -314,6 +316,26 @@ pub fn render(
             let _ = writeln!(out, "lattice_kernel_refused_packets_total{l} {}", r.packets);
         }
     }
+    if sweeps.sweeps() > 0 {
+        family(
+            &mut out,
+            "lattice_kernel_conntrack_entries",
+            "gauge",
+            "Entries of the kernel's conntrack map at the last sweep (two per TCP flow).",
+        );
+        let _ = writeln!(out, "lattice_kernel_conntrack_entries {}", sweeps.entries());
+    }
+    family(
+        &mut out,
+        "lattice_kernel_conntrack_swept_entries_total",
+        "counter",
+        "Conntrack entries of ended TCP flows the agent's sweeps deleted.",
+    );
+    let _ = writeln!(
+        out,
+        "lattice_kernel_conntrack_swept_entries_total {}",
+        sweeps.deleted()
+    );
     family(
         &mut out,
         "lattice_access_log_records_dropped_total",

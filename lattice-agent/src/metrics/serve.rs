@@ -21,6 +21,8 @@ pub struct MetricsSource {
     pub health: watch::Receiver<HealthSnapshot>,
     /// Where the kernel's maps are pinned.
     pub bpffs_root: PathBuf,
+    /// What the conntrack sweeps counted.
+    pub sweeps: Arc<dataplane::conntrack::SweepStats>,
 }
 
 impl MetricsSource {
@@ -41,6 +43,7 @@ impl MetricsSource {
             proxy.metrics(),
             &health,
             kernel.as_ref(),
+            &self.sweeps,
             proxy.logs().dropped(),
         )
     }
