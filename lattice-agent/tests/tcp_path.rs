@@ -207,6 +207,42 @@ fn the_target_sees_the_lattice_snat_address_and_the_client_sees_the_vip() {
 }
 
 #[test]
+fn a_closed_flow_leaves_the_conntrack_table_and_an_idle_open_one_stays() {
+    let mut lab = Lab::new();
+    let _a = HttpServer::start(&lab.orders, "10.92.0.10:7000".parse().unwrap(), "a").unwrap();
+    let _b = HttpServer::start(&lab.orders, "10.92.0.11:7001".parse().unwrap(), "b").unwrap();
+    let _db = EchoServer::start(&lab.orders, "10.92.0.30:5432".parse().unwrap()).unwrap();
+    let root = lab.topo.bpffs_root("agent").unwrap();
+    let agent = Agent::start_with(
+        tempfile::tempdir().unwrap(),
+        &lab.config((1, 0), &["10.92.0.10"]),
+        &root,
+        &["--conntrack-sweep-interval", "1s"],
+    );
+    let flows = || agent.maps()["flows"].as_u64().unwrap();
+    // An idle connection that stays open, then a request on a connection that closes
+    // (FIN both ways).
+    let db = agent.vip_addr("dbs", 5432);
+    let open = lab
+        .web
+        .run(|| std::net::TcpStream::connect_timeout(&db, TIMEOUT))
+        .unwrap()
+        .expect("connect to the database VIP");
+    let resp = client::http_get(&lab.web, agent.vip_addr("api", 8080), "/", TIMEOUT).unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(flows(), 2, "both flows, the closed one for another 10 s");
+    assert!(
+        eventually(Duration::from_secs(20), || flows() == 1),
+        "the closed flow was not swept: {} flows\n{}",
+        flows(),
+        agent.log()
+    );
+    // The open one still carries bytes, both ways.
+    let chunk = payload(4096);
+    client::echo_exchange(&open, &chunk, TIMEOUT).expect("the idle flow still works");
+}
+
+#[test]
 fn weights_3_to_1_split_400_connections() {
     let mut lab = Lab::new();
     let _a = HttpServer::start(&lab.orders, "10.92.0.10:7000".parse().unwrap(), "a").unwrap();

@@ -173,9 +173,15 @@ pub struct NatV1 {
 
 const _: () = assert!(core::mem::size_of::<NatV1>() == 28);
 
+/// A flow carried from [`CT_MAP_V1`] without a packet for this long is over: that map
+/// never deleted a flow, so most of what it holds ended long ago, and nothing tells
+/// which. A flow that carries a packet meanwhile is refreshed like any other.
+pub const CARRIED_GRACE_NS: u64 = 600 * NS_PER_SEC;
+
 impl NatV1 {
     /// The same flow in today's layout, `vpc` being the VPC key of its interface: seen
-    /// in both directions (it was carried, so it was open) and as of `now`.
+    /// in both directions, and idle for all but [`CARRIED_GRACE_NS`] of
+    /// [`IDLE_TIMEOUT_NS`] at `now`.
     pub fn upgrade(&self, vpc: u32, now: u64) -> Nat {
         Nat {
             saddr: self.saddr,
@@ -187,7 +193,7 @@ impl NatV1 {
             listener: self.listener,
             backend: self.backend,
             flags: (self.flags & Nat::REPLY) | Nat::SEEN,
-            last_seen: now,
+            last_seen: now.saturating_sub(IDLE_TIMEOUT_NS - CARRIED_GRACE_NS),
         }
     }
 }

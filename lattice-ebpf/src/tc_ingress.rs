@@ -100,14 +100,15 @@ fn try_tc_ingress(ctx: &mut TcContext) -> Result<i32, i64> {
     if let Some(entry) = LT_CT_V2.get_ptr_mut(key) {
         // SAFETY: as above.
         let nat: Nat = unsafe { *entry };
-        // A fresh SYN on a known tuple is a new connection reusing the ports: it is
-        // picked again like any new flow, since the targets' health and weights may
-        // have changed since (a retransmitted SYN picks the same target while the
-        // table stands, and takes its own SNAT port again).
         if !is_fresh_syn(&p) || nat.flags & Nat::REPLY != 0 {
             touch(entry, &nat, &p);
             return forward(ctx, &p, &nat);
         }
+        // A fresh SYN on a known tuple is a new connection reusing the ports: the old
+        // flow is forgotten and the SYN picked again like any new flow, since the
+        // targets' health and weights may have changed since (a retransmitted SYN
+        // picks the same target while the table stands, and its own SNAT port again).
+        forget(&key, &nat);
     }
     // The agent's own address sits inside the VIP pool (its first host): it is the
     // agent's (DNS, proxy), not a listener's.
@@ -115,6 +116,21 @@ fn try_tc_ingress(ctx: &mut TcContext) -> Result<i32, i64> {
         return open_flow(ctx, &p, &key, &iface, ifindex);
     }
     Ok(to_host_or_drop(&config, p.daddr))
+}
+
+/// Deletes the flow whose forward entry, stored under `key`, is `nat`: the reply entry
+/// too when it is this flow's (it names `key` back), so that no reply entry outlives
+/// its flow to be paired with a newer one.
+#[inline(always)]
+fn forget(key: &FlowKey, nat: &Nat) {
+    let reply_key = nat.partner();
+    if let Some(reply) = LT_CT_V2.get_ptr(reply_key) {
+        // SAFETY: a map value pointer the helper returned; read at once.
+        if unsafe { (*reply).partner() } == *key {
+            let _ = LT_CT_V2.remove(reply_key);
+        }
+    }
+    let _ = LT_CT_V2.remove(*key);
 }
 
 #[inline(always)]
@@ -268,7 +284,7 @@ fn open_flow(
                 && taken.saddr == p.daddr
                 && taken.sport == p.dport
                 && taken.ifindex == ifindex;
-            if !own && !take_over(&taken, now) {
+            if !own && !take_over(&taken, &reply_key, now) {
                 continue;
             }
         }
@@ -284,14 +300,18 @@ fn open_flow(
     refuse(ctx, p, iface.vpc, reason::NO_SNAT_PORT, ifindex)
 }
 
-/// Whether the flow whose reply entry is `taken` is over, by the rule the agent's
-/// sweep follows; if so its forward entry is deleted, so that its client's late
-/// packets cannot reach the new flow's tuple at the target.
+/// Whether the flow whose reply entry is `taken`, stored under `taken_key`, is over,
+/// by the rule the agent's sweep follows; if so its forward entry is deleted, so that
+/// its client's late packets cannot reach the new flow's tuple at the target. A
+/// forward entry that does not name `taken_key` back is another, newer flow's.
 #[inline(always)]
-fn take_over(taken: &Nat, now: u64) -> bool {
+fn take_over(taken: &Nat, taken_key: &FlowKey, now: u64) -> bool {
     let partner_key = taken.partner();
-    // SAFETY: a map value pointer the helper returned; copied at once.
-    let partner: Option<Nat> = LT_CT_V2.get_ptr(partner_key).map(|p| unsafe { *p });
+    let partner: Option<Nat> = LT_CT_V2
+        .get_ptr(partner_key)
+        // SAFETY: a map value pointer the helper returned; copied at once.
+        .map(|p| unsafe { *p })
+        .filter(|p| p.partner() == *taken_key);
     if !flow_expired(taken, partner.as_ref(), now) {
         return false;
     }

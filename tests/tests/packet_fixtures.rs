@@ -592,7 +592,10 @@ fn conntrack_flows_expire_and_give_their_ports_up() {
     let second = tcp_packet(CLIENT_MACS, (neighbour, 41001), (VIP, 5432), SYN, 1, b"");
     let (verdict, out) = run(&mut fx, &second, client_if);
     assert_eq!(verdict, TC_ACT_REDIRECT);
-    assert_ne!(decode(&out).sport, 41001, "a live flow keeps its port");
+    let hashed_port = decode(&out).sport;
+    assert_ne!(hashed_port, 41001, "a live flow keeps its port");
+    let hashed_reply = flow_key(target_vpc, (TARGET, 5432), (CLIENT_SNAT, hashed_port));
+    assert!(ct.get(&hashed_reply, 0).is_ok());
     let reset = tcp_packet(CLIENT_MACS, (CLIENT, 41001), (VIP, 5432), RST, 2, b"");
     assert_eq!(run(&mut fx, &reset, client_if).0, TC_ACT_REDIRECT);
     let first_forward = flow_key(client_vpc, (CLIENT, 41001), (VIP, 5432));
@@ -605,6 +608,11 @@ fn conntrack_flows_expire_and_give_their_ports_up() {
     assert!(
         ct.get(&first_forward, 0).is_err(),
         "the old flow's forward entry is gone"
+    );
+    assert!(
+        ct.get(&hashed_reply, 0).is_err(),
+        "the neighbour's previous flow went whole: no reply entry is left to pair with \
+         the new one"
     );
     let answer = tcp_packet(
         TARGET_MACS,
@@ -692,18 +700,34 @@ fn an_older_conntrack_layouts_flows_are_carried_over() {
         0,
     )
     .unwrap();
+    // A flow that carries nothing after the upgrade (most of an old map: it never
+    // deleted a flow).
+    let quiet = flow_key(client_vpc, (CLIENT, 42002), (VIP, 5432));
+    let quiet_nat = NatV1 {
+        sport: 42002u16.to_be(),
+        ..forward_nat
+    };
+    old.insert(quiet, quiet_nat, 0).unwrap();
     drop(old);
 
     let mut sweeper = Conntrack::open(&root).unwrap();
     let now = dataplane::conntrack::kernel_now_ns();
-    assert_eq!(sweeper.carry_over_v1(now).unwrap(), Some(2));
+    assert_eq!(sweeper.carry_over_v1(now).unwrap(), Some(3));
+    assert_eq!(
+        sweeper.carry_over_v1(now).unwrap(),
+        Some(0),
+        "carried again (once the programs are replaced), nothing is overwritten"
+    );
+    sweeper.retire_v1().unwrap();
     assert!(!old_pin.exists(), "the old pin is removed");
+    assert_eq!(sweeper.carry_over_v1(now).unwrap(), None);
     assert_eq!(sweeper.carry_over_v1(now).unwrap(), None, "only once");
     let ct = conntrack(&root);
     let carried = ct.get(&reply, 0).unwrap();
+    let backdated = now - (conntrack::IDLE_TIMEOUT_NS - conntrack::CARRIED_GRACE_NS);
     assert_eq!(
         (carried.vpc, carried.flags, carried.last_seen),
-        (client_vpc, Nat::REPLY | Nat::SEEN, now)
+        (client_vpc, Nat::REPLY | Nat::SEEN, backdated)
     );
     assert_eq!(
         carried.partner(),
@@ -740,9 +764,10 @@ fn an_older_conntrack_layouts_flows_are_carried_over() {
         (out.saddr, out.sport, out.daddr, out.dport),
         (VIP, 5432, CLIENT, 42000)
     );
-    // And it is an established flow to the sweep: an hour idle is nothing.
-    assert_eq!(
-        sweeper.sweep(now + 3600 * 1_000_000_000).unwrap().deleted,
-        0
-    );
+    // Its packets refreshed it: to the sweep it is an established flow, which ten
+    // minutes idle do not end. The carried flow that saw no packet is over by then.
+    let after_grace = now + conntrack::CARRIED_GRACE_NS + 1_000_000_000;
+    assert_eq!(sweeper.sweep(after_grace).unwrap().deleted, 1);
+    assert!(ct.get(&quiet, 0).is_err(), "the quiet flow is over");
+    assert!(ct.get(&forward, 0).is_ok() && ct.get(&reply, 0).is_ok());
 }

@@ -45,6 +45,10 @@ pub struct RunArgs {
     /// How often namespaces are looked for and the kernel tables checked.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     sync_interval: Duration,
+    /// The least time between two sweeps of ended flows from the conntrack table (a
+    /// sweep of a large table waits ten times as long as it took). At least 1s.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    conntrack_sweep_interval: Duration,
     /// Threads of the agent's async runtime: the L7 proxy, health checks, DNS (default:
     /// one per CPU). Like nginx's worker_processes or Envoy's --concurrency; one thread
     /// keeps a request's hops (client side, target side) on one core.
@@ -152,6 +156,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         settings.vip_pool
     );
     anyhow::ensure!(
+        args.conntrack_sweep_interval >= Duration::from_secs(1),
+        "--conntrack-sweep-interval {:?}: must be at least 1s",
+        args.conntrack_sweep_interval
+    );
+    anyhow::ensure!(
         (1024..=16 * 1024 * 1024).contains(&args.max_flows),
         "--max-flows {}: must be between 1024 and 16777216",
         args.max_flows
@@ -212,6 +221,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if dataplane.mounted_bpffs() {
         info!("mounted bpffs at /sys/fs/bpf");
     }
+    // An agent from before flows expired left its flows in the older layout: they come
+    // over before the new programs replace the old ones, so that no packet of an open
+    // flow finds no entry (the sweeper carries what the old programs open meanwhile).
+    match dataplane::conntrack::Conntrack::open(&args.bpffs_root)
+        .and_then(|mut c| c.carry_over_v1(dataplane::conntrack::kernel_now_ns()))
+    {
+        Ok(Some(carried)) => info!(carried, "flows of the older conntrack layout carried over"),
+        Ok(None) => {}
+        Err(e) => warn!(error = %e, "carrying over the older conntrack map failed"),
+    }
     set_up_sockmap(&mut dataplane, &args, &first.snapshot)?;
     let maps = dataplane.map_names();
     let reconciler = dataplane::Reconciler::new(dataplane, fixed.path_settings)
@@ -243,9 +262,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let sweeper = {
         let root = args.bpffs_root.clone();
         let sweeps = Arc::clone(&sweeps);
+        let every = args.conntrack_sweep_interval;
         std::thread::Builder::new()
             .name("conntrack-sweep".into())
-            .spawn(move || dataplane::conntrack::run_sweeper(&root, &sweeper_stops, &sweeps))
+            .spawn(move || dataplane::conntrack::run_sweeper(&root, every, &sweeper_stops, &sweeps))
             .context("starting the conntrack sweeper")?
     };
     if let Some(addr) = metrics_addr {

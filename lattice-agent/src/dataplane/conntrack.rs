@@ -9,7 +9,10 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        OnceLock,
+    },
     time::{Duration, Instant},
 };
 
@@ -24,16 +27,37 @@ use super::DataplaneError;
 /// `BPF_NOEXIST`: a carried flow never replaces one the new programs opened.
 const BPF_NOEXIST: u64 = 1;
 
-/// The sweeper waits at least this long between sweeps...
-pub const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
-/// ...and this many times as long as its last sweep took, so that a map of a million
-/// flows costs a tenth of a core at most.
+/// The sweeper waits this many times as long as its last sweep took, and at least its
+/// interval, so that a map of a million flows costs a tenth of a core at most.
 const SWEEP_PACING: u32 = 10;
 
-/// The clock of `bpf_ktime_get_ns()` (CLOCK_MONOTONIC), in nanoseconds.
+/// The clock of `bpf_ktime_get_ns()` (CLOCK_MONOTONIC as the host's time namespace
+/// has it), in nanoseconds. An agent in a time namespace of its own (a container's)
+/// reads its monotonic clock shifted by the namespace's offset; the kernel's is not.
 pub fn kernel_now_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+    static OFFSET_NS: OnceLock<i128> = OnceLock::new();
+    let offset = *OFFSET_NS.get_or_init(|| {
+        monotonic_offset_ns(&fs::read_to_string("/proc/self/timens_offsets").unwrap_or_default())
+    });
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec()))
+        .unwrap_or(0);
+    u64::try_from(now - offset).unwrap_or(0)
+}
+
+/// The monotonic clock's offset in `/proc/self/timens_offsets` (time_namespaces(7):
+/// a line `monotonic <seconds> <nanoseconds>` per clock); 0 without one.
+fn monotonic_offset_ns(text: &str) -> i128 {
+    text.lines()
+        .find_map(|line| {
+            let mut fields = line.split_whitespace();
+            if fields.next()? != "monotonic" {
+                return None;
+            }
+            let secs: i64 = fields.next()?.parse().ok()?;
+            let nanos: i64 = fields.next()?.parse().ok()?;
+            Some(i128::from(secs) * 1_000_000_000 + i128::from(nanos))
+        })
         .unwrap_or(0)
 }
 
@@ -111,7 +135,7 @@ impl Conntrack {
                 Err(source) => return Err(map_error("reading", source)),
             };
             swept.entries += 1;
-            let partner = self.flows.get(&nat.partner(), 0).ok();
+            let partner = self.partner(&key, &nat);
             if nat.flags & Nat::REPLY != 0 && partner.is_some() {
                 continue;
             }
@@ -123,11 +147,11 @@ impl Conntrack {
             let Ok(nat) = self.flows.get(&key, 0) else {
                 continue;
             };
-            let partner_key = nat.partner();
-            let partner = self.flows.get(&partner_key, 0).ok();
+            let partner = self.partner(&key, &nat);
             if !flow_expired(&nat, partner.as_ref(), now) {
                 continue;
             }
+            let partner_key = nat.partner();
             for key in std::iter::once(key).chain(partner.map(|_| partner_key)) {
                 match self.flows.remove(&key) {
                     Ok(()) => swept.deleted += 1,
@@ -140,10 +164,21 @@ impl Conntrack {
         Ok(swept)
     }
 
+    /// The entry of the other direction of the flow whose entry `nat` is stored under
+    /// `key`, if that entry names `key` back (otherwise it is a newer flow's).
+    fn partner(&self, key: &FlowKey, nat: &Nat) -> Option<Nat> {
+        self.flows
+            .get(&nat.partner(), 0)
+            .ok()
+            .filter(|p| p.partner() == *key)
+    }
+
     /// Copies the flows of a pinned `LT_CT_V1` (an agent before flows expired) into
-    /// this map as of `now`, then removes that pin; how many were carried, or `None`
-    /// when there was no such pin. Flows whose interface is gone are dropped: nothing
-    /// could deliver their packets.
+    /// this map as of `now`, never over an entry already there; how many were carried,
+    /// or `None` when there is no such pin. Flows whose interface is gone are dropped:
+    /// nothing could deliver their packets. Done once before the new programs replace
+    /// the old ones (which write `LT_CT_V1` until then), and once after, when
+    /// [`Conntrack::retire_v1`] follows.
     pub fn carry_over_v1(&mut self, now: u64) -> Result<Option<usize>, DataplaneError> {
         let path = self.root.join(CT_MAP_V1);
         if !path.exists() {
@@ -168,23 +203,38 @@ impl Conntrack {
                 Err(source) => return Err(map_error("writing", source)),
             }
         }
-        fs::remove_file(&path).map_err(|source| DataplaneError::Fs {
-            op: "removing the old conntrack pin",
-            path,
-            source,
-        })?;
         Ok(Some(carried))
+    }
+
+    /// Removes the pin of `LT_CT_V1` once no program writes it any more.
+    pub fn retire_v1(&self) -> Result<(), DataplaneError> {
+        let path = self.root.join(CT_MAP_V1);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(DataplaneError::Fs {
+                op: "removing the old conntrack pin",
+                path,
+                source,
+            }),
+        }
     }
 }
 
-/// How long the sweeper waits after a sweep that took `took`.
-pub fn sweep_pause(took: Duration) -> Duration {
-    MIN_SWEEP_INTERVAL.max(took * SWEEP_PACING)
+/// How long the sweeper waits after a sweep that took `took`, sweeping at most every
+/// `interval`.
+pub fn sweep_pause(took: Duration, interval: Duration) -> Duration {
+    interval.max(took * SWEEP_PACING)
 }
 
 /// Carries over an old layout's flows, then sweeps every [`sweep_pause`] until
 /// `stop` says so; failures are logged and retried on the next round.
-pub fn run_sweeper(root: &Path, stop: &std::sync::mpsc::Receiver<()>, stats: &SweepStats) {
+pub fn run_sweeper(
+    root: &Path,
+    interval: Duration,
+    stop: &std::sync::mpsc::Receiver<()>,
+    stats: &SweepStats,
+) {
     let mut conntrack = match Conntrack::open(root) {
         Ok(c) => c,
         Err(e) => {
@@ -192,15 +242,18 @@ pub fn run_sweeper(root: &Path, stop: &std::sync::mpsc::Receiver<()>, stats: &Sw
             return;
         }
     };
-    match conntrack.carry_over_v1(kernel_now_ns()) {
-        Ok(Some(carried)) => {
-            tracing::info!(
-                carried,
-                from = CT_MAP_V1,
-                to = CT_MAP,
-                "flows of the older conntrack layout carried over"
-            )
-        }
+    // The new programs are attached by now: what the old ones opened meanwhile comes
+    // over, and the old map goes.
+    let carried = conntrack
+        .carry_over_v1(kernel_now_ns())
+        .and_then(|carried| conntrack.retire_v1().map(|()| carried));
+    match carried {
+        Ok(Some(carried)) => tracing::info!(
+            carried,
+            from = CT_MAP_V1,
+            to = CT_MAP,
+            "flows of the older conntrack layout carried over; the old map is removed"
+        ),
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "carrying over the older conntrack map failed"),
     }
@@ -215,7 +268,7 @@ pub fn run_sweeper(root: &Path, stop: &std::sync::mpsc::Receiver<()>, stats: &Sw
             }
             Err(e) => tracing::warn!(error = %e, "sweeping the conntrack map failed; retrying"),
         }
-        match stop.recv_timeout(sweep_pause(started.elapsed())) {
+        match stop.recv_timeout(sweep_pause(started.elapsed(), interval)) {
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             _ => return,
         }
@@ -257,8 +310,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_time_namespaces_monotonic_offset_is_taken_off() {
+        let host = "monotonic           0         0\nboottime            0         0\n";
+        assert_eq!(monotonic_offset_ns(host), 0);
+        let shifted = "monotonic      86400       500\nboottime          -7         0\n";
+        assert_eq!(monotonic_offset_ns(shifted), 86_400_000_000_500);
+        let behind = "boottime 0 0\nmonotonic -3600 0\n";
+        assert_eq!(monotonic_offset_ns(behind), -3_600_000_000_000);
+        assert_eq!(
+            monotonic_offset_ns(""),
+            0,
+            "kernels without time namespaces"
+        );
+    }
+
+    #[test]
     fn sweeps_are_paced_by_their_cost() {
-        assert_eq!(sweep_pause(Duration::from_millis(5)), MIN_SWEEP_INTERVAL);
-        assert_eq!(sweep_pause(Duration::from_secs(3)), Duration::from_secs(30));
+        let every = Duration::from_secs(10);
+        assert_eq!(sweep_pause(Duration::from_millis(5), every), every);
+        assert_eq!(
+            sweep_pause(Duration::from_secs(3), every),
+            Duration::from_secs(30)
+        );
     }
 }

@@ -48,8 +48,9 @@ impl HelloError {
 /// What the first bytes of a connection hold so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
-    /// A ClientHello may still be on its way.
-    Incomplete,
+    /// A ClientHello may still be on its way; nothing can change before `needed` bytes
+    /// have come (the end of the record under way, or the next record's header).
+    Incomplete { needed: usize },
     /// A whole ClientHello, and the host name it asks for, if any.
     Hello { server_name: Option<String> },
 }
@@ -75,12 +76,13 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, HelloError> {
                 return Err(HelloError::NotClientHello);
             }
         }
+        let at = bytes.len() - rest.len();
         if rest.len() < 5 {
             // The next record header is not here yet; what there is must fit one.
             return match rest.first() {
                 Some(&kind) if kind != HANDSHAKE => Err(HelloError::NotTls),
                 Some(_) if rest.len() >= 2 && rest[1] != 3 => Err(HelloError::NotTls),
-                _ => Ok(Parsed::Incomplete),
+                _ => Ok(Parsed::Incomplete { needed: at + 5 }),
             };
         }
         if rest[0] != HANDSHAKE || rest[1] != 3 {
@@ -94,7 +96,9 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, HelloError> {
             ));
         }
         let Some(fragment) = rest.get(5..5 + length) else {
-            return Ok(Parsed::Incomplete);
+            return Ok(Parsed::Incomplete {
+                needed: at + 5 + length,
+            });
         };
         message.extend_from_slice(fragment);
         rest = &rest[5 + length..];
@@ -425,7 +429,12 @@ mod tests {
         let sni = (SERVER_NAME, names(&[(HOST_NAME, "api.example.test")]));
         let whole = records(&body(0x0303, 32, Some(&[sni])), 50);
         for n in 0..whole.len() {
-            assert_eq!(parse(&whole[..n]), Ok(Parsed::Incomplete), "{n} bytes");
+            match parse(&whole[..n]) {
+                Ok(Parsed::Incomplete { needed }) => {
+                    assert!(needed > n && needed <= whole.len(), "{n} bytes: {needed}")
+                }
+                other => panic!("{n} bytes: {other:?}"),
+            }
         }
         assert_eq!(parse(&whole), hello(Some("api.example.test")));
     }

@@ -77,6 +77,9 @@ impl PassthroughError {
 #[derive(Default)]
 pub struct HelloReader {
     buffered: Vec<u8>,
+    /// Bytes to have before parsing again: a hello is read once per record, however
+    /// finely its bytes arrive.
+    needed: usize,
 }
 
 /// A whole ClientHello: its SNI, and every byte read so far (to replay to the target).
@@ -90,15 +93,24 @@ impl HelloReader {
     /// Adds bytes read from the client; `Ok(None)` while the ClientHello is incomplete.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Option<Hello>, PassthroughError> {
         self.buffered.extend_from_slice(chunk);
+        if self.buffered.len() > MAX_HELLO_BYTES {
+            return Err(PassthroughError::TooLarge);
+        }
+        if self.buffered.len() < self.needed {
+            return Ok(None);
+        }
         match client_hello::parse(&self.buffered).map_err(PassthroughError::NotTls)? {
             Parsed::Hello { server_name } => Ok(Some(Hello {
                 sni: server_name,
                 bytes: std::mem::take(&mut self.buffered),
             })),
-            Parsed::Incomplete if self.buffered.len() > MAX_HELLO_BYTES => {
+            Parsed::Incomplete { needed } if needed > MAX_HELLO_BYTES => {
                 Err(PassthroughError::TooLarge)
             }
-            Parsed::Incomplete => Ok(None),
+            Parsed::Incomplete { needed } => {
+                self.needed = needed;
+                Ok(None)
+            }
         }
     }
 }
