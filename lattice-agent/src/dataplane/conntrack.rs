@@ -123,7 +123,8 @@ impl Conntrack {
     /// Deletes every flow that is over at `now` (both entries), deciding each flow once
     /// from its forward entry, or from a reply entry left alone. A flow is looked at
     /// again just before its deletion: one reopened meanwhile (a new SYN on the same
-    /// ports) is kept.
+    /// ports) is kept. One reopened in the microseconds between that look and the
+    /// deletion loses its entries, and its client's retransmitted SYN opens it again.
     pub fn sweep(&mut self, now: u64) -> Result<Swept, DataplaneError> {
         let mut swept = Swept::default();
         let mut over = Vec::new();
