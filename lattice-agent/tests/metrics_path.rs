@@ -88,7 +88,7 @@ fn metrics_parse_with_promtool_and_count_what_was_sent() {
         tempfile::tempdir().unwrap(),
         &config(web.name(), orders.name(), &access_log),
         &root,
-        &["--metrics-addr", &addr],
+        &["--metrics-addr", &addr, "--conntrack-sweep-interval", "1s"],
     );
     assert!(
         eventually(TIMEOUT, || agent.target_status("10.92.0.10") == "HEALTHY"),
@@ -241,14 +241,21 @@ fn metrics_parse_with_promtool_and_count_what_was_sent() {
         ) == Some(1.0),
         "{page}"
     );
-    // What the conntrack sweeps counted (the first runs as the agent starts): the
-    // page does not walk the map per scrape.
-    for name in [
-        "lattice_kernel_conntrack_entries ",
-        "lattice_kernel_conntrack_swept_entries_total ",
-    ] {
-        assert!(page.lines().any(|l| l.starts_with(name)), "{name}in {page}");
-    }
+    // What the conntrack sweeps counted (every second here): the page does not walk
+    // the map per scrape. The TCP flow above is one flow, two entries.
+    let swept = |page: &str, name: &str| {
+        page.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+    };
+    let mut last = String::new();
+    assert!(
+        eventually(TIMEOUT, || {
+            last = scrape();
+            swept(&last, "lattice_kernel_conntrack_entries").is_some()
+        }),
+        "no sweep within {TIMEOUT:?}: {last}"
+    );
+    assert!(swept(&last, "lattice_kernel_conntrack_swept_entries_total").is_some());
 
     // Request bodies: 100 000 bytes with a content-length, then the same streamed
     // (chunked, no length). Both count as the target received them, in the metrics and

@@ -72,8 +72,9 @@ pub struct Nat {
     pub backend: u32,
     /// [`Nat::REPLY`], [`Nat::SEEN`], [`Nat::FIN`], [`Nat::RST`].
     pub flags: u32,
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of a packet of this direction no older
-    /// than [`REFRESH_NS`] than the last one, or of the flow's opening.
+    /// `bpf_ktime_get_coarse_ns()` (CLOCK_MONOTONIC, to a tick) of a packet of this
+    /// direction no older than [`REFRESH_NS`] than the last one, or of the flow's
+    /// opening.
     pub last_seen: u64,
 }
 

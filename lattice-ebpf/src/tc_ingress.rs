@@ -20,7 +20,7 @@
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    helpers::{bpf_ktime_get_ns, bpf_redirect_peer},
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns, bpf_redirect_peer},
     maps::lpm_trie::Key,
     programs::TcContext,
 };
@@ -97,6 +97,7 @@ fn try_tc_ingress(ctx: &mut TcContext) -> Result<i32, i64> {
         proto: PROTO_TCP,
         _pad: [0; 3],
     };
+    let mut replaced = None;
     if let Some(entry) = LT_CT_V2.get_ptr_mut(key) {
         // SAFETY: as above.
         let nat: Nat = unsafe { *entry };
@@ -104,33 +105,18 @@ fn try_tc_ingress(ctx: &mut TcContext) -> Result<i32, i64> {
             touch(entry, &nat, &p);
             return forward(ctx, &p, &nat);
         }
-        // A fresh SYN on a known tuple is a new connection reusing the ports: the old
-        // flow is forgotten and the SYN picked again like any new flow, since the
-        // targets' health and weights may have changed since (a retransmitted SYN
-        // picks the same target while the table stands, and its own SNAT port again).
-        forget(&key, &nat);
+        // A fresh SYN on a known tuple is a new connection reusing the ports: it is
+        // picked again like any new flow, since the targets' health and weights may
+        // have changed since (a retransmitted SYN picks the same target while the
+        // table stands, and its own SNAT port again).
+        replaced = Some(nat.partner());
     }
     // The agent's own address sits inside the VIP pool (its first host): it is the
     // agent's (DNS, proxy), not a listener's.
     if p.daddr != config.agent_addr && p.daddr & config.vip_mask == config.vip_net {
-        return open_flow(ctx, &p, &key, &iface, ifindex);
+        return open_flow(ctx, &p, &key, &iface, ifindex, replaced);
     }
     Ok(to_host_or_drop(&config, p.daddr))
-}
-
-/// Deletes the flow whose forward entry, stored under `key`, is `nat`: the reply entry
-/// too when it is this flow's (it names `key` back), so that no reply entry outlives
-/// its flow to be paired with a newer one.
-#[inline(always)]
-fn forget(key: &FlowKey, nat: &Nat) {
-    let reply_key = nat.partner();
-    if let Some(reply) = LT_CT_V2.get_ptr(reply_key) {
-        // SAFETY: a map value pointer the helper returned; read at once.
-        if unsafe { (*reply).partner() } == *key {
-            let _ = LT_CT_V2.remove(reply_key);
-        }
-    }
-    let _ = LT_CT_V2.remove(*key);
 }
 
 #[inline(always)]
@@ -154,8 +140,10 @@ fn touch(entry: *mut Nat, nat: &Nat, p: &Tcp4) {
     if p.flags & TCP_RST != 0 {
         flags |= Nat::RST;
     }
+    // The coarse clock (CLOCK_MONOTONIC_COARSE, a tick behind at most) costs a load,
+    // not a clock read, on every packet; flows are timed in seconds.
     // SAFETY: a plain helper call without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     // SAFETY: a map value pointer the helper returned; the entry stays valid while the
     // program runs (RCU), an LRU eviction meanwhile only makes the write moot.
     unsafe {
@@ -173,7 +161,8 @@ fn is_fresh_syn(p: &Tcp4) -> bool {
     p.flags & TCP_SYN != 0 && p.flags & TCP_ACK == 0
 }
 
-/// The first packet of a flow to a VIP: check, pick, record, translate.
+/// The first packet of a flow to a VIP: check, pick, record, translate. `replaced`:
+/// the reply key of the flow a fresh SYN on known ports replaces.
 #[inline(always)]
 fn open_flow(
     ctx: &mut TcContext,
@@ -181,6 +170,7 @@ fn open_flow(
     key: &FlowKey,
     iface: &Iface,
     ifindex: u32,
+    replaced: Option<FlowKey>,
 ) -> Result<i32, i64> {
     let lkey = ListenerKey {
         vip: p.daddr,
@@ -229,7 +219,7 @@ fn open_flow(
     }
 
     // SAFETY: a plain helper call without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     // The client's SYN is this direction's first packet.
     let forward_nat = |snat_port: u16| Nat {
         saddr: iface.snat_addr,
@@ -293,11 +283,27 @@ fn open_flow(
             .insert(reply_key, reply_nat, BPF_ANY)
             .map_err(i64::from)?;
         LT_CT_V2.insert(*key, nat, BPF_ANY).map_err(i64::from)?;
+        if let Some(old) = replaced.filter(|old| *old != reply_key) {
+            drop_reply(old, key);
+        }
         count_traffic(&nat, 0, true);
         report_flow(p, iface, &nat, backend.target_group);
         return forward(ctx, p, &nat);
     }
     refuse(ctx, p, iface.vpc, reason::NO_SNAT_PORT, ifindex)
+}
+
+/// Deletes the reply entry at `reply_key` when it is still the flow's of `forward_key`
+/// (it names it back): that flow moved to another tuple, and no reply entry may
+/// outlive its flow to be paired with a newer one.
+#[inline(always)]
+fn drop_reply(reply_key: FlowKey, forward_key: &FlowKey) {
+    if let Some(reply) = LT_CT_V2.get_ptr(reply_key) {
+        // SAFETY: a map value pointer the helper returned; read at once.
+        if unsafe { (*reply).partner() } == *forward_key {
+            let _ = LT_CT_V2.remove(reply_key);
+        }
+    }
 }
 
 /// Whether the flow whose reply entry is `taken`, stored under `taken_key`, is over,

@@ -18,7 +18,7 @@ use std::{
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData, MapError};
 use lattice_common::{
-    conntrack::{flow_expired, FlowKey, Nat, NatV1, CT_MAP, CT_MAP_V1},
+    conntrack::{flow_expired, FlowKey, Nat, NatV1, CLOSE_TIMEOUT_NS, CT_MAP, CT_MAP_V1},
     vpcs::{Iface, IFACES_MAP},
 };
 
@@ -30,6 +30,9 @@ const BPF_NOEXIST: u64 = 1;
 /// The sweeper waits this many times as long as its last sweep took, and at least its
 /// interval, so that a map of a million flows costs a tenth of a core at most.
 const SWEEP_PACING: u32 = 10;
+/// The sweeper's nice value: sweeping is background work, which the host's processes
+/// should not wait behind (the kernel's own path does not run at any nice value).
+const SWEEPER_NICE: i32 = 10;
 
 /// The clock of `bpf_ktime_get_ns()` (CLOCK_MONOTONIC as the host's time namespace
 /// has it), in nanoseconds. An agent in a time namespace of its own (a container's)
@@ -136,6 +139,11 @@ impl Conntrack {
                 Err(source) => return Err(map_error("reading", source)),
             };
             swept.entries += 1;
+            // No flow ends sooner than CLOSE_TIMEOUT after a packet either way: a recent
+            // entry is left without reading its partner (most of a busy map).
+            if now.saturating_sub(nat.last_seen) <= CLOSE_TIMEOUT_NS {
+                continue;
+            }
             let partner = self.partner(&key, &nat);
             if nat.flags & Nat::REPLY != 0 && partner.is_some() {
                 continue;
@@ -229,13 +237,18 @@ pub fn sweep_pause(took: Duration, interval: Duration) -> Duration {
 }
 
 /// Carries over an old layout's flows, then sweeps every [`sweep_pause`] until
-/// `stop` says so; failures are logged and retried on the next round.
+/// `stop` says so, the first time one interval after the start (an agent starting is
+/// busy enough); failures are logged and retried on the next round.
 pub fn run_sweeper(
     root: &Path,
     interval: Duration,
     stop: &std::sync::mpsc::Receiver<()>,
     stats: &SweepStats,
 ) {
+    // On Linux a nice value is the calling thread's own.
+    if let Err(e) = rustix::process::setpriority_process(None, SWEEPER_NICE) {
+        tracing::debug!(error = %e, "the conntrack sweeper keeps the agent's priority");
+    }
     let mut conntrack = match Conntrack::open(root) {
         Ok(c) => c,
         Err(e) => {
@@ -258,7 +271,12 @@ pub fn run_sweeper(
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "carrying over the older conntrack map failed"),
     }
+    let mut took = Duration::ZERO;
     loop {
+        match stop.recv_timeout(sweep_pause(took, interval)) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
         let started = Instant::now();
         match conntrack.sweep(kernel_now_ns()) {
             Ok(s) => {
@@ -269,10 +287,7 @@ pub fn run_sweeper(
             }
             Err(e) => tracing::warn!(error = %e, "sweeping the conntrack map failed; retrying"),
         }
-        match stop.recv_timeout(sweep_pause(started.elapsed(), interval)) {
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            _ => return,
-        }
+        took = started.elapsed();
     }
 }
 
