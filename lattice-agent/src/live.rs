@@ -151,6 +151,8 @@ pub struct Fixed {
     pub health: watch::Receiver<HealthSnapshot>,
     /// The namespace of the host's processes, for their L7 sites (`--host-netns`).
     pub host_netns: Option<PathBuf>,
+    /// Client connections the L7 sites hold at once (`--max-connections`).
+    pub max_connections: usize,
 }
 
 /// Everything made from one document, before anything running sees it.
@@ -284,7 +286,7 @@ impl Running {
     ) -> anyhow::Result<Running> {
         // Counted on from the last generation applied before the restart.
         let generation = Applied::read(&state_dir)?.map_or(0, |a| a.generation);
-        let switch = ProxySwitch::new(Arc::clone(&first.proxy));
+        let switch = ProxySwitch::new(Arc::clone(&first.proxy), fixed.max_connections);
         let sites = SiteServer::new(
             Arc::clone(&switch),
             Vec::new(),

@@ -395,3 +395,60 @@ fn a_namespace_made_again_under_its_name_is_served_again() {
         "no {link} in the new namespace"
     );
 }
+
+#[test]
+fn past_max_connections_a_connection_waits_for_one_to_close() {
+    use std::io::{Read, Write};
+    let mut lab = lab();
+    let _blue = HttpServer::start(&lab.orders, "10.92.0.10:8080".parse().unwrap(), "blue").unwrap();
+    let root = lab.topo.bpffs_root("agent").unwrap();
+    let agent = Agent::start_with(
+        tempfile::tempdir().unwrap(),
+        &config(&lab),
+        &root,
+        &["--max-connections", "1"],
+    );
+    let site = std::net::SocketAddr::from((agent.vip("api"), 80));
+    let connect = || {
+        let s = lab
+            .web
+            .run(|| std::net::TcpStream::connect_timeout(&site, TIMEOUT))
+            .unwrap()
+            .expect("the kernel accepts the connection");
+        s.set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        s
+    };
+    let request = b"GET /hello HTTP/1.1\r\nhost: api\r\n\r\n";
+    // The first connection is served, and stays open (keep-alive).
+    let mut first = connect();
+    first.write_all(request).unwrap();
+    let mut answer = [0u8; 512];
+    let n = first
+        .read(&mut answer)
+        .expect("the first connection is answered");
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    // The second waits in the accept queue: no answer while the first is open.
+    let mut second = connect();
+    second.write_all(request).unwrap();
+    let waited = second.read(&mut answer);
+    assert!(
+        matches!(&waited, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut),
+        "answered past the budget: {waited:?}"
+    );
+    // The first closes: the second is accepted and answered.
+    drop(first);
+    second.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let n = second
+        .read(&mut answer)
+        .expect("answered once the first closed");
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+}

@@ -49,6 +49,11 @@ pub struct RunArgs {
     /// sweep of a large table waits ten times as long as it took). At least 1s.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     conntrack_sweep_interval: Duration,
+    /// Client connections the L7 listeners (HTTP, HTTPS, TLS passthrough) hold at once,
+    /// all together; past it new ones wait in the kernel's accept queue. Default: half
+    /// the open file limit left after a reserve for the agent's own files.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
     /// Threads of the agent's async runtime: the L7 proxy, health checks, DNS (default:
     /// one per CPU). Like nginx's worker_processes or Envoy's --concurrency; one thread
     /// keeps a request's hops (client side, target side) on one core.
@@ -123,24 +128,43 @@ fn parse_upstream(text: &str) -> Result<std::net::SocketAddr, String> {
 /// `worker_rlimit_nofile` do: every proxied connection takes two descriptors (and DNS
 /// forwards, health checks and targets' pools more), and the usual soft limit of 1024
 /// would cap the agent near 500 connections for every VPC at once.
-fn raise_open_file_limit() {
+fn raise_open_file_limit() -> Option<u64> {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let limit = getrlimit(Resource::Nofile);
     let (Some(current), Some(maximum)) = (limit.current, limit.maximum) else {
         // Unlimited already.
-        return;
+        return limit.current;
     };
     if current >= maximum {
-        return;
+        return Some(current);
     }
     let raised = rustix::process::Rlimit {
         current: Some(maximum),
         maximum: Some(maximum),
     };
     match setrlimit(Resource::Nofile, raised) {
-        Ok(()) => info!(from = current, to = maximum, "open file limit raised"),
-        Err(e) => warn!(limit = current, error = %e, "open file limit not raised"),
+        Ok(()) => {
+            info!(from = current, to = maximum, "open file limit raised");
+            Some(maximum)
+        }
+        Err(e) => {
+            warn!(limit = current, error = %e, "open file limit not raised");
+            Some(current)
+        }
     }
+}
+
+/// The L7 listeners' connection budget for an open file limit (`None`: unlimited):
+/// a reserve for the agent's own files (maps, a listening socket per site, health
+/// checks, DNS, the API, log files) of a quarter of the limit, at most 4096, and two
+/// descriptors per connection of the rest (the client's, and a target's when the
+/// connection does not share a pooled one).
+fn default_max_connections(open_files: Option<u64>) -> u64 {
+    let Some(limit) = open_files else {
+        return 1 << 20;
+    };
+    let reserve = (limit / 4).min(4096);
+    ((limit - reserve) / 2).max(64)
 }
 
 /// Validates and resolves the config, persists the VIP allocations, loads and pins the
@@ -173,7 +197,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let state_dir = state::StateDir::open(&args.state_dir)
         .with_context(|| format!("opening state directory {}", args.state_dir.display()))?;
     let vips = resolve::VipAllocations::load(&state_dir)?;
-    raise_open_file_limit();
+    let open_files = raise_open_file_limit();
+    let max_connections = args
+        .max_connections
+        .unwrap_or_else(|| default_max_connections(open_files));
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = args.proxy_threads {
@@ -202,6 +229,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         runtime: runtime.handle().clone(),
         health: checker.subscribe(),
+        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
     };
     // Everything the document names (keys, certificates) is read before anything in
     // the kernel changes: a bad document refuses the start whole, unless the agent
@@ -295,6 +323,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         services = running.resolved.services.len(),
         tcp_listeners = running.snapshot.listeners.len(),
         max_flows = args.max_flows,
+        max_connections,
         l7_sites = running.sites.served(),
         dns_namespaces = running.dns.served(),
         dns_address = %running.resolved.agent_address,
@@ -598,6 +627,20 @@ async fn wait_for_shutdown(sync: std::sync::mpsc::Sender<Wake>) -> anyhow::Resul
 #[cfg(test)]
 mod tests {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+
+    #[test]
+    fn the_connection_budget_leaves_a_reserve_and_two_descriptors_each() {
+        let budget = super::default_max_connections;
+        assert_eq!(budget(Some(1_048_576)), (1_048_576 - 4096) / 2);
+        assert_eq!(budget(Some(524_288)), (524_288 - 4096) / 2);
+        assert_eq!(
+            budget(Some(1024)),
+            (1024 - 256) / 2,
+            "a quarter kept at a low limit"
+        );
+        assert_eq!(budget(Some(100)), 64, "never below 64");
+        assert_eq!(budget(None), 1 << 20, "unlimited");
+    }
 
     #[test]
     fn the_open_file_limit_is_raised_to_the_hard_one() {

@@ -10,18 +10,27 @@
 use std::{sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
+use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use super::{proxy::Proxy, sites::SiteKey};
 
 pub struct ProxySwitch {
     current: ArcSwap<Proxy>,
+    /// Client connections the sites may hold at once, all sites together: past it,
+    /// the sites stop accepting and new connections wait in the kernel's accept queue
+    /// (HAProxy's `maxconn`), so that a flood cannot take the file descriptors the
+    /// agent's other work needs.
+    connections: Arc<Semaphore>,
 }
 
 impl ProxySwitch {
-    pub fn new(proxy: Arc<Proxy>) -> Arc<ProxySwitch> {
+    /// A switch whose sites hold at most `max_connections` client connections.
+    pub fn new(proxy: Arc<Proxy>, max_connections: usize) -> Arc<ProxySwitch> {
+        let max_connections = max_connections.clamp(1, Semaphore::MAX_PERMITS);
         Arc::new(ProxySwitch {
             current: ArcSwap::new(proxy),
+            connections: Arc::new(Semaphore::new(max_connections)),
         })
     }
 
@@ -48,6 +57,14 @@ impl ProxySwitch {
             }
         };
         loop {
+            // While the budget is spent, the site does not accept. A permit is not held
+            // across the wait for a connection: a site without callers would keep it
+            // from the others (so a site may hold one accepted connection past the
+            // budget until a permit frees). The semaphore is never closed.
+            match self.connections.acquire().await {
+                Ok(free) => drop(free),
+                Err(_) => return,
+            }
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -55,6 +72,9 @@ impl ProxySwitch {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
+            };
+            let Ok(permit) = Arc::clone(&self.connections).acquire_owned().await else {
+                return;
             };
             let proxy = self.current();
             // The site is stopped right after a switch that removed it; a connection
@@ -69,7 +89,10 @@ impl ProxySwitch {
                 debug!(%peer, error = %e, "TCP_NODELAY");
             }
             let switch = Arc::clone(&self);
-            tokio::spawn(proxy.serve_connection(switch, stream, peer, site));
+            tokio::spawn(async move {
+                proxy.serve_connection(switch, stream, peer, site).await;
+                drop(permit);
+            });
         }
     }
 }
