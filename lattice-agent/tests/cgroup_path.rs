@@ -17,11 +17,36 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 const CLIENT_ENV: &str = "LATTICE_TEST_CGROUP_CLIENT";
 /// What the child process sends (default: 20 bytes for an echo server).
 const SEND_ENV: &str = "LATTICE_TEST_CGROUP_SEND";
+/// Set instead of [`CLIENT_ENV`]: `<first>,<second>`, two connects of one socket (the
+/// first expected to fail); the child prints each one's errno.
+const REUSE_ENV: &str = "LATTICE_TEST_CGROUP_REUSE";
 
 /// Not a test of its own: the body of the child process that runs inside the VPC
 /// cgroup (a test binary re-run with a filter; without the variable it does nothing).
 #[test]
 fn cgroup_client_process() {
+    if let Ok(pair) = std::env::var(REUSE_ENV) {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("a TCP socket");
+        let connect = |addr: &str| {
+            let addr: SocketAddr = addr.parse().unwrap();
+            socket
+                .connect_timeout(&addr.into(), TIMEOUT)
+                .err()
+                .and_then(|e| e.raw_os_error())
+                .unwrap_or(0)
+        };
+        let (first, second) = pair.split_once(',').unwrap();
+        println!("FIRST={}", connect(first));
+        // A connect() after a failed one first only reports ECONNABORTED and makes the
+        // socket unconnected (inet_stream_connect); the next one is a connect again.
+        let mut errno = connect(second);
+        if errno == libc::ECONNABORTED {
+            errno = connect(second);
+        }
+        println!("SECOND={errno}");
+        return;
+    }
     let Ok(vip) = std::env::var(CLIENT_ENV) else {
         return;
     };
@@ -71,8 +96,18 @@ serviceNetworks:
     account: "111111111111"
     authType: NONE
     vpcAssociations: [{{ vpc: vpc-host-web }}]
-    serviceAssociations: [echo, in-netns]
+    serviceAssociations: [echo, in-netns, dead]
 services:
+  - name: dead
+    account: "111111111111"
+    authType: NONE
+    listeners:
+      - name: tcp
+        protocol: TCP
+        port: 7779
+        defaultAction:
+          forward:
+            targetGroups: [{{ targetGroupIdentifier: dead-tg, weight: 100 }}]
   - name: echo
     account: "111111111111"
     authType: NONE
@@ -101,6 +136,10 @@ targetGroups:
   - name: echo-tg
     type: IP
     config: {{ vpcIdentifier: vpc-host, protocol: TCP, port: {port} }}
+    targets: [{{ id: 127.1.0.10 }}]
+  - name: dead-tg
+    type: IP
+    config: {{ vpcIdentifier: vpc-host, protocol: TCP, port: 7399, healthCheck: {{ enabled: false }} }}
     targets: [{{ id: 127.1.0.10 }}]
 "#,
         cgroup = cgroup.relative_path().trim_start_matches('/'),
@@ -135,6 +174,28 @@ targetGroups:
         + &String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{text}");
     assert!(text.contains("PermissionDenied"), "{text}");
+
+    // A socket connect4 rewrote once (to a target that refused it) is no pass to the
+    // agent's proxy address: the second connect() is refused like any process's own
+    // (EPERM), not let through to whatever listens there.
+    let dead_vip = agent.vip_addr("dead", 7779);
+    let [a, b, c, d] = lattice_common::cgroups::HOST_PROXY_ADDR;
+    let out = cgroup
+        .command_in(&host, &exe)
+        .args(["--exact", "cgroup_client_process", "--nocapture"])
+        .env(REUSE_ENV, format!("{dead_vip},{a}.{b}.{c}.{d}:9"))
+        .output()
+        .expect("run the client process");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |want: String| text.lines().any(|l| l == want);
+    assert!(
+        line(format!("FIRST={}", libc::ECONNREFUSED)),
+        "the rewritten connect reached the dead target: {text}"
+    );
+    assert!(
+        line(format!("SECOND={}", libc::EPERM)),
+        "the same socket to the proxy address: {text}"
+    );
 
     let maps = agent.maps();
     let echo = maps["listeners"]
@@ -349,4 +410,89 @@ targetGroups:
         );
     }
     assert!(!agent.log().contains("WARN"), "{}", agent.log());
+}
+
+#[test]
+fn a_recreated_cgroup_is_attached_again_and_a_restart_forgets_dropped_ones() {
+    let mut topo = Topology::new().expect("topology (needs root)");
+    let kept = topo.add_cgroup("kept").unwrap();
+    let dropped = topo.add_cgroup("dropped").unwrap();
+    let targets = topo.add_cgroup("targets").unwrap();
+    let host = topo.add_netns("host").unwrap();
+    host.add_addr("lo", "127.1.0.10/32").unwrap();
+    let echo = EchoServer::start(&host, "127.1.0.10:7300".parse().unwrap()).unwrap();
+    let config = |members: &[&lattice_tests::Cgroup]| {
+        let members: Vec<String> = members
+            .iter()
+            .map(|c| {
+                format!(
+                    "{{ cgroup: {} }}",
+                    c.relative_path().trim_start_matches('/')
+                )
+            })
+            .collect();
+        format!(
+            r#"
+accounts: [{{ id: "111111111111" }}]
+vpcs:
+  - {{ name: vpc-host-web, account: "111111111111", cidr: 10.95.0.0/16, attachments: [{members}] }}
+  - {{ name: vpc-host, account: "111111111111", cidr: 127.1.0.0/16, attachments: [{{ cgroup: {targets} }}] }}
+serviceNetworks:
+  - name: host-net
+    account: "111111111111"
+    authType: NONE
+    vpcAssociations: [{{ vpc: vpc-host-web }}]
+    serviceAssociations: [echo]
+services:
+  - name: echo
+    account: "111111111111"
+    authType: NONE
+    listeners:
+      - name: tcp
+        protocol: TCP
+        port: 7777
+        defaultAction: {{ forward: {{ targetGroups: [{{ targetGroupIdentifier: echo-tg, weight: 100 }}] }} }}
+targetGroups:
+  - name: echo-tg
+    type: IP
+    config: {{ vpcIdentifier: vpc-host, protocol: TCP, port: {port} }}
+    targets: [{{ id: 127.1.0.10 }}]
+"#,
+            members = members.join(", "),
+            targets = targets.relative_path().trim_start_matches('/'),
+            port = echo.addr().port(),
+        )
+    };
+    let root = topo.bpffs_root("agent").unwrap();
+    let mut agent = Agent::start(&config(&[&kept, &dropped]), &root);
+    let vip = agent.vip_addr("echo", 7777).to_string();
+    let exe = std::env::current_exe().unwrap();
+    let reaches = |cgroup: &lattice_tests::Cgroup| {
+        run_client(cgroup.command_in(&host, &exe), &vip, None)
+            .status
+            .success()
+    };
+    assert!(reaches(&kept) && reaches(&dropped), "{}", agent.log());
+
+    // The cgroup is removed and made again under its name (a service restarted by
+    // systemd): a new cgroup, which the agent attaches on its next sync.
+    std::fs::remove_dir(kept.path()).unwrap();
+    std::fs::create_dir(kept.path()).unwrap();
+    assert!(
+        common::eventually(TIMEOUT, || reaches(&kept)),
+        "the recreated cgroup was not attached again\n{}",
+        agent.log()
+    );
+
+    // An agent restarted on a config without `dropped` leaves none of the previous
+    // agent's programs on it: its processes are not rewritten any more.
+    agent.kill();
+    agent.rewrite_config(&config(&[&kept]));
+    agent.spawn();
+    assert!(reaches(&kept), "{}", agent.log());
+    assert!(
+        !reaches(&dropped),
+        "a cgroup the config dropped still reaches the VIP\n{}",
+        agent.log()
+    );
 }

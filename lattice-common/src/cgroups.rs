@@ -6,9 +6,10 @@
 /// sub-cgroup belongs to the attached cgroup's VPC). Max entries: [`MAX_CGROUPS`].
 pub const CGROUPS_MAP: &str = "LT_CGROUPS_V1";
 /// `LT_SOCKVIP_V1`: LRU hash, socket cookie (`u64`) -> [`SockVip`]: the VIP a socket
-/// connected to before connect4 rewrote it to a target. Written by connect4; read by
-/// getpeername4, which gives the application the VIP back. Max entries:
-/// [`MAX_SOCKETS`].
+/// connected to before connect4 rewrote it to a target or the agent's proxy. Written
+/// by connect4 (each time it rewrites); read by getpeername4, which gives the
+/// application the VIP back, and by connect4 for a connect() to the proxy address.
+/// Max entries: [`MAX_SOCKETS`].
 pub const SOCKVIP_MAP: &str = "LT_SOCKVIP_V1";
 
 /// `LT_HOSTSITES_V1`: hash, [`HostSiteKey`] -> [`HostSite`]: the HTTP, HTTPS and TLS
@@ -30,7 +31,7 @@ pub const MAX_SOCKETS: u32 = 262_144;
 /// How many cgroup levels connect4 walks up from the caller's cgroup.
 pub const MAX_CGROUP_DEPTH: i32 = 16;
 
-/// The address a socket asked for.
+/// The address a socket asked for, and where connect4 sent it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SockVip {
@@ -38,7 +39,12 @@ pub struct SockVip {
     pub vip: u32,
     /// Port, network order.
     pub port: u16,
-    pub _pad: u16,
+    /// The agent's proxy port (on [`HOST_PROXY_ADDR`]) the connect() was rewritten to,
+    /// network order; 0 when it went to a target. Only a connect() to this very port
+    /// passes connect4 again (two agents' programs during a restart): the entry of a
+    /// socket rewritten once is no pass to another VPC's proxy socket. (Was padding,
+    /// always 0: the layout is unchanged.)
+    pub proxy_port: u16,
 }
 
 const _: () = assert!(core::mem::size_of::<SockVip>() == 8);

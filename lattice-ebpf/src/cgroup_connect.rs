@@ -137,7 +137,15 @@ fn try_connect4(ctx: &SockAddrContext) -> Result<i32, i64> {
         return Ok(refuse(vpc, reason::NOT_FROM_HOST));
     }
     LT_SOCKVIP_V1
-        .insert(cookie, SockVip { vip, port, _pad: 0 }, BPF_ANY)
+        .insert(
+            cookie,
+            SockVip {
+                vip,
+                port,
+                proxy_port: 0,
+            },
+            BPF_ANY,
+        )
         .map_err(i64::from)?;
     sa.user_ip4 = backend.addr;
     sa.user_port = u32::from(backend.port);
@@ -168,7 +176,12 @@ fn to_host_site(ctx: &SockAddrContext, vpc: u32, vip: u32, port: u16) -> Option<
     let site = unsafe { *site };
     // SAFETY: a plain helper call on this program's context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
-    if let Err(e) = LT_SOCKVIP_V1.insert(cookie, SockVip { vip, port, _pad: 0 }, BPF_ANY) {
+    let asked = SockVip {
+        vip,
+        port,
+        proxy_port: site.port,
+    };
+    if let Err(e) = LT_SOCKVIP_V1.insert(cookie, asked, BPF_ANY) {
         return Some(Err(i64::from(e)));
     }
     // SAFETY: the context pointer is the kernel's bpf_sock_addr for this call.
@@ -179,9 +192,10 @@ fn to_host_site(ctx: &SockAddrContext, vpc: u32, vip: u32, port: u16) -> Option<
 }
 
 /// A connect() to the proxy address itself: fine outside VPC cgroups (the agent's own
-/// checks, tools), and for a socket a lattice connect4 has just rewritten (an earlier
-/// agent's programs run next to this one's during a restart); refused for a VPC
-/// process's own attempt.
+/// checks, tools), and for a socket a lattice connect4 has just rewritten to this very
+/// port (an earlier agent's programs run next to this one's during a restart); refused
+/// for a VPC process's own attempt, also with a socket rewritten before (to a target,
+/// or to another site: another VPC's proxy socket would take it for that VPC's).
 #[inline(always)]
 fn to_proxy(ctx: &SockAddrContext) -> i32 {
     let Some(vpc) = caller_vpc() else {
@@ -189,8 +203,14 @@ fn to_proxy(ctx: &SockAddrContext) -> i32 {
     };
     // SAFETY: a plain helper call on this program's context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
-    if LT_SOCKVIP_V1.get_ptr(cookie).is_some() {
-        return ALLOW;
+    // SAFETY: the context pointer is the kernel's bpf_sock_addr for this call.
+    let port = unsafe { (*ctx.sock_addr).user_port } as u16;
+    if let Some(asked) = LT_SOCKVIP_V1.get_ptr(cookie) {
+        // SAFETY: a map value pointer the helper returned; read at once.
+        let proxy_port = unsafe { (*asked).proxy_port };
+        if proxy_port != 0 && proxy_port == port {
+            return ALLOW;
+        }
     }
     refuse(vpc, reason::DIRECT_TO_PROXY)
 }

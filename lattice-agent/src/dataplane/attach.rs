@@ -4,6 +4,7 @@
 //! atomically) across agent restarts.
 
 use std::{
+    collections::BTreeSet,
     io,
     net::Ipv4Addr,
     os::unix::fs::MetadataExt as _,
@@ -293,11 +294,43 @@ impl Dataplane {
         })
     }
 
+    /// Forgets the VPC cgroups a previous agent attached that are not in `keep` (this
+    /// agent's attached ones): their `LT_CGROUPS_V1` entries and connect4/getpeername4
+    /// links, found in the map and among the link pins. Without this, processes of a
+    /// cgroup the new config dropped kept their VPC's access. Returns how many went.
+    pub fn sweep_cgroups(&mut self, keep: &BTreeSet<u64>) -> Result<usize, DataplaneError> {
+        let map: BpfHashMap<_, u64, u32> = open(&mut self.ebpf, CGROUPS_MAP)?;
+        let mut found: BTreeSet<u64> = map.keys().filter_map(Result::ok).collect();
+        let dir = self.root().join(LINKS_DIR);
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                found.extend(
+                    [programs::CONNECT4, programs::GETPEERNAME4]
+                        .iter()
+                        .filter_map(|program| link_cgroup(&name, program)),
+                );
+            }
+        }
+        let stale: Vec<u64> = found.difference(keep).copied().collect();
+        for &id in &stale {
+            self.forget_cgroup(id)?;
+            info!(
+                cgroup_id = id,
+                "forgot a VPC cgroup a previous agent attached"
+            );
+        }
+        Ok(stale.len())
+    }
+
     /// Forgets a cgroup that is gone or no longer attached: its map entry and links.
     pub fn forget_cgroup(&mut self, id: u64) -> Result<(), DataplaneError> {
         let mut map: BpfHashMap<_, u64, u32> = open(&mut self.ebpf, CGROUPS_MAP)?;
         match map.remove(&id) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            // aya reports a missing key as the syscall's ENOENT.
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
             Err(e) => return Err(map_err("deleting from", CGROUPS_MAP)(e)),
         }
         let mut names = vec![programs::CONNECT4, programs::GETPEERNAME4];
@@ -400,6 +433,16 @@ impl Dataplane {
 /// The pin name of the link of program `name` on cgroup `id`.
 pub(super) fn cgroup_link_name(id: u64, name: &str) -> String {
     format!("cg{id}-{name}")
+}
+
+/// The cgroup id of a link pin named by [`cgroup_link_name`] for `program`.
+pub(super) fn link_cgroup(pin: &str, program: &str) -> Option<u64> {
+    let id = pin
+        .strip_prefix("cg")?
+        .strip_suffix(program)?
+        .strip_suffix('-')?;
+    let id: u64 = id.parse().ok()?;
+    (cgroup_link_name(id, program) == pin).then_some(id)
 }
 
 enum CgroupLinkError {

@@ -6,6 +6,7 @@
 
 use std::{
     collections::BTreeMap,
+    os::unix::fs::MetadataExt as _,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -33,7 +34,7 @@ pub struct Reconciler {
     applied: Option<(Snapshot, Vec<Vec<BackendId>>)>,
     /// Whether the sock_ops links a previous agent left on cgroups this one does not
     /// attach have been removed (once, after the first attach of the VPC cgroups).
-    sock_ops_swept: bool,
+    leftovers_swept: bool,
     /// When the addresses of VPCs' namespaces were last read again.
     addresses_read: Option<Instant>,
 }
@@ -66,7 +67,7 @@ impl Reconciler {
             cgroups: BTreeMap::new(),
             failing: BTreeMap::new(),
             applied: None,
-            sock_ops_swept: false,
+            leftovers_swept: false,
             addresses_read: None,
         })
     }
@@ -184,10 +185,15 @@ impl Reconciler {
             }
         }
         self.sync_cgroups(snapshot, &mut synced)?;
-        if self.dataplane.sockmap_enabled() && !self.sock_ops_swept {
+        if !self.leftovers_swept {
+            // Once, after the first attach: what a previous agent attached to cgroups
+            // this one does not.
             let keep = self.cgroups.values().map(|c| c.id).collect();
-            self.dataplane.sweep_sock_ops(&keep)?;
-            self.sock_ops_swept = true;
+            self.dataplane.sweep_cgroups(&keep)?;
+            if self.dataplane.sockmap_enabled() {
+                self.dataplane.sweep_sock_ops(&keep)?;
+            }
+            self.leftovers_swept = true;
         }
 
         let readdressed = self.read_addresses_again(Instant::now());
@@ -269,7 +275,11 @@ impl Reconciler {
         let stale: Vec<(u32, PathBuf)> = self
             .cgroups
             .iter()
-            .filter(|(k, a)| !wanted.contains(k) || !a.path.is_dir())
+            // Gone, or made again at the same path (a new cgroup: another id).
+            .filter(|(k, a)| {
+                !wanted.contains(k)
+                    || std::fs::metadata(&a.path).map(|m| m.ino()).ok() != Some(a.id)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for key in stale {

@@ -34,7 +34,7 @@ use lattice_common::{
 use tracing::info;
 
 use super::{
-    attach::{cgroup2_mount, cgroup_link_name},
+    attach::cgroup2_mount,
     btf::{KernelTypes, VMLINUX_BTF},
     compile::ip_net_order,
     loader::{map_err, open},
@@ -429,11 +429,7 @@ fn cgroup2_path_of(text: &str) -> Option<PathBuf> {
 
 /// The cgroup id of a sock_ops link pin name (`cg<id>-lt_sock_ops`).
 fn sock_ops_link_cgroup(pin: &str) -> Option<u64> {
-    let id = pin
-        .strip_prefix("cg")?
-        .strip_suffix(&format!("-{}", programs::SOCK_OPS))?;
-    let id: u64 = id.parse().ok()?;
-    (cgroup_link_name(id, programs::SOCK_OPS) == pin).then_some(id)
+    super::attach::link_cgroup(pin, programs::SOCK_OPS)
 }
 
 /// The kernel layout facts sk_msg needs (see `SockmapConfig`), from the running
