@@ -497,12 +497,28 @@ fn conntrack_flows_expire_and_give_their_ports_up() {
     let mut sweeper = Conntrack::open(&root).expect("open the conntrack map");
     let ct = conntrack(&root);
     const S: u64 = 1_000_000_000;
+    // A client's packet to the listener, and the target's to a client's SNAT port.
+    let to_vip = |client: Ipv4Addr, port: u16, flags: u8| {
+        tcp_packet(CLIENT_MACS, (client, port), (VIP, 5432), flags, 1, b"")
+    };
+    let to_snat = |port: u16, flags: u8| {
+        tcp_packet(
+            TARGET_MACS,
+            (TARGET, 5432),
+            (CLIENT_SNAT, port),
+            flags,
+            7,
+            b"",
+        )
+    };
 
     // 1. A flow opens: two entries, the forward one seen, the reply one not yet.
     let forward = flow_key(client_vpc, (CLIENT, 41000), (VIP, 5432));
     let reply = flow_key(target_vpc, (TARGET, 5432), (CLIENT_SNAT, 41000));
-    let syn = tcp_packet(CLIENT_MACS, (CLIENT, 41000), (VIP, 5432), SYN, 1, b"");
-    assert_eq!(run(&mut fx, &syn, client_if).0, TC_ACT_REDIRECT);
+    assert_eq!(
+        run(&mut fx, &to_vip(CLIENT, 41000, SYN), client_if).0,
+        TC_ACT_REDIRECT
+    );
     let (f, r) = (ct.get(&forward, 0).unwrap(), ct.get(&reply, 0).unwrap());
     assert_eq!((f.flags, r.flags), (Nat::SEEN, Nat::REPLY));
     assert_eq!(
@@ -520,25 +536,9 @@ fn conntrack_flows_expire_and_give_their_ports_up() {
 
     // 3. Answered, it lasts while idle; closed both ways, it is over 10 s later.
     let packets = [
-        (
-            client_if,
-            tcp_packet(CLIENT_MACS, (CLIENT, 41000), (VIP, 5432), SYN, 1, b""),
-        ),
-        (
-            target_if,
-            tcp_packet(
-                TARGET_MACS,
-                (TARGET, 5432),
-                (CLIENT_SNAT, 41000),
-                SYN | ACK,
-                7,
-                b"",
-            ),
-        ),
-        (
-            client_if,
-            tcp_packet(CLIENT_MACS, (CLIENT, 41000), (VIP, 5432), ACK, 2, b""),
-        ),
+        (client_if, to_vip(CLIENT, 41000, SYN)),
+        (target_if, to_snat(41000, SYN | ACK)),
+        (client_if, to_vip(CLIENT, 41000, ACK)),
     ];
     for (ifindex, packet) in &packets {
         assert_eq!(run(&mut fx, packet, *ifindex).0, TC_ACT_REDIRECT);
@@ -551,21 +551,8 @@ fn conntrack_flows_expire_and_give_their_ports_up() {
     );
     assert_eq!(ct.get(&reply, 0).unwrap().flags, Nat::REPLY | Nat::SEEN);
     let closing = [
-        (
-            client_if,
-            tcp_packet(CLIENT_MACS, (CLIENT, 41000), (VIP, 5432), FIN | ACK, 2, b""),
-        ),
-        (
-            target_if,
-            tcp_packet(
-                TARGET_MACS,
-                (TARGET, 5432),
-                (CLIENT_SNAT, 41000),
-                FIN | ACK,
-                8,
-                b"",
-            ),
-        ),
+        (client_if, to_vip(CLIENT, 41000, FIN | ACK)),
+        (target_if, to_snat(41000, FIN | ACK)),
     ];
     for (ifindex, packet) in &closing {
         assert_eq!(run(&mut fx, packet, *ifindex).0, TC_ACT_REDIRECT);
@@ -578,26 +565,23 @@ fn conntrack_flows_expire_and_give_their_ports_up() {
     //    another. Once the first flow is reset and 10 s old, it takes the port over,
     //    and the old flow's forward entry goes.
     let neighbour = Ipv4Addr::new(10, 91, 0, 6);
-    let first = tcp_packet(CLIENT_MACS, (CLIENT, 41001), (VIP, 5432), SYN, 1, b"");
-    assert_eq!(run(&mut fx, &first, client_if).0, TC_ACT_REDIRECT);
-    let answer = tcp_packet(
-        TARGET_MACS,
-        (TARGET, 5432),
-        (CLIENT_SNAT, 41001),
-        SYN | ACK,
-        7,
-        b"",
+    assert_eq!(
+        run(&mut fx, &to_vip(CLIENT, 41001, SYN), client_if).0,
+        TC_ACT_REDIRECT
     );
+    let answer = to_snat(41001, SYN | ACK);
     assert_eq!(run(&mut fx, &answer, target_if).0, TC_ACT_REDIRECT);
-    let second = tcp_packet(CLIENT_MACS, (neighbour, 41001), (VIP, 5432), SYN, 1, b"");
+    let second = to_vip(neighbour, 41001, SYN);
     let (verdict, out) = run(&mut fx, &second, client_if);
     assert_eq!(verdict, TC_ACT_REDIRECT);
     let hashed_port = decode(&out).sport;
     assert_ne!(hashed_port, 41001, "a live flow keeps its port");
     let hashed_reply = flow_key(target_vpc, (TARGET, 5432), (CLIENT_SNAT, hashed_port));
     assert!(ct.get(&hashed_reply, 0).is_ok());
-    let reset = tcp_packet(CLIENT_MACS, (CLIENT, 41001), (VIP, 5432), RST, 2, b"");
-    assert_eq!(run(&mut fx, &reset, client_if).0, TC_ACT_REDIRECT);
+    assert_eq!(
+        run(&mut fx, &to_vip(CLIENT, 41001, RST), client_if).0,
+        TC_ACT_REDIRECT
+    );
     let first_forward = flow_key(client_vpc, (CLIENT, 41001), (VIP, 5432));
     let first_reply = flow_key(target_vpc, (TARGET, 5432), (CLIENT_SNAT, 41001));
     age(&root, &[first_forward, first_reply], 11);
@@ -613,14 +597,6 @@ fn conntrack_flows_expire_and_give_their_ports_up() {
         ct.get(&hashed_reply, 0).is_err(),
         "the neighbour's previous flow went whole: no reply entry is left to pair with \
          the new one"
-    );
-    let answer = tcp_packet(
-        TARGET_MACS,
-        (TARGET, 5432),
-        (CLIENT_SNAT, 41001),
-        SYN | ACK,
-        7,
-        b"",
     );
     let out = decode(&run(&mut fx, &answer, target_if).1);
     assert_eq!(
