@@ -30,7 +30,7 @@ use tracing::info;
 use super::{
     compile::{ip_net_order, PathSettings, VpcPlan},
     ip::{self, addresses_in, ifindex_of, link_exists, mac_of, netns_inode, vpc_address},
-    loader::{classifier, map_err, open},
+    loader::{classifier, map_err, map_errno, open},
     Dataplane, DataplaneError,
 };
 
@@ -327,10 +327,8 @@ impl Dataplane {
     pub fn forget_cgroup(&mut self, id: u64) -> Result<(), DataplaneError> {
         let mut map: BpfHashMap<_, u64, u32> = open(&mut self.ebpf, CGROUPS_MAP)?;
         match map.remove(&id) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-            // aya reports a missing key as the syscall's ENOENT.
-            Err(aya::maps::MapError::SyscallError(e))
-                if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+            Ok(()) => {}
+            Err(e) if map_errno(&e) == Some(libc::ENOENT) => {}
             Err(e) => return Err(map_err("deleting from", CGROUPS_MAP)(e)),
         }
         let mut names = vec![programs::CONNECT4, programs::GETPEERNAME4];

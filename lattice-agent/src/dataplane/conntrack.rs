@@ -22,7 +22,7 @@ use lattice_common::{
     vpcs::{Iface, IFACES_MAP},
 };
 
-use super::DataplaneError;
+use super::{loader::map_errno, DataplaneError};
 
 /// `BPF_NOEXIST`: a carried flow never replaces one the new programs opened.
 const BPF_NOEXIST: u64 = 1;
@@ -165,7 +165,7 @@ impl Conntrack {
                 match self.flows.remove(&key) {
                     Ok(()) => swept.deleted += 1,
                     // The kernel took the port over and deleted it first.
-                    Err(e) if errno(&e) == Some(libc::ENOENT) => {}
+                    Err(e) if map_errno(&e) == Some(libc::ENOENT) => {}
                     Err(source) => return Err(map_error("deleting from", source)),
                 }
             }
@@ -208,7 +208,7 @@ impl Conntrack {
             {
                 Ok(()) => carried += 1,
                 // Already opened again by the new programs.
-                Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+                Err(e) if map_errno(&e) == Some(libc::EEXIST) => {}
                 Err(source) => return Err(map_error("writing", source)),
             }
         }
@@ -304,13 +304,6 @@ fn open_pinned<K: aya::Pod, V: aya::Pod>(
         name,
         source,
     })
-}
-
-fn errno(e: &MapError) -> Option<i32> {
-    match e {
-        MapError::SyscallError(e) => e.io_error.raw_os_error(),
-        _ => None,
-    }
 }
 
 fn map_error(op: &'static str, source: MapError) -> DataplaneError {

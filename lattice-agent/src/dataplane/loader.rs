@@ -241,6 +241,15 @@ pub(super) fn classifier<'a>(
         })
 }
 
+/// The errno of a failed map syscall: aya reports a missing key on delete, or an
+/// existing one on a BPF_NOEXIST update, only as the syscall's error.
+pub(super) fn map_errno(e: &aya::maps::MapError) -> Option<i32> {
+    match e {
+        aya::maps::MapError::SyscallError(e) => e.io_error.raw_os_error(),
+        _ => None,
+    }
+}
+
 /// Turns a map error into a dataplane error naming the map and the operation.
 pub(super) fn map_err(
     op: &'static str,
