@@ -265,15 +265,12 @@ fn open_flow(
             // SAFETY: as above.
             let taken: Nat = unsafe { *taken };
             // The same client flow (a retransmitted SYN, or a new connection on the
-            // same ports to the same VIP and port) may take its own entry again; a
-            // flow of the same client ports to another listener may not, or the two
-            // would share one tuple at the target. Another client's flow that is over
-            // gives its port up, and its forward entry goes with it.
-            let own = taken.daddr == p.saddr
-                && taken.dport == p.sport
-                && taken.saddr == p.daddr
-                && taken.sport == p.dport
-                && taken.ifindex == ifindex;
+            // same ports to the same VIP and port: the entry names this key back) may
+            // take its own entry again; a flow of the same client ports to another
+            // listener may not, or the two would share one tuple at the target.
+            // Another client's flow that is over gives its port up, and its forward
+            // entry goes with it.
+            let own = taken.partner() == *key;
             if !own && !take_over(&taken, &reply_key, now) {
                 continue;
             }
